@@ -1,0 +1,56 @@
+# SpatialTwin: `make demo` serves the embedded default at http://127.0.0.1:8080/;
+# `make test` installs what the tests need (Debian redis-server and chromium included) and runs them.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PY_STAMP := $(VENV)/.installed
+NPM_STAMP := node_modules/.installed
+MODELS_STAMP := models/.built
+DEMO_DATA ?= var/demo
+APT_PACKAGES := redis-server chromium fonts-liberation
+
+.PHONY: demo test install system-deps models lint bench clean
+
+install: $(PY_STAMP) $(NPM_STAMP) $(MODELS_STAMP)
+
+$(PY_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+$(NPM_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# The MediaPipe pose bundles (.task) are built from npm @mediapipe/pose, never downloaded.
+$(MODELS_STAMP): $(PY_STAMP) $(NPM_STAMP)
+	$(BIN)/python -m spatialtwin.tracking.bundle build
+	touch $@
+
+models: $(MODELS_STAMP)
+
+# Debian packages the tests drive for real: a Redis server and a headless Chromium.
+system-deps:
+	@missing=""; \
+	for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+demo: install
+	@echo "Starting SpatialTwin (embedded store in $(DEMO_DATA)) at http://127.0.0.1:8080/"
+	$(BIN)/spatialtwin serve --host 127.0.0.1 --port 8080 --data $(DEMO_DATA)
+
+lint: $(PY_STAMP)
+	$(BIN)/ruff check src tests bench
+
+test: install system-deps lint
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+bench: install
+	for b in bench/*.py; do $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) node_modules models var

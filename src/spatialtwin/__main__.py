@@ -1,0 +1,5 @@
+import sys
+
+from spatialtwin.cli import main
+
+sys.exit(main())

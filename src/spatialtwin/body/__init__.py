@@ -1,0 +1,1 @@
+"""Twin bodies: the canonical skeleton, poses, skinning, generated and imported bodies."""

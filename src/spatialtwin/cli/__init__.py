@@ -1,0 +1,48 @@
+"""The `spatialtwin` command line: one module per command group, registered here.
+
+Each command module exposes `register(subparsers)`. A `SpatialTwinError` (bad input) prints
+its message and exits with status 2; nothing else is caught.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+
+from spatialtwin.errors import SpatialTwinError
+
+COMMAND_MODULES = ("serve", "twin", "garment", "drape", "lod", "track")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="spatialtwin", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"spatialtwin.cli.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"spatialtwin.cli.{name}":
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except SpatialTwinError as exc:
+        if getattr(args, "json", False):
+            print(json.dumps(exc.to_json()), file=sys.stderr)
+        else:
+            detail = f" ({exc.detail})" if exc.detail is not None else ""
+            print(f"spatialtwin: error: {exc.message}{detail}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,34 @@
+"""One error type for everything a user can get wrong.
+
+Every refusal carries a stable machine code, a human message and the offending detail, so the
+HTTP layer can answer `{"error": {"code", "message", "detail"}}` with a 4xx status and the CLI
+can print the message and exit with status 2, without either knowing where the error arose.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class SpatialTwinError(Exception):
+    """A request the user can fix; `status` is the HTTP status it maps to (4xx)."""
+
+    def __init__(self, code: str, message: str, detail: Any = None, *, status: int = 400) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.detail = detail
+        self.status = status
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.detail is not None:
+            body["detail"] = self.detail
+        return {"error": body}
+
+
+class NotFoundError(SpatialTwinError):
+    def __init__(self, what: str, ident: str) -> None:
+        super().__init__(
+            f"{what}_not_found", f"no {what} with id {ident!r}", {"id": ident}, status=404
+        )

@@ -1,0 +1,29 @@
+"""Shared fixtures: the real test data beside the repo, generated twins, a live app."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from spatialtwin.body.parametric import Measurements, create_twin_body
+from spatialtwin.body.twin_body import TwinBody
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+AVERAGE = Measurements(
+    height_m=1.76, chest_m=0.92, waist_m=0.74, hips_m=0.98, inseam_m=0.81, shoulder_m=0.40
+)
+
+
+def shared(*parts: str) -> Path:
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"test data {path} is not beside the repository")
+    return path
+
+
+@pytest.fixture(scope="session")
+def average_body() -> TwinBody:
+    return create_twin_body(AVERAGE)
