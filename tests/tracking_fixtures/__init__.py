@@ -1,0 +1,1 @@
+"""Shared fixtures for the tracking tests: a synthetic adult skeleton and landmark synthesis."""
