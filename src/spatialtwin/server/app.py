@@ -7,6 +7,7 @@ SIGTERM drains requests and releases everything.
 
 from __future__ import annotations
 
+import importlib
 import logging
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +27,14 @@ from spatialtwin.store.twin_repository import TwinRepository
 log = logging.getLogger("spatialtwin.server")
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 MAX_UPLOAD_BYTES = 200 * 1024 * 1024
+
+# Optional feature route modules: each exposes `install(app)`, which adds its routes and its
+# services' cleanup contexts. They are installed after the core services exist.
+FEATURE_MODULES = (
+    "spatialtwin.server.routes_garments",
+    "spatialtwin.server.routes_looks",
+    "spatialtwin.server.routes_lod",
+)
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -81,5 +90,13 @@ def create_app(
     app.cleanup_ctx.append(services)
     app.router.add_get("/healthz", healthz)
     app.add_routes(twin_routes)
+    for module_name in FEATURE_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name == module_name:
+                continue
+            raise
+        module.install(app)
     _static_routes(app, project_root)
     return app
