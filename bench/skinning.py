@@ -13,7 +13,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import describe_machine, pin_one_core  # noqa: E402
+from machine import describe_machine, pin_one_core
 
 pin_one_core()
 

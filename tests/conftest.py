@@ -9,6 +9,8 @@ import pytest
 from spatialtwin.body.parametric import Measurements, create_twin_body
 from spatialtwin.body.twin_body import TwinBody
 
+pytest_plugins = ["tests.browser_harness"]
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 

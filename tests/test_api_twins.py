@@ -224,3 +224,54 @@ async def test_failed_write_rolls_back_blobs(app_client, monkeypatch):
     assert r.status == 500
     assert (await r.json())["error"]["code"] == "internal_error"
     assert store.snapshot() == before
+
+
+async def test_upload_of_a_rigged_glb_imports_and_normalises(app_client):
+    from aiohttp import FormData
+
+    from tests.conftest import shared
+
+    form = FormData()
+    form.add_field(
+        "file",
+        shared("bodies", "CesiumMan.glb").read_bytes(),
+        filename="CesiumMan.glb",
+        content_type="model/gltf-binary",
+    )
+    form.add_field(
+        "metadata", json.dumps({"name": "Cesium Man", **RIGHTS}), content_type="application/json"
+    )
+    r = await app_client.post("/api/v1/twins", data=form)
+    assert r.status == 201, await r.text()
+    rec = await r.json()
+    assert rec["source"]["kind"] == "import"
+    assert rec["source"]["units"] == "m"
+    assert rec["measurements"]["height_m"] == pytest.approx(1.507, abs=0.01)
+    r = await app_client.get(rec["links"]["body"])
+    gltf = glb_json(await r.read())
+    assert [gltf.nodes[j].name for j in gltf.skins[0].joints] == list(JOINT_NAMES)
+
+
+@pytest.mark.parametrize(
+    ("filename", "data", "status", "code"),
+    [
+        ("broken.glb", b"glTF\x02\x00\x00\x00\xff\xff\x00\x00garbage", 400, "corrupt_file"),
+        ("body.stl", b"solid x\nendsolid x\n", 415, "unsupported_format"),
+        ("nan.obj", b"v nan 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n", 422, "non_finite_vertices"),
+        ("points.obj", b"v 0 0 0\nv 1 0 0\nv 0 1 0\n", 422, "no_triangles"),
+    ],
+    ids=["corrupt-glb", "unsupported", "nan", "no-faces"],
+)
+async def test_bad_body_uploads_are_refused_and_leave_no_trace(
+    app_client, filename, data, status, code
+):
+    from aiohttp import FormData
+
+    before = app_client.store.snapshot()
+    form = FormData()
+    form.add_field("file", data, filename=filename)
+    form.add_field("metadata", json.dumps(RIGHTS), content_type="application/json")
+    r = await app_client.post("/api/v1/twins", data=form)
+    assert r.status == status, await r.text()
+    assert (await r.json())["error"]["code"] == code
+    assert app_client.store.snapshot() == before

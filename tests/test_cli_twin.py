@@ -58,3 +58,30 @@ def test_absurd_height_exits_2_and_writes_nothing(tmp_path, height):
     assert result.returncode == 2
     assert "height_m" in result.stderr and "metres" in result.stderr
     assert not out.exists() and not list(tmp_path.iterdir())
+
+
+def test_twin_import_normalises_a_decimetre_scan(tmp_path):
+    from tests.conftest import shared
+
+    out = tmp_path / "base.glb"
+    result = run_cli("twin", "import", str(shared("bodies", "base.obj")), "--json", "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["units"] == "dm"
+    assert report["measured"]["height_m"] == pytest.approx(1.67, abs=0.01)
+    gltf = pygltflib.GLTF2.load(str(out))
+    pos = gltf.accessors[gltf.meshes[0].primitives[0].attributes.POSITION]
+    assert pos.min[1] == pytest.approx(0.0, abs=1e-4)
+    assert [gltf.nodes[j].name for j in gltf.skins[0].joints] == list(JOINT_NAMES)
+
+
+def test_twin_import_of_a_wrong_unit_exits_2(tmp_path):
+    from tests.conftest import shared
+
+    out = tmp_path / "x.glb"
+    result = run_cli(
+        "twin", "import", str(shared("bodies", "base.obj")), "--units", "m", "-o", str(out)
+    )
+    assert result.returncode == 2
+    assert "implausible" in result.stderr or "tall" in result.stderr
+    assert not out.exists()

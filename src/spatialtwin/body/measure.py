@@ -130,7 +130,10 @@ def midline_xz(vertices: NDArray[np.floating]) -> NDArray[np.float64]:
     h = v[:, 1].max()
     band = v[(v[:, 1] > 0.55 * h) & (v[:, 1] < 0.65 * h)]
     x = 0.5 * (v[:, 0].min() + v[:, 0].max())  # the body is left-right symmetric overall
-    z = 0.5 * (band[:, 2].min() + band[:, 2].max())
+    # Depth from the trunk alone: hands held in front of the body must not shift the axis.
+    trunk = band[np.abs(band[:, 0] - x) < 0.05]
+    trunk = trunk if len(trunk) else band
+    z = 0.5 * (trunk[:, 2].min() + trunk[:, 2].max())
     return np.array([x, z])
 
 

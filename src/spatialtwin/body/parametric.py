@@ -454,9 +454,9 @@ def _skin_weights(parts: list[Part], vertices: Array, lay: BodyLayout) -> SkinWe
     return SkinWeights.from_dense(dense)
 
 
-def _cylindrical_uvs(
+def cylindrical_uvs(
     vertices: Array, faces: NDArray[np.int64], height_m: float
-) -> tuple[Array, NDArray[np.int64], Array, NDArray[np.int64]]:
+) -> tuple[Array, NDArray[np.int64], NDArray[np.int64]]:
     """UVs wrapped around the body's axis; vertices on the back seam are duplicated.
 
     Returns (uvs, faces, vertex_source) where vertex_source maps each output vertex to the
@@ -484,7 +484,7 @@ def _cylindrical_uvs(
         faces[wrap_faces] = sub
     uv[:, 0] *= 0.5  # keep u in [0, 1] after the seam copies (u spans 0..2 before)
     uv[:, 1] = 1.0 - uv[:, 1]  # glTF's v runs down the image
-    return uv, faces, source, source
+    return uv, faces, source
 
 
 def layout_skeleton(lay: BodyLayout) -> Skeleton:
@@ -532,7 +532,7 @@ def create_twin_body(
     verts[:, 1] *= measurements.height_m / verts[:, 1].max()
     normals = surface_normals(parts, verts)
     skin = _skin_weights(parts, verts, lay)
-    uvs, faces_uv, source, weld_map = _cylindrical_uvs(verts, faces, measurements.height_m)
+    uvs, faces_uv, source = cylindrical_uvs(verts, faces, measurements.height_m)
     return TwinBody(
         vertices_m=verts[source],
         faces=faces_uv,
@@ -540,7 +540,7 @@ def create_twin_body(
         uvs=uvs,
         skin=SkinWeights(skin.joints[source], skin.weights[source]),
         skeleton=layout_skeleton(lay),
-        weld_map=weld_map,
+        weld_map=source,
     )
 
 

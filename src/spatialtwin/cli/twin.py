@@ -106,5 +106,5 @@ def run_import(args: argparse.Namespace) -> int:
         args.file.read_bytes(), filename=args.file.name, units=args.units, joint_map=joint_map
     )
     if not args.json:
-        print(json.dumps(imported.report_json(), indent=2), file=sys.stderr)
-    return _write(args, imported.body, imported.report_json())
+        print(json.dumps(imported.report.to_json(), indent=2), file=sys.stderr)
+    return _write(args, imported.body, imported.report.to_json())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 
 from spatialtwin.errors import SpatialTwinError
 
@@ -31,7 +31,7 @@ async def multipart_upload(
     reader = await request.multipart()
     filename, data, metadata = None, None, {}
     while (part := await reader.next()) is not None:
-        if not isinstance(part, web.BodyPartReader):
+        if not isinstance(part, BodyPartReader):
             continue
         if part.name == "file":
             filename = part.filename or "upload"

@@ -41,7 +41,7 @@ async def create_twin(request: web.Request) -> web.Response:
             meta.get("name"),
             imported.body,
             rights,
-            {"kind": "import", "filename": filename, **imported.report_json()},
+            {"kind": "import", "filename": filename, **imported.report.to_json()},
         )
     else:
         record = await twins.create_from_measurements(await json_body(request))
