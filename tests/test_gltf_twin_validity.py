@@ -26,3 +26,17 @@ def test_rest_and_posed_twin_glbs_are_valid(average_body):
     assert info["totalVertexCount"] == average_body.vertex_count
     assert info["hasSkins"] is True
     assert info["maxInfluences"] == 4
+
+
+def test_imported_twin_glbs_are_valid():
+    from spatialtwin.body.importer import import_body
+    from tests.conftest import shared
+
+    glbs = []
+    for name in ("CesiumMan.glb", "base.obj", "mean_all.obj"):
+        path = shared("bodies", name)
+        imported = import_body(path.read_bytes(), filename=name)
+        glbs.append(twin_to_glb(imported.body, provenance={"twinId": name, "digitalTwin": True}))
+    for report in validate_glbs(glbs):
+        assert report["numErrors"] == 0, report["messages"]
+        assert report["info"]["hasSkins"] is True

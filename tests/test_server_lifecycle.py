@@ -1,0 +1,60 @@
+"""`spatialtwin serve` as an operator runs it: starts, answers, logs JSON, stops on SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_serve_answers_and_shuts_down_gracefully(tmp_path):
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "spatialtwin",
+            "serve",
+            "--port",
+            str(port),
+            "--data",
+            str(tmp_path / "data"),
+            "--no-seed",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
+                    assert json.loads(r.read())["status"] == "ok"
+                    break
+            except OSError:
+                assert proc.poll() is None, proc.stderr.read()
+                assert time.monotonic() < deadline, "server did not come up"
+                time.sleep(0.2)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/twins", timeout=5) as r:
+            assert json.loads(r.read()) == {"twins": []}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert f"http://127.0.0.1:{port}/" in out
+    lines = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    requests = [e for e in lines if e.get("msg") == "request"]
+    assert {e["path"] for e in requests} >= {"/healthz", "/api/v1/twins"}
+    assert all(isinstance(e["ms"], float) and e["status"] == 200 for e in requests)
+    assert (tmp_path / "data" / "records").is_dir()
