@@ -372,13 +372,39 @@ def body_parts(m: Measurements, lay: BodyLayout, girths: TorsoGirths) -> list[Pa
     return parts
 
 
+def _is_closed_manifold(faces: NDArray[np.int64]) -> bool:
+    """Every edge shared by exactly two faces: the surface is closed and has no pinches."""
+    edges = np.sort(np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]]), axis=1)
+    _, counts = np.unique(edges, axis=0, return_counts=True)
+    return bool(np.all(counts == 2))
+
+
 def _mesh_implicit(
     parts: list[Part], lay: BodyLayout, m: Measurements, spacing_m: float, target_vertices: int
 ) -> tuple[Array, NDArray[np.int64]]:
-    lo = np.array([-1.0, -0.02, -0.3]) * np.array([1, 1, 1])
+    """Mesh the body's zero level set; a rare pinched edge (two sheets meeting at a grid
+    corner) is avoided by shifting the grid a fraction of a cell and meshing again."""
+    for attempt in range(4):
+        verts, faces = _mesh_on_grid(
+            parts, lay, m, spacing_m, target_vertices, shift_m=spacing_m * attempt / 4
+        )
+        if _is_closed_manifold(faces):
+            break
+    return verts, faces
+
+
+def _mesh_on_grid(
+    parts: list[Part],
+    lay: BodyLayout,
+    m: Measurements,
+    spacing_m: float,
+    target_vertices: int,
+    shift_m: float,
+) -> tuple[Array, NDArray[np.int64]]:
+    lo = np.array([-1.0, -0.02, -0.3]) - shift_m
     hi = np.array([1.0, m.height_m + 0.02, 0.35])
     reach = np.max(np.abs(lay.leaf_tips["leftHand"][0])) + 0.06
-    lo[0], hi[0] = -reach, reach
+    lo[0], hi[0] = -reach - shift_m, reach
     shape = tuple(int(np.ceil((hi[k] - lo[k]) / spacing_m)) + 1 for k in range(3))
     field = evaluate_on_grid(parts, lo, spacing_m, shape)  # type: ignore[arg-type]
     verts, faces, _, _ = marching_cubes(field, level=0.0, spacing=(spacing_m,) * 3)
@@ -405,17 +431,18 @@ def _mesh_implicit(
 
 
 def _clean(verts: Array, faces: NDArray[np.int64]) -> tuple[Array, NDArray[np.int64]]:
-    """Merge coincident vertices (marching cubes repeats grid corners), drop slivers."""
+    """Merge coincident vertices (marching cubes repeats grid corners), drop collapsed faces.
+
+    Only faces whose corners merged are dropped: a sliver with three distinct corners is part
+    of the closed surface, and removing it would open a hole.
+    """
     _, first, inverse = np.unique(
         np.round(verts / 1e-7).astype(np.int64), axis=0, return_index=True, return_inverse=True
     )
     faces = inverse.reshape(-1)[faces]
-    tri = verts[first][faces]
-    area2 = np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
     keep = (
         (faces[:, 0] != faces[:, 1]) & (faces[:, 1] != faces[:, 2]) & (faces[:, 0] != faces[:, 2])
     )
-    keep &= area2 > 1e-12
     faces = faces[keep]
     used, compact = np.unique(faces, return_inverse=True)
     return verts[first][used], compact.reshape(-1, 3)

@@ -1,0 +1,128 @@
+"""`spatialtwin garment add|list`: ingest garments into the embedded store without a server."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from spatialtwin.errors import SpatialTwinError
+
+UNITS = ("auto", "m", "dm", "cm", "mm", "in")
+CATEGORIES = ("top", "dress", "skirt", "trousers", "outerwear", "outfit")
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    garment = sub.add_parser("garment", help="upload and inspect garments")
+    gsub = garment.add_subparsers(dest="garment_command", required=True)
+    add = gsub.add_parser("add", help="validate, scale, remesh and store a garment file")
+    add.add_argument("file", type=Path)
+    add.add_argument("--category", required=True, choices=CATEGORIES)
+    add.add_argument("--fabric", required=True, help="preset id (see `garment fabrics`)")
+    add.add_argument("--units", choices=UNITS, default="auto")
+    add.add_argument("--sku", help="stock-keeping unit (default: the file name)")
+    add.add_argument("--name")
+    add.add_argument("--size", default="", help="size label, e.g. M or 38")
+    add.add_argument("--edge", type=float, metavar="METRES", help="simulation edge length")
+    add.add_argument("--data", type=Path, default=Path("var/data"), help="store directory")
+    add.add_argument("--json", action="store_true", help="print the stored record as JSON")
+    add.set_defaults(func=run_add)
+    lst = gsub.add_parser("list", help="list stored garments")
+    lst.add_argument("--data", type=Path, default=Path("var/data"))
+    lst.add_argument("--json", action="store_true")
+    lst.set_defaults(func=run_list)
+    fabrics = gsub.add_parser("fabrics", help="list fabric presets and custom fabrics")
+    fabrics.add_argument("--data", type=Path, default=Path("var/data"))
+    fabrics.add_argument("--json", action="store_true")
+    fabrics.set_defaults(func=run_fabrics)
+
+
+class ProgressBar:
+    """A one-line bar on stderr, drawn only when stderr is a terminal."""
+
+    def __init__(self, stream: Any = None, width: int = 30) -> None:
+        self.stream = stream if stream is not None else sys.stderr
+        self.width = width
+        self.enabled = bool(getattr(self.stream, "isatty", lambda: False)())
+
+    def __call__(self, stage: str, fraction: float) -> None:
+        if not self.enabled:
+            return
+        filled = round(self.width * min(max(fraction, 0.0), 1.0))
+        bar = "#" * filled + "-" * (self.width - filled)
+        self.stream.write(f"\r[{bar}] {fraction:4.0%} {stage:<12}")
+        self.stream.flush()
+
+    def done(self) -> None:
+        if self.enabled:
+            self.stream.write("\n")
+
+
+def _repository(data: Path, edge: float | None = None) -> Any:
+    from spatialtwin.garment.pipeline import IngestOptions
+    from spatialtwin.store.embedded import EmbeddedStore
+    from spatialtwin.store.garment_repository import GarmentRepository
+
+    options = IngestOptions() if edge is None else IngestOptions(target_edge_m=edge)
+    return GarmentRepository(EmbeddedStore(data), None, options)
+
+
+def run_add(args: argparse.Namespace) -> int:
+    from spatialtwin.store.garment_repository import public_view
+
+    if not args.file.is_file():
+        raise SpatialTwinError("file_not_found", f"no such file: {args.file}")
+    metadata = {
+        "sku": args.sku or args.file.stem,
+        "name": args.name or args.file.stem,
+        "category": args.category,
+        "size_label": args.size,
+        "fabric": args.fabric,
+        "units": args.units,
+    }
+    data = args.file.read_bytes()
+    bar = ProgressBar()
+
+    async def ingest() -> dict[str, Any]:
+        return await _repository(args.data, args.edge).ingest(data, args.file.name, metadata, bar)
+
+    try:
+        record = public_view(asyncio.run(ingest()))
+    finally:
+        bar.done()
+    if args.json:
+        print(json.dumps(record, indent=2))
+    else:
+        sim = record["simulation"]
+        print(
+            f"stored {record['id']} ({record['sku']}): {record['category']}, "
+            f"units {record['units']}{' (detected)' if record['units_detected'] else ''}, "
+            f"extent {record['extent_m']} m, {record['triangles']} source triangles, "
+            f"{sim['triangles']} simulation triangles"
+        )
+    return 0
+
+
+def run_list(args: argparse.Namespace) -> int:
+    from spatialtwin.store.garment_repository import public_view
+
+    records = [public_view(r) for r in asyncio.run(_repository(args.data).list())]
+    if args.json:
+        print(json.dumps({"garments": records}, indent=2))
+    else:
+        for r in records:
+            print(f"{r['id']}  {r['sku']:<20} {r['category']:<10} {r['extent_m']} m")
+    return 0
+
+
+def run_fabrics(args: argparse.Namespace) -> int:
+    fabrics = asyncio.run(_repository(args.data).list_fabrics())
+    if args.json:
+        print(json.dumps({"fabrics": fabrics}, indent=2))
+    else:
+        for f in fabrics:
+            print(f"{f['id']:<16} {f['areal_density_gsm']:>7.1f} g/m²  {f['name']}")
+    return 0

@@ -1,0 +1,113 @@
+"""HTTP routes for garments, fabrics and jobs: parse, call the repository, shape the response.
+
+Uploads up to `garment_inline_max_bytes` (2 MiB by default) are processed within the request
+(201 + record); larger ones become a job (202 + job link) polled at `/api/v1/jobs/{id}`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from aiohttp import web
+
+from spatialtwin.errors import SpatialTwinError
+from spatialtwin.garment.pipeline import IngestOptions
+from spatialtwin.gltf.garment_io import garment_on_twin_glb
+from spatialtwin.rights.license import check_use, provenance
+from spatialtwin.server.keys import EXECUTOR, SETTINGS, STORE, TWINS
+from spatialtwin.server.requests import json_body, multipart_upload
+from spatialtwin.store.garment_repository import GarmentRepository, public_view
+from spatialtwin.store.jobs import JobRunner
+
+GARMENTS = web.AppKey("garments", GarmentRepository)
+JOBS = web.AppKey("jobs", JobRunner)
+INLINE_MAX_BYTES = 2 * 1024 * 1024
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/api/v1/garments")
+async def list_garments(request: web.Request) -> web.Response:
+    records = await request.app[GARMENTS].list()
+    return web.json_response({"garments": [public_view(r) for r in records]})
+
+
+@routes.post("/api/v1/garments")
+async def upload_garment(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS]
+    filename, data, metadata = await multipart_upload(request, settings["max_upload_bytes"])
+    garments = request.app[GARMENTS]
+    if len(data) <= settings.get("garment_inline_max_bytes", INLINE_MAX_BYTES):
+        record = await garments.ingest(data, filename, metadata)
+        return web.json_response(public_view(record), status=201)
+
+    async def work(progress: Any) -> dict[str, Any]:
+        return public_view(await garments.ingest(data, filename, metadata, progress))
+
+    job = await request.app[JOBS].start("garment_ingest", work)
+    return web.json_response(
+        {
+            "job": {k: job[k] for k in ("id", "status", "progress")},
+            "links": {"job": f"/api/v1/jobs/{job['id']}"},
+        },
+        status=202,
+    )
+
+
+@routes.get("/api/v1/garments/{garment_id}")
+async def get_garment(request: web.Request) -> web.Response:
+    record = await request.app[GARMENTS].get(request.match_info["garment_id"])
+    return web.json_response(public_view(record))
+
+
+@routes.get("/api/v1/garments/{garment_id}/preview.glb")
+async def garment_preview(request: web.Request) -> web.Response:
+    garments, twins = request.app[GARMENTS], request.app[TWINS]
+    garment = await garments.get(request.match_info["garment_id"])
+    twin_id = request.query.get("twin")
+    if not twin_id:
+        raise SpatialTwinError("missing_twin", "preview needs ?twin=<twin id>", status=400)
+    twin = await twins.get(twin_id)
+    check_use(twin, request.query.get("channel", "ecommerce"))
+    body = await twins.body(twin)
+    placed = await garments.place_on(garment, body)
+    glb = await garments._run(lambda: garment_on_twin_glb(body, garment, placed, provenance(twin)))
+    return web.Response(
+        body=glb, content_type="model/gltf-binary", headers={"Cache-Control": "private, no-store"}
+    )
+
+
+@routes.get("/api/v1/fabrics")
+async def list_fabrics(request: web.Request) -> web.Response:
+    return web.json_response({"fabrics": await request.app[GARMENTS].list_fabrics()})
+
+
+@routes.post("/api/v1/fabrics")
+async def create_fabric(request: web.Request) -> web.Response:
+    record = await request.app[GARMENTS].create_fabric(await json_body(request))
+    return web.json_response(record, status=201)
+
+
+@routes.get("/api/v1/jobs/{job_id}")
+async def get_job(request: web.Request) -> web.Response:
+    job = await request.app[JOBS].get(request.match_info["job_id"])
+    return web.json_response(
+        {k: job.get(k) for k in ("id", "kind", "status", "progress", "stage", "result", "error")}
+    )
+
+
+def install(app: web.Application) -> None:
+    """Add the routes and a cleanup context that opens the garment services."""
+
+    async def services(app: web.Application) -> AsyncIterator[None]:
+        options = IngestOptions.from_settings(app[SETTINGS])
+        app[GARMENTS] = GarmentRepository(app[STORE], app[EXECUTOR], options)
+        runner = JobRunner(app[STORE])
+        await runner.recover()
+        app[JOBS] = runner
+        yield
+        await runner.close()
+
+    app.cleanup_ctx.append(services)
+    app.add_routes(routes)

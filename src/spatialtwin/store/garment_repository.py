@@ -1,0 +1,227 @@
+"""Garments and fabrics as stored things: ingest, list, read, place on a twin, preview GLB.
+
+A garment is a record (`garments/<id>`) plus two content-addressed blobs: the uploaded file as
+sent and the prepared meshes (NPZ: render mesh and simulation mesh, metres). Blobs are written
+first and the record last; if anything fails the blobs this call created are removed, so a
+refused or failed upload leaves the store as it was. Custom fabrics are records
+(`fabrics/<id>`); presets live in code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import uuid
+from collections.abc import Callable
+from concurrent.futures import Executor
+from typing import Any
+
+from spatialtwin.body.twin_body import TwinBody
+from spatialtwin.errors import NotFoundError, SpatialTwinError
+from spatialtwin.garment.fabrics import PRESETS, FabricSpec, preset
+from spatialtwin.garment.mesh import GarmentMesh
+from spatialtwin.garment.pieces import Piece
+from spatialtwin.garment.pipeline import (
+    IngestOptions,
+    Progress,
+    meshes_from_npz,
+    prepare_garment,
+    prepared_to_npz,
+)
+from spatialtwin.garment.placement import BodyLandmarks, PlacedGarment, place_garment
+from spatialtwin.garment.units import CATEGORIES, UNITS
+from spatialtwin.rights.license import now_utc
+from spatialtwin.store.base import Store
+
+KIND = "garments"
+FABRIC_KIND = "fabrics"
+_SKU = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-/ ]{0,63}$")
+
+
+def public_view(record: dict[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in record.items() if k != "blobs"}
+    out["links"] = {
+        "self": f"/api/v1/garments/{record['id']}",
+        "preview": f"/api/v1/garments/{record['id']}/preview.glb",
+    }
+    return out
+
+
+def _noop(stage: str, fraction: float) -> None:
+    return None
+
+
+def parse_metadata(meta: Any) -> dict[str, Any]:
+    """Check the merchandiser's metadata; returns the cleaned fields."""
+    if not isinstance(meta, dict):
+        raise SpatialTwinError("invalid_metadata", "metadata must be a JSON object", status=422)
+    missing = [k for k in ("sku", "category", "fabric") if meta.get(k) in (None, "")]
+    if missing:
+        raise SpatialTwinError(
+            "missing_metadata",
+            f"metadata is missing {', '.join(missing)}",
+            {"missing": missing},
+            status=422,
+        )
+    sku = str(meta["sku"])
+    if not _SKU.match(sku):
+        raise SpatialTwinError(
+            "invalid_metadata",
+            "sku must be 1–64 letters, digits or _ . - / space",
+            {"sku": sku},
+            status=422,
+        )
+    category = str(meta["category"])
+    if category not in CATEGORIES:
+        raise SpatialTwinError(
+            "invalid_category",
+            f"category must be one of {', '.join(CATEGORIES)}",
+            {"category": category, "allowed": list(CATEGORIES)},
+            status=422,
+        )
+    units = str(meta.get("units") or "auto")
+    if units not in UNITS:
+        raise SpatialTwinError(
+            "invalid_units",
+            f"units must be one of {', '.join(UNITS)}",
+            {"units": units},
+            status=422,
+        )
+    return {
+        "sku": sku,
+        "name": str(meta.get("name") or sku)[:200],
+        "category": category,
+        "size_label": str(meta.get("size_label") or "")[:32],
+        "fabric": meta["fabric"],
+        "units": units,
+    }
+
+
+class GarmentRepository:
+    def __init__(
+        self,
+        store: Store,
+        executor: Executor | None = None,
+        options: IngestOptions | None = None,
+    ) -> None:
+        self.store = store
+        self.executor = executor
+        self.options = options or IngestOptions()
+        self._mesh_cache: dict[str, tuple[GarmentMesh, GarmentMesh]] = {}
+        self._landmarks: dict[int, BodyLandmarks] = {}
+
+    async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+
+    # --- fabrics -------------------------------------------------------------------------------
+
+    async def list_fabrics(self) -> list[dict[str, Any]]:
+        custom = await self.store.list_records(FABRIC_KIND)
+        return [p.to_json() for p in PRESETS.values()] + custom
+
+    async def create_fabric(self, payload: Any) -> dict[str, Any]:
+        spec = FabricSpec.from_json(payload)
+        if spec.id in PRESETS or await self.store.get_record(FABRIC_KIND, spec.id) is not None:
+            raise SpatialTwinError(
+                "fabric_exists",
+                f"a fabric with id {spec.id!r} exists",
+                {"id": spec.id},
+                status=409,
+            )
+        record = spec.to_json()
+        record["created_at"] = now_utc().isoformat()
+        await self.store.put_record(FABRIC_KIND, spec.id, record)
+        return record
+
+    async def resolve_fabric(self, ref: Any) -> FabricSpec:
+        """A preset id, a stored custom fabric's id, or an inline custom fabric object."""
+        if isinstance(ref, dict):
+            return FabricSpec.from_json(ref)
+        fabric_id = str(ref)
+        if fabric_id in PRESETS:
+            return preset(fabric_id)
+        stored = await self.store.get_record(FABRIC_KIND, fabric_id) if fabric_id else None
+        if stored is not None:
+            return FabricSpec.from_json(stored)
+        return preset(fabric_id)  # raises unknown_fabric
+
+    # --- garments ------------------------------------------------------------------------------
+
+    async def ingest(
+        self, data: bytes, filename: str, metadata: Any, progress: Progress = _noop
+    ) -> dict[str, Any]:
+        """Validate, prepare and store one upload; returns the stored record."""
+        meta = parse_metadata(metadata)
+        fabric = await self.resolve_fabric(meta["fabric"])
+        prepared = await self._run(
+            lambda: prepare_garment(
+                data, filename, meta["category"], meta["units"], self.options, progress
+            )
+        )
+        progress("storing", 0.9)
+        garment_id = f"gar_{uuid.uuid4().hex[:12]}"
+        record: dict[str, Any] = {
+            "id": garment_id,
+            "sku": meta["sku"],
+            "name": meta["name"],
+            "size_label": meta["size_label"],
+            "fabric": fabric.to_json(),
+            "filename": filename[:200],
+            "bytes": len(data),
+            "created_at": now_utc().isoformat(),
+            **prepared.summary(),
+        }
+        created: list[str] = []
+        try:
+            source_key, new = await self.store.put_blob(data)
+            if new:
+                created.append(source_key)
+            npz = await self._run(prepared_to_npz, prepared)
+            mesh_key, new = await self.store.put_blob(npz)
+            if new:
+                created.append(mesh_key)
+            record["blobs"] = {"source": source_key, "meshes_npz": mesh_key}
+            await self.store.put_record(KIND, garment_id, record)
+        except BaseException:
+            for key in created:
+                await self.store.delete_blob(key)
+            raise
+        self._mesh_cache[garment_id] = (prepared.render, prepared.simulation)
+        return record
+
+    async def list(self) -> list[dict[str, Any]]:
+        return await self.store.list_records(KIND)
+
+    async def get(self, garment_id: str) -> dict[str, Any]:
+        record = await self.store.get_record(KIND, garment_id)
+        if record is None:
+            raise NotFoundError("garment", garment_id)
+        return record
+
+    async def meshes(self, record: dict[str, Any]) -> tuple[GarmentMesh, GarmentMesh]:
+        """(render mesh, simulation mesh) of a stored garment, metres."""
+        cached = self._mesh_cache.get(record["id"])
+        if cached is not None:
+            return cached
+        data = await self.store.get_blob(record["blobs"]["meshes_npz"])
+        if data is None:
+            raise SpatialTwinError(
+                "garment_mesh_missing",
+                "the garment's mesh data is missing",
+                {"id": record["id"]},
+                status=500,
+            )
+        meshes = await self._run(meshes_from_npz, data)
+        self._mesh_cache[record["id"]] = meshes
+        return meshes
+
+    async def place_on(self, record: dict[str, Any], body: TwinBody) -> PlacedGarment:
+        """The garment's simulation mesh placed on `body`: what the drape step starts from."""
+        _, sim = await self.meshes(record)
+        pieces = [Piece.from_json(p) for p in record["pieces"]]
+        fabric = FabricSpec.from_json(record["fabric"]).to_solver()
+        marks = self._landmarks.get(id(body))
+        if marks is None:
+            marks = await self._run(BodyLandmarks.of, body)
+            self._landmarks[id(body)] = marks
+        return await self._run(lambda: place_garment(sim, pieces, body, fabric, marks))

@@ -1,0 +1,746 @@
+// SpatialTwin merchandiser page.
+//
+// Upload a garment file with its catalogue facts (SKU, name, category, size, fabric, units),
+// follow the upload and then the server's processing job, read the API's refusal when a file
+// is rejected, browse the garments the server keeps, and look at a garment placed on a twin at
+// true scale (metres, +Y up, facing +Z).
+//
+// API (all under /api/v1):
+//   GET  fabrics, twins, garments
+//   POST garments  multipart: file + metadata (JSON) → 201 garment | 202 {job, links.job}
+//   GET  jobs/{id} → {status: queued|running|done|failed, progress 0..1, stage, result, error}
+//   GET  garments/{id}/preview.glb?twin=<twin id>
+//   errors: 4xx {"error": {"code", "message", "detail"}}
+//
+// Tests read `window.spatialTwinMerchandiser` (see `pageState`).
+
+import * as THREE from 'three';
+import { GLTFLoader } from 'three/addons/loaders/GLTFLoader.js';
+import { OrbitControls } from 'three/addons/controls/OrbitControls.js';
+import { RoomEnvironment } from 'three/addons/environments/RoomEnvironment.js';
+import { MeshoptDecoder } from 'three/addons/libs/meshopt_decoder.module.js';
+
+const API_ROOT = '/api/v1';
+const JOB_POLL_MS = 400;
+// Share of the progress bar given to sending the file; the server's processing gets the rest.
+const UPLOAD_SHARE = 0.3;
+const BACKGROUND = '#eceff3';
+const GRID_CELL_M = 0.5;
+const GRID_SIZE_M = 6;
+const ENVIRONMENT_SIZE_PX = 64; // rough fabric and skin look the same; SwiftShader is 16x faster
+
+// ---------------------------------------------------------------------------------------------
+// State exposed to tests and to anyone debugging in the console.
+
+const pageState = {
+  ready: false, // fabrics, twins and garments listed; the form is usable
+  lastError: null, // {status, code, message, detail} of the last refusal or failure
+  lastGarment: null, // the garment record of the last successful upload
+  previewLoaded: false, // the selected garment is drawn on the selected twin
+  previewBoundingBox: null, // {min: [x,y,z], max: [x,y,z]} metres, of the whole preview
+  progress: 0, // 0..1 of the current upload (sending, then processing)
+  phase: 'idle', // idle | uploading | processing | done | failed
+  selectedGarmentId: null,
+  twinId: null,
+};
+window.spatialTwinMerchandiser = pageState;
+
+// ---------------------------------------------------------------------------------------------
+// API access: every non-2xx answer becomes an ApiError carrying the server's JSON message.
+
+class ApiError extends Error {
+  constructor(status, code, message, detail) {
+    super(message);
+    this.status = status;
+    this.code = code;
+    this.detail = detail;
+  }
+}
+
+function apiErrorFromBody(status, statusText, body, url) {
+  const err = body && body.error;
+  if (err && typeof err.message === 'string') {
+    return new ApiError(status, err.code ?? null, err.message, err.detail ?? null);
+  }
+  return new ApiError(status, `http_${status}`, `${status} ${statusText || 'error'} from ${url}`, null);
+}
+
+async function apiErrorFrom(response) {
+  let body = null;
+  try {
+    body = await response.json();
+  } catch {
+    // Not JSON (a proxy error page, say): fall back to the HTTP status line.
+  }
+  return apiErrorFromBody(response.status, response.statusText, body, response.url);
+}
+
+async function getJson(path) {
+  const response = await fetch(path, { headers: { Accept: 'application/json' } });
+  if (!response.ok) throw await apiErrorFrom(response);
+  return response.json();
+}
+
+// Lists come as {"<name>": [...]}; accept a bare array as well.
+function listFrom(body, key) {
+  if (Array.isArray(body)) return body;
+  if (body && Array.isArray(body[key])) return body[key];
+  return [];
+}
+
+function errorState(err) {
+  if (err instanceof ApiError) {
+    return { status: err.status, code: err.code, message: err.message, detail: err.detail };
+  }
+  return { status: null, code: err.code ?? 'client_error', message: err.message ?? String(err), detail: err.detail ?? null };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Formatting.
+
+function formatLength(metres) {
+  if (typeof metres !== 'number' || !Number.isFinite(metres)) return '—';
+  return metres >= 1 ? `${metres.toFixed(3)} m` : `${(metres * 100).toFixed(1)} cm`;
+}
+
+function formatExtent(extent) {
+  if (!Array.isArray(extent) || extent.length !== 3) return '—';
+  return `${extent.map((e) => (e * 100).toFixed(1)).join(' × ')} cm`;
+}
+
+function formatCount(n) {
+  return typeof n === 'number' ? n.toLocaleString('en') : '—';
+}
+
+const UNIT_NAMES = { m: 'metres', dm: 'decimetres', cm: 'centimetres', mm: 'millimetres', in: 'inches' };
+const CATEGORY_NAMES = {
+  top: 'Top', outerwear: 'Outerwear', dress: 'Dress', skirt: 'Skirt', trousers: 'Trousers', outfit: 'Outfit',
+};
+
+function fabricName(fabric) {
+  if (!fabric) return '—';
+  if (typeof fabric === 'string') return fabric;
+  return fabric.name ?? fabric.id ?? '—';
+}
+
+function warningText(w) {
+  if (typeof w === 'string') return w;
+  return w?.message ?? w?.code ?? JSON.stringify(w);
+}
+
+// ---------------------------------------------------------------------------------------------
+// DOM helpers.
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (value === null || value === undefined || value === false) continue;
+    if (key === 'className') node.className = value;
+    else if (key === 'text') node.textContent = value;
+    else node.setAttribute(key, value === true ? '' : String(value));
+  }
+  for (const child of children) {
+    if (child === null || child === undefined) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+function chip(text, tone) {
+  return el('span', { className: tone ? `chip chip-${tone}` : 'chip', text });
+}
+
+function facts(rows) {
+  const dl = el('dl', { className: 'facts' });
+  for (const [term, value, id] of rows) {
+    dl.append(el('dt', { text: term }), el('dd', { id }, value ?? '—'));
+  }
+  return dl;
+}
+
+const $ = (id) => document.getElementById(id);
+
+const dom = {
+  form: $('upload-form'),
+  file: $('garment-file'),
+  fileLabel: $('file-label'),
+  dropzone: $('dropzone'),
+  sku: $('garment-sku'),
+  name: $('garment-name'),
+  category: $('garment-category'),
+  size: $('garment-size'),
+  fabric: $('garment-fabric'),
+  fabricSummary: $('fabric-summary'),
+  units: $('garment-units'),
+  uploadButton: $('upload-button'),
+  status: $('upload-status'),
+  phase: $('upload-phase'),
+  percent: $('upload-percent'),
+  progress: $('upload-progress'),
+  stage: $('upload-stage'),
+  error: $('upload-error'),
+  errorTitle: $('upload-error-title'),
+  errorCode: $('upload-error-code'),
+  errorMessage: $('upload-error-message'),
+  errorDetailBox: $('upload-error-detail-box'),
+  errorDetail: $('upload-error-detail'),
+  success: $('upload-success'),
+  twinSelect: $('twin-select'),
+  stageName: $('stage-garment-name'),
+  viewport: $('viewport'),
+  viewportStatus: $('viewport-status'),
+  viewportStatusText: $('viewport-status-text'),
+  viewportError: $('viewport-error'),
+  viewportErrorMessage: $('viewport-error-message'),
+  viewportErrorCode: $('viewport-error-code'),
+  previewSize: $('preview-size'),
+  list: $('garment-list'),
+  count: $('garment-count'),
+  details: $('garment-details'),
+};
+
+// ---------------------------------------------------------------------------------------------
+// Upload panel.
+
+function setProgress(fraction, phase, stageText) {
+  const clamped = Math.max(0, Math.min(1, fraction));
+  pageState.progress = clamped;
+  pageState.phase = phase;
+  const percent = Math.round(clamped * 100);
+  dom.status.hidden = false;
+  dom.status.dataset.phase = phase;
+  dom.progress.value = percent;
+  dom.percent.textContent = `${percent}%`;
+  dom.phase.textContent = {
+    uploading: 'Uploading file',
+    processing: 'Processing on the server',
+    done: 'Garment ready',
+    failed: 'Upload failed',
+  }[phase] ?? phase;
+  dom.stage.textContent = stageText ?? '';
+}
+
+function clearUploadMessages() {
+  dom.error.hidden = true;
+  dom.success.hidden = true;
+  dom.success.replaceChildren();
+}
+
+function showUploadError(err) {
+  const state = errorState(err);
+  pageState.lastError = state;
+  dom.errorTitle.textContent = state.status ? `Upload rejected (HTTP ${state.status})` : 'Upload failed';
+  dom.errorCode.textContent = state.code ?? '';
+  dom.errorCode.hidden = !state.code;
+  dom.errorMessage.textContent = state.message;
+  const hasDetail = state.detail !== null && state.detail !== undefined;
+  dom.errorDetailBox.hidden = !hasDetail;
+  dom.errorDetail.textContent = hasDetail
+    ? (typeof state.detail === 'string' ? state.detail : JSON.stringify(state.detail, null, 2))
+    : '';
+  dom.error.hidden = false;
+}
+
+function showUploadSuccess(record) {
+  dom.success.replaceChildren(
+    el('strong', { text: `${record.name ?? record.sku} is ready.` }),
+    ' ',
+    el('span', {
+      text: `Read as ${UNIT_NAMES[record.units] ?? record.units}${record.units_detected ? ' (detected)' : ''}, `
+        + `${formatLength(record.extent_m?.[1])} tall.`,
+    }),
+  );
+  dom.success.hidden = false;
+}
+
+function readMetadata() {
+  return {
+    sku: dom.sku.value.trim(),
+    name: dom.name.value.trim(),
+    category: dom.category.value,
+    size_label: dom.size.value.trim(),
+    fabric: dom.fabric.value,
+    units: dom.units.value,
+  };
+}
+
+// Checks the page can make before sending anything; the server checks everything again.
+function checkForm(meta) {
+  const missing = [];
+  if (!dom.file.files || dom.file.files.length === 0) missing.push('file');
+  for (const key of ['sku', 'name', 'size_label', 'fabric']) if (!meta[key]) missing.push(key);
+  if (missing.length) {
+    const err = new Error(`Please fill in: ${missing.join(', ').replace('size_label', 'size label')}`);
+    err.code = 'missing_fields';
+    err.detail = { missing };
+    throw err;
+  }
+}
+
+// XMLHttpRequest rather than fetch: only XHR reports upload progress.
+function sendUpload(file, meta, onProgress) {
+  return new Promise((resolve, reject) => {
+    const body = new FormData();
+    body.append('file', file, file.name);
+    body.append('metadata', new Blob([JSON.stringify(meta)], { type: 'application/json' }), 'metadata.json');
+    const xhr = new XMLHttpRequest();
+    xhr.open('POST', `${API_ROOT}/garments`);
+    xhr.setRequestHeader('Accept', 'application/json');
+    xhr.responseType = 'text';
+    xhr.upload.addEventListener('progress', (event) => {
+      if (event.lengthComputable && event.total > 0) onProgress(event.loaded / event.total);
+    });
+    xhr.addEventListener('load', () => {
+      let json = null;
+      try {
+        json = xhr.responseText ? JSON.parse(xhr.responseText) : null;
+      } catch {
+        // Not JSON: handled below through the status line.
+      }
+      if (xhr.status >= 200 && xhr.status < 300) resolve({ status: xhr.status, body: json });
+      else reject(apiErrorFromBody(xhr.status, xhr.statusText, json, `${API_ROOT}/garments`));
+    });
+    xhr.addEventListener('error', () => reject(new ApiError(null, 'network_error', 'The server could not be reached; check the connection and try again.', null)));
+    xhr.addEventListener('abort', () => reject(new ApiError(null, 'aborted', 'The upload was cancelled.', null)));
+    xhr.send(body);
+  });
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function followJob(jobUrl, onProgress) {
+  for (;;) {
+    const job = await getJson(jobUrl);
+    onProgress(job);
+    if (job.status === 'done') {
+      if (!job.result) throw new ApiError(null, 'job_without_result', 'The server finished without a garment record.', { job: job.id });
+      return job.result;
+    }
+    if (job.status === 'failed') {
+      const e = job.error ?? {};
+      throw new ApiError(null, e.code ?? 'job_failed', e.message ?? 'Processing failed on the server.', e.detail ?? null);
+    }
+    await sleep(JOB_POLL_MS);
+  }
+}
+
+async function uploadGarment(events) {
+  clearUploadMessages();
+  pageState.lastError = null;
+  const meta = readMetadata();
+  try {
+    checkForm(meta);
+  } catch (err) {
+    pageState.phase = 'failed';
+    showUploadError(err);
+    return;
+  }
+  const file = dom.file.files[0];
+  dom.uploadButton.disabled = true;
+  dom.form.setAttribute('aria-busy', 'true');
+  setProgress(0, 'uploading', `Sending ${file.name} (${(file.size / 1024).toFixed(0)} KiB)`);
+  try {
+    const answer = await sendUpload(file, meta, (f) =>
+      setProgress(UPLOAD_SHARE * f, 'uploading', `Sending ${file.name} — ${Math.round(f * 100)}%`));
+    let record;
+    if (answer.status === 202) {
+      const job = answer.body?.job ?? {};
+      const jobUrl = answer.body?.links?.job ?? `${API_ROOT}/jobs/${encodeURIComponent(job.id)}`;
+      setProgress(UPLOAD_SHARE, 'processing', 'Queued');
+      record = await followJob(jobUrl, (j) => {
+        const p = typeof j.progress === 'number' ? j.progress : 0;
+        const stage = j.stage ? `${j.stage[0].toUpperCase()}${j.stage.slice(1).replaceAll('_', ' ')}` : j.status;
+        setProgress(UPLOAD_SHARE + (1 - UPLOAD_SHARE) * p, 'processing', stage);
+      });
+    } else {
+      record = answer.body;
+    }
+    setProgress(1, 'done', `${record.name ?? record.sku} · ${record.id}`);
+    pageState.lastGarment = record;
+    showUploadSuccess(record);
+    await events.onUploaded(record);
+  } catch (err) {
+    dom.status.dataset.phase = 'failed';
+    pageState.phase = 'failed';
+    dom.phase.textContent = 'Upload failed';
+    dom.stage.textContent = err.status ? `Refused by the server (HTTP ${err.status})` : 'Stopped before the garment was ready';
+    showUploadError(err);
+  } finally {
+    dom.uploadButton.disabled = false;
+    dom.form.removeAttribute('aria-busy');
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Catalogue panel.
+
+function renderGarmentList(garments, selectedId, onSelect) {
+  dom.list.replaceChildren();
+  dom.list.removeAttribute('aria-busy');
+  dom.count.textContent = garments.length ? String(garments.length) : '';
+  if (garments.length === 0) {
+    dom.list.append(el('li', { className: 'empty', text: 'No garments yet. Upload the first one.' }));
+    return;
+  }
+  for (const g of garments) {
+    const button = el(
+      'button',
+      {
+        type: 'button',
+        className: 'garment-item',
+        'data-garment-id': g.id,
+        'aria-current': g.id === selectedId ? 'true' : 'false',
+      },
+      el('span', { className: 'garment-item-name', text: g.name ?? g.sku }),
+      el(
+        'span',
+        { className: 'garment-item-meta' },
+        el('span', { className: 'sku', text: g.sku }),
+        chip(CATEGORY_NAMES[g.category] ?? g.category),
+        g.size_label ? chip(g.size_label) : null,
+      ),
+    );
+    button.addEventListener('click', () => onSelect(g.id));
+    dom.list.append(el('li', {}, button));
+  }
+}
+
+function markSelected(garmentId) {
+  for (const item of dom.list.querySelectorAll('.garment-item')) {
+    item.setAttribute('aria-current', item.dataset.garmentId === garmentId ? 'true' : 'false');
+  }
+}
+
+function renderDetails(g) {
+  dom.details.replaceChildren();
+  if (!g) return;
+  const warnings = Array.isArray(g.warnings) ? g.warnings : [];
+  const pieces = Array.isArray(g.pieces) ? g.pieces.length : g.pieces;
+  dom.details.append(
+    el('h3', { text: g.name ?? g.sku }),
+    el('p', { className: 'subtitle', text: `${g.id}` }),
+    facts([
+      ['SKU', g.sku, 'detail-sku'],
+      ['Category', CATEGORY_NAMES[g.category] ?? g.category, 'detail-category'],
+      ['Size', g.size_label, 'detail-size'],
+      ['Fabric', fabricName(g.fabric), 'detail-fabric'],
+      [
+        'File units',
+        `${UNIT_NAMES[g.units] ?? g.units ?? '—'}${g.units_detected ? ' (detected)' : ''}`,
+        'detail-units',
+      ],
+      ['Up axis', g.up_axis, 'detail-up-axis'],
+      ['Height', formatLength(g.extent_m?.[1]), 'detail-height'],
+      ['W × H × D', formatExtent(g.extent_m), 'detail-extent'],
+      ['Triangles', formatCount(g.triangles), 'detail-triangles'],
+      ['Vertices', formatCount(g.vertices), 'detail-vertices'],
+      ['Pieces', pieces ?? '—', 'detail-pieces'],
+    ]),
+  );
+  dom.details.querySelector('#detail-units').dataset.units = g.units ?? '';
+  if (warnings.length) {
+    dom.details.append(
+      el('h4', { className: 'section-title', text: `Warnings (${warnings.length})` }),
+      el('ul', { className: 'warnings' }, ...warnings.map((w) => el('li', { text: warningText(w) }))),
+    );
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3D preview: a lit stage with a metre grid, orbit controls, and one loaded GLB at true scale.
+
+class PreviewStage {
+  constructor(container) {
+    this.container = container;
+    this.renderer = new THREE.WebGLRenderer({ antialias: true, preserveDrawingBuffer: true });
+    this.renderer.setPixelRatio(Math.min(window.devicePixelRatio || 1, 2));
+    this.renderer.outputColorSpace = THREE.SRGBColorSpace;
+    this.renderer.toneMapping = THREE.ACESFilmicToneMapping;
+    this.renderer.shadowMap.enabled = true;
+    this.renderer.shadowMap.type = THREE.PCFShadowMap;
+    container.prepend(this.renderer.domElement);
+
+    this.scene = new THREE.Scene();
+    this.scene.background = new THREE.Color(BACKGROUND);
+    const pmrem = new THREE.PMREMGenerator(this.renderer);
+    this.scene.environment = pmrem.fromScene(new RoomEnvironment(), 0.04, 0.1, 100, { size: ENVIRONMENT_SIZE_PX }).texture;
+    this.scene.environmentIntensity = 0.55;
+    pmrem.dispose();
+    this.scene.add(new THREE.HemisphereLight(0xffffff, 0xb9b3aa, 0.6));
+    const key = new THREE.DirectionalLight(0xffffff, 1.6);
+    key.position.set(1.5, 3.2, 2.4);
+    key.castShadow = true;
+    key.shadow.mapSize.set(1024, 1024);
+    Object.assign(key.shadow.camera, { left: -1.5, right: 1.5, top: 1.5, bottom: -1.5, near: 0.5, far: 8 });
+    key.shadow.bias = -0.0005;
+    this.scene.add(key, key.target);
+
+    const ground = new THREE.Mesh(new THREE.PlaneGeometry(GRID_SIZE_M, GRID_SIZE_M), new THREE.ShadowMaterial({ opacity: 0.16 }));
+    ground.rotation.x = -Math.PI / 2;
+    ground.receiveShadow = true;
+    this.scene.add(ground);
+    const grid = new THREE.GridHelper(GRID_SIZE_M, GRID_SIZE_M / GRID_CELL_M, 0x9aa3b2, 0xc8ced8);
+    grid.material.transparent = true;
+    grid.material.opacity = 0.7;
+    grid.position.y = 0.0005;
+    this.scene.add(grid);
+
+    this.camera = new THREE.PerspectiveCamera(35, 1, 0.05, 100);
+    this.camera.position.set(1.2, 1.4, 4.2);
+    this.controls = new OrbitControls(this.camera, this.renderer.domElement);
+    this.controls.enableDamping = true;
+    this.controls.dampingFactor = 0.12;
+    this.controls.target.set(0, 0.9, 0);
+    this.controls.minDistance = 0.4;
+    this.controls.maxDistance = 12;
+    this.controls.maxPolarAngle = Math.PI * 0.495;
+    this.controls.addEventListener('change', () => this.requestFrame());
+    this.controls.update();
+
+    this.object = null;
+    this.resizeObserver = new ResizeObserver(() => this.resize());
+    this.resizeObserver.observe(container);
+    this.resize();
+  }
+
+  resize() {
+    const width = Math.max(1, this.container.clientWidth);
+    const height = Math.max(1, this.container.clientHeight);
+    this.renderer.setSize(width, height, false);
+    this.camera.aspect = width / height;
+    this.camera.updateProjectionMatrix();
+    this.requestFrame();
+  }
+
+  frame(box) {
+    const centre = box.getCenter(new THREE.Vector3());
+    const size = box.getSize(new THREE.Vector3());
+    const vFov = THREE.MathUtils.degToRad(this.camera.fov);
+    const hFov = 2 * Math.atan(Math.tan(vFov / 2) * this.camera.aspect);
+    const distance = Math.max(
+      (size.y * 1.2) / 2 / Math.tan(vFov / 2),
+      (Math.max(size.x, size.z) * 1.3) / 2 / Math.tan(hFov / 2),
+    ) + size.z / 2;
+    const direction = new THREE.Vector3(0.32, 0.12, 1).normalize();
+    this.controls.target.copy(centre);
+    this.camera.position.copy(centre).addScaledVector(direction, distance);
+    this.camera.near = Math.max(0.01, distance / 100);
+    this.camera.far = distance * 20;
+    this.camera.updateProjectionMatrix();
+    this.controls.update();
+    this.scene.fog = new THREE.Fog(BACKGROUND, distance + 1.5, distance + 7);
+  }
+
+  setObject(object) {
+    this.clear();
+    object.traverse((node) => {
+      if (node.isMesh) {
+        node.castShadow = true;
+        node.frustumCulled = false; // skinned bounds change with pose
+      }
+    });
+    this.scene.add(object);
+    this.object = object;
+    this.scene.updateMatrixWorld(true);
+    object.traverse((node) => {
+      if (node.isSkinnedMesh) node.skeleton.update();
+    });
+    const box = new THREE.Box3().setFromObject(object, true);
+    this.frame(box);
+    this.requestFrame();
+    return box;
+  }
+
+  clear() {
+    if (!this.object) return;
+    this.scene.remove(this.object);
+    this.object.traverse((node) => {
+      if (node.geometry) node.geometry.dispose();
+      const materials = Array.isArray(node.material) ? node.material : node.material ? [node.material] : [];
+      for (const material of materials) {
+        for (const value of Object.values(material)) if (value && value.isTexture) value.dispose();
+        material.dispose();
+      }
+    });
+    this.object = null;
+    this.requestFrame();
+  }
+
+  requestFrame() {
+    if (this.frameRequested) return;
+    this.frameRequested = true;
+    requestAnimationFrame(() => {
+      this.frameRequested = false;
+      if (this.controls.update()) this.requestFrame();
+      this.renderer.render(this.scene, this.camera);
+    });
+  }
+
+  drawn() {
+    return new Promise((resolve) => {
+      this.requestFrame();
+      requestAnimationFrame(() => requestAnimationFrame(resolve));
+    });
+  }
+}
+
+function showViewportStatus(text) {
+  dom.viewportError.hidden = true;
+  dom.viewportStatusText.textContent = text;
+  dom.viewportStatus.hidden = false;
+}
+
+function showViewportError(err) {
+  const state = errorState(err);
+  dom.viewportStatus.hidden = true;
+  dom.viewportErrorMessage.textContent = state.message;
+  dom.viewportErrorCode.textContent = state.code ?? '';
+  dom.viewportError.hidden = false;
+  return state;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Wiring.
+
+function fillFabrics(fabrics) {
+  dom.fabric.replaceChildren();
+  if (fabrics.length === 0) {
+    dom.fabric.append(el('option', { value: '', text: 'No fabrics available' }));
+    return;
+  }
+  dom.fabric.append(el('option', { value: '', text: 'Choose a fabric…' }));
+  for (const f of fabrics) {
+    const label = f.name && f.name !== f.id ? `${f.name}` : f.id;
+    dom.fabric.append(el('option', { value: f.id, text: label }));
+  }
+  dom.fabric.disabled = false;
+  dom.fabric.addEventListener('change', () => {
+    const f = fabrics.find((x) => x.id === dom.fabric.value);
+    const bits = [];
+    if (f?.composition) bits.push(f.composition);
+    const gsm = f?.areal_density_g_m2 ?? f?.gsm ?? (f?.areal_density_kg_m2 ? f.areal_density_kg_m2 * 1000 : null);
+    if (gsm) bits.push(`${Math.round(gsm)} g/m²`);
+    if (f?.description) bits.push(f.description);
+    dom.fabricSummary.textContent = bits.join(' · ');
+  });
+}
+
+function fillTwins(twins) {
+  dom.twinSelect.replaceChildren();
+  if (twins.length === 0) {
+    dom.twinSelect.append(el('option', { value: '', text: 'No twins available' }));
+    return;
+  }
+  for (const t of twins) {
+    const height = t.measurements?.height_m ? ` · ${t.measurements.height_m.toFixed(2)} m` : '';
+    dom.twinSelect.append(el('option', { value: t.id, text: `${t.name ?? t.id}${height}` }));
+  }
+  dom.twinSelect.disabled = false;
+}
+
+async function main() {
+  let stage = null;
+  try {
+    stage = new PreviewStage(dom.viewport);
+  } catch (err) {
+    showViewportError({ message: `WebGL is not available in this browser: ${err.message}`, code: 'webgl_unavailable' });
+  }
+  const loader = new GLTFLoader();
+  loader.setMeshoptDecoder(MeshoptDecoder);
+
+  let garments = [];
+  let previewToken = 0;
+
+  async function refreshGarments() {
+    garments = listFrom(await getJson(`${API_ROOT}/garments`), 'garments');
+    renderGarmentList(garments, pageState.selectedGarmentId, (id) => selectGarment(id));
+  }
+
+  async function loadPreview() {
+    const token = ++previewToken;
+    const garment = garments.find((g) => g.id === pageState.selectedGarmentId) ?? pageState.lastGarment;
+    const twinId = dom.twinSelect.value;
+    pageState.previewLoaded = false;
+    pageState.previewBoundingBox = null;
+    pageState.twinId = twinId || null;
+    if (!stage || !garment || !twinId) return;
+    stage.clear();
+    showViewportStatus(`Placing ${garment.name ?? garment.sku} on the twin…`);
+    try {
+      const base = garment.links?.preview ?? `${API_ROOT}/garments/${encodeURIComponent(garment.id)}/preview.glb`;
+      const url = new URL(base, window.location.href);
+      url.searchParams.set('twin', twinId);
+      const response = await fetch(url.pathname + url.search, { headers: { Accept: 'model/gltf-binary, application/json' } });
+      if (!response.ok) throw await apiErrorFrom(response);
+      const gltf = await loader.parseAsync(await response.arrayBuffer(), '');
+      if (token !== previewToken) return;
+      const box = stage.setObject(gltf.scene);
+      dom.viewportStatus.hidden = true;
+      await stage.drawn();
+      if (token !== previewToken) return;
+      pageState.previewBoundingBox = { min: box.min.toArray(), max: box.max.toArray() };
+      const size = box.getSize(new THREE.Vector3());
+      dom.previewSize.textContent = `${formatLength(size.y)} tall · true scale · 0.5 m grid`;
+      pageState.previewLoaded = true;
+    } catch (err) {
+      if (token !== previewToken) return;
+      const state = showViewportError(err instanceof ApiError ? err : { message: `Could not read the preview: ${err.message}`, code: 'bad_preview' });
+      pageState.lastError = state;
+    }
+  }
+
+  async function selectGarment(id) {
+    pageState.selectedGarmentId = id;
+    markSelected(id);
+    const garment = garments.find((g) => g.id === id) ?? (pageState.lastGarment?.id === id ? pageState.lastGarment : null);
+    renderDetails(garment);
+    dom.stageName.textContent = garment ? `${garment.name ?? garment.sku} · ${garment.size_label ?? ''}` : 'No garment selected';
+    await loadPreview();
+  }
+
+  dom.file.addEventListener('change', () => {
+    const file = dom.file.files?.[0];
+    dom.fileLabel.textContent = file ? `${file.name} · ${(file.size / 1024).toFixed(0)} KiB` : 'Choose a garment file';
+    dom.dropzone.classList.toggle('has-file', !!file);
+  });
+  dom.form.addEventListener('reset', () => {
+    dom.fileLabel.textContent = 'Choose a garment file';
+    dom.dropzone.classList.remove('has-file');
+    clearUploadMessages();
+    dom.status.hidden = true;
+  });
+  dom.form.addEventListener('submit', (event) => {
+    event.preventDefault();
+    uploadGarment({
+      onUploaded: async (record) => {
+        try {
+          await refreshGarments();
+        } catch (err) {
+          showUploadError(err);
+        }
+        if (!garments.some((g) => g.id === record.id)) {
+          garments.push(record);
+          renderGarmentList(garments, record.id, (id) => selectGarment(id));
+        }
+        await selectGarment(record.id);
+      },
+    });
+  });
+  dom.twinSelect.addEventListener('change', () => loadPreview());
+
+  const [fabrics, twins] = await Promise.all([
+    getJson(`${API_ROOT}/fabrics`).then((b) => listFrom(b, 'fabrics')),
+    getJson(`${API_ROOT}/twins`).then((b) => listFrom(b, 'twins')),
+  ]);
+  fillFabrics(fabrics);
+  fillTwins(twins);
+  await refreshGarments();
+  pageState.ready = true;
+}
+
+main().catch((err) => {
+  const state = errorState(err);
+  pageState.lastError = state;
+  showUploadError(err);
+  dom.list.removeAttribute('aria-busy');
+});
