@@ -18,6 +18,9 @@ from typing import ClassVar
 import meshoptimizer
 import numpy as np
 from numpy.typing import NDArray
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+from scipy.spatial import cKDTree
 from skimage.measure import marching_cubes
 
 from spatialtwin.body.implicit import (
@@ -43,6 +46,7 @@ ARM_DROP_RAD = np.deg2rad(45.0)  # A-pose: upper arms 45° below horizontal
 GRID_SPACING_M = 0.005
 TARGET_VERTICES = 16_000
 SKIN_SOFTNESS_M = 0.012
+MERGE_DISTANCE_M = 1e-5
 
 
 @dataclass(frozen=True)
@@ -431,15 +435,18 @@ def _mesh_on_grid(
 
 
 def _clean(verts: Array, faces: NDArray[np.int64]) -> tuple[Array, NDArray[np.int64]]:
-    """Merge coincident vertices (marching cubes repeats grid corners), drop collapsed faces.
+    """Merge vertices closer than 10 µm (marching cubes repeats grid corners), then drop
+    the faces that collapsed.
 
-    Only faces whose corners merged are dropped: a sliver with three distinct corners is part
-    of the closed surface, and removing it would open a hole.
+    That is an edge collapse of sub-visible edges; slivers with three distinct corners stay,
+    because they are part of the closed surface and removing them would open a hole.
     """
-    _, first, inverse = np.unique(
-        np.round(verts / 1e-7).astype(np.int64), axis=0, return_index=True, return_inverse=True
-    )
-    faces = inverse.reshape(-1)[faces]
+    pairs = cKDTree(verts).query_pairs(MERGE_DISTANCE_M, output_type="ndarray")
+    n = len(verts)
+    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
+    _, label = connected_components(graph, directed=False)
+    _, first = np.unique(label, return_index=True)
+    faces = label[faces]
     keep = (
         (faces[:, 0] != faces[:, 1]) & (faces[:, 1] != faces[:, 2]) & (faces[:, 0] != faces[:, 2])
     )
@@ -511,6 +518,7 @@ def cylindrical_uvs(
         faces[wrap_faces] = sub
     uv[:, 0] *= 0.5  # keep u in [0, 1] after the seam copies (u spans 0..2 before)
     uv[:, 1] = 1.0 - uv[:, 1]  # glTF's v runs down the image
+    np.clip(uv, 0.0, 1.0, out=uv)
     return uv, faces, source
 
 

@@ -1,0 +1,227 @@
+"""`spatialtwin drape`: dress a twin in garments, settle them, write the look as one GLB.
+
+    spatialtwin drape --twin ava.glb --garment skirt.glb --category skirt --fabric denim \\
+        [--pose pose.json] -o look.glb
+
+`--twin` and `--garment` (repeatable, inner layer first) are each a file or the id of a stored
+twin/garment in `--data` (the embedded store `spatialtwin garment add` writes to). A twin file
+is imported like `spatialtwin twin import`; a garment file is ingested like `garment add`, its
+category and fabric from `--category`/`--fabric` or else from a `<stem>.json` sidecar beside it
+(as the project's sample garments ship). Every input is checked before the drape starts, and
+the GLB is written atomically at the end, so a refusal (exit 2) writes nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from spatialtwin.errors import SpatialTwinError
+from spatialtwin.store.atomic import write_bytes_atomic
+
+UNITS = ("auto", "m", "dm", "cm", "mm", "in")
+CATEGORIES = ("top", "dress", "skirt", "trousers", "outerwear", "outfit")
+FILE_SUFFIXES = (".glb", ".gltf", ".obj", ".ply", ".stl", ".zip")
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("drape", help="settle garments on a twin and write the look as GLB")
+    p.add_argument("--twin", required=True, help="twin file (GLB/glTF/OBJ/PLY) or stored twin id")
+    p.add_argument(
+        "--garment",
+        required=True,
+        action="append",
+        help="garment file or stored garment id; repeat for layers, inner first",
+    )
+    p.add_argument("--pose", type=Path, help='pose JSON {"root": [x,y,z], "joints": {...}}')
+    p.add_argument("-o", "--output", type=Path, required=True, help="look GLB to write")
+    p.add_argument("--category", choices=CATEGORIES, help="category of garment files")
+    p.add_argument("--fabric", help="fabric preset or stored fabric id for garment files")
+    p.add_argument("--units", choices=UNITS, default="auto", help="units of the files")
+    p.add_argument("--data", type=Path, default=Path("var/data"), help="store directory")
+    p.add_argument("--channel", default="ecommerce", help="use the stored twin is licensed for")
+    p.add_argument("--max-frames", type=int, default=240, help="settling budget, frames of 1/30 s")
+    p.add_argument("--json", action="store_true", help="print the look report as JSON")
+    p.set_defaults(func=run_drape)
+
+
+@dataclass
+class _Twin:
+    body: Any  # TwinBody
+    provenance: dict[str, Any]
+
+
+def _is_file_ref(ref: str) -> bool:
+    path = Path(ref)
+    return path.exists() or path.suffix.lower() in FILE_SUFFIXES or "/" in ref
+
+
+def _read_pose(path: Path | None) -> Any:
+    from spatialtwin.store.look_repository import parse_pose
+
+    if path is None:
+        return None
+    try:
+        raw = json.loads(path.read_text())
+    except OSError as exc:
+        raise SpatialTwinError("file_not_found", f"cannot read pose {path}: {exc}") from exc
+    except json.JSONDecodeError as exc:
+        raise SpatialTwinError("invalid_pose", f"pose {path} is not JSON: {exc.msg}") from exc
+    return parse_pose(raw)
+
+
+def _stores(data: Path) -> tuple[Any, Any]:
+    from spatialtwin.store.embedded import EmbeddedStore
+    from spatialtwin.store.garment_repository import GarmentRepository
+    from spatialtwin.store.twin_repository import TwinRepository
+
+    if not data.is_dir():
+        raise SpatialTwinError(
+            "store_not_found", f"no store at {data} (see --data)", {"data": str(data)}
+        )
+    store = EmbeddedStore(data)
+    return TwinRepository(store), GarmentRepository(store)
+
+
+def _load_twin(ref: str, args: argparse.Namespace) -> _Twin:
+    from spatialtwin.body.importer import import_body
+    from spatialtwin.gltf.look_glb import glb_provenance
+    from spatialtwin.rights.license import check_use, provenance
+
+    if _is_file_ref(ref):
+        path = Path(ref)
+        if not path.is_file():
+            raise SpatialTwinError("file_not_found", f"no such twin file: {path}")
+        data = path.read_bytes()
+        imported = import_body(data, filename=path.name, units=args.units)
+        written = glb_provenance(data) or {}
+        prov = {**written, "twinId": written.get("twinId") or path.stem, "source": path.name}
+        return _Twin(imported.body, prov)
+    twins, _ = _stores(args.data)
+
+    async def fetch() -> tuple[dict[str, Any], Any]:
+        record = await twins.get(ref)
+        check_use(record, args.channel)
+        return record, await twins.body(record)
+
+    record, body = asyncio.run(fetch())
+    return _Twin(body, provenance(record))
+
+
+def _sidecar(path: Path) -> dict[str, Any]:
+    side = path.with_suffix(".json")
+    if not side.is_file():
+        return {}
+    try:
+        data = json.loads(side.read_text())
+    except json.JSONDecodeError as exc:
+        raise SpatialTwinError("invalid_metadata", f"{side} is not JSON: {exc.msg}") from exc
+    return data if isinstance(data, dict) else {}
+
+
+def _load_garment(ref: str, args: argparse.Namespace) -> Any:
+    from spatialtwin.garment.fabrics import preset
+    from spatialtwin.garment.look import LookGarment
+    from spatialtwin.garment.pipeline import prepare_garment
+    from spatialtwin.store.look_repository import look_garment
+
+    if not _is_file_ref(ref):
+        _, garments = _stores(args.data)
+
+        async def fetch() -> Any:
+            record = await garments.get(ref)
+            _, sim = await garments.meshes(record)
+            return look_garment(record, sim)
+
+        return asyncio.run(fetch())
+    path = Path(ref)
+    if not path.is_file():
+        raise SpatialTwinError("file_not_found", f"no such garment file: {path}")
+    side = _sidecar(path)
+    category = args.category or side.get("category")
+    fabric_id = args.fabric or side.get("fabric")
+    if not category or not fabric_id:
+        raise SpatialTwinError(
+            "missing_metadata",
+            f"{path.name} needs --category and --fabric (or a {path.stem}.json sidecar)",
+            {"category": category, "fabric": fabric_id},
+        )
+    if category not in CATEGORIES:
+        raise SpatialTwinError(
+            "invalid_category", f"category must be one of {', '.join(CATEGORIES)}"
+        )
+    units = args.units if args.units != "auto" else str(side.get("units") or "auto")
+    if args.data.is_dir():
+        _, garments = _stores(args.data)
+        spec = asyncio.run(garments.resolve_fabric(fabric_id))
+    else:
+        spec = preset(str(fabric_id))
+    prepared = prepare_garment(path.read_bytes(), path.name, category, units)
+    colour = prepared.materials[0]["base_color"] if prepared.materials else None
+    return LookGarment(
+        key=path.stem,
+        mesh=prepared.simulation,
+        pieces=prepared.pieces,
+        fabric=spec.to_solver(),
+        meta={
+            "file": path.name,
+            "sku": side.get("sku") or path.stem,
+            "category": category,
+            "fabric": spec.id,
+            "units": prepared.units,
+        },
+        **({"base_color": tuple(colour)} if colour else {}),
+    )
+
+
+def run_drape(args: argparse.Namespace) -> int:
+    from spatialtwin.garment.look import LookOptions, drape_look
+    from spatialtwin.gltf.look_glb import look_to_glb
+
+    # (1) check every input before the slow part
+    options = LookOptions(max_frames=args.max_frames, min_frames=min(30, args.max_frames))
+    keys = [Path(g).stem if _is_file_ref(g) else g for g in args.garment]
+    if len(set(keys)) != len(keys):
+        raise SpatialTwinError("duplicate_garment", "each garment can be worn once", keys)
+    pose = _read_pose(args.pose)
+    if args.output.suffix.lower() != ".glb":
+        raise SpatialTwinError("invalid_output", "the look is written as .glb", str(args.output))
+    twin = _load_twin(args.twin, args)
+    garments = [_load_garment(ref, args) for ref in args.garment]
+    # (2) drape
+    began = time.perf_counter()
+    look = drape_look(twin.body, garments, pose, options)
+    elapsed = time.perf_counter() - began
+    # (3) write
+    stats = look.stats()
+    prov = {
+        **twin.provenance,
+        "look": {"pose": pose.to_json() if pose is not None else None},
+        "garments": [{**g.meta, "placement": g.placement, **g.stats()} for g in look.garments],
+    }
+    glb = look_to_glb(
+        twin.body,
+        look.garments,
+        pose=pose,
+        provenance=prov,
+        garment_extras=[{"garmentId": g.key} for g in look.garments],
+    )
+    write_bytes_atomic(args.output, glb)
+    report = {"output": str(args.output), "bytes": len(glb), "seconds": round(elapsed, 2)}
+    if args.json:
+        print(json.dumps({**report, "stats": stats}, indent=2))
+    else:
+        print(f"wrote {args.output} ({len(glb)} bytes) in {elapsed:.1f} s")
+        for key, s in stats.items():
+            settled = "settled" if s["settled"] else "not settled"
+            print(
+                f"  garment:{key}: {s['frames']} frames ({settled}), "
+                f"mean stretch {s['mean_stretch']:.4f}, max {s['max_stretch']:.3f}, "
+                f"min clearance {s['min_body_clearance_m'] * 1000:.1f} mm"
+            )
+    return 0

@@ -1,0 +1,291 @@
+"""A look: garments placed on a twin, carried into its pose and draped there, in order.
+
+The same steps serve `spatialtwin drape`, the looks jobs of the server and the tests:
+
+1. place each garment on the twin's bind pose (`placement.place_garment`: translate only,
+   never rescale, then push out of the body),
+2. carry it into the pose: every garment vertex takes the skin weights of the body surface
+   nearest to it (inverse-distance blend of a few body vertices) and is skinned with the
+   twin's joint matrices, then what the pose pushed into the body is pushed out again,
+3. settle it under gravity on the static posed body (`cloth.drape.drape_garment`),
+4. fit map: the per-vertex strain the solver reports and its colours.
+
+Garments drape in the order given, inner first (a T-shirt before a jacket). Each garment
+collides with the body only, not with the garments draped before it: where two layers are both
+tight the outer one can cut into the inner one. The solver's rest shape stays the garment's
+own, only translated, so a pose stretches the cloth only where the body pushes it.
+
+Example:
+    look = drape_look(body, [LookGarment("tee", sim_mesh, pieces, fabric)], pose)
+    look.garments[0].stats()["max_stretch"]
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from numpy.typing import NDArray
+from scipy.spatial import cKDTree
+
+from spatialtwin.body.pose import Pose, skinning_matrices
+from spatialtwin.body.skinning import Skinner, SkinWeights
+from spatialtwin.body.twin_body import TwinBody
+from spatialtwin.cloth.drape import drape_garment
+from spatialtwin.cloth.fabric import Fabric
+from spatialtwin.cloth.fit_map import strain_to_rgba
+from spatialtwin.errors import SpatialTwinError
+from spatialtwin.garment.mesh import GarmentMesh
+from spatialtwin.garment.pieces import Piece
+from spatialtwin.garment.placement import (
+    CLEARANCE_MARGIN_M,
+    BodyLandmarks,
+    PlacedGarment,
+    place_garment,
+    push_out_of_body,
+)
+
+Progress = Callable[[str, float], None]
+Colour = tuple[float, float, float, float]
+DEFAULT_GARMENT_COLOUR: Colour = (0.55, 0.60, 0.70, 1.0)
+MAX_GARMENTS = 6
+
+
+@dataclass(frozen=True)
+class LookOptions:
+    """Drape budget and fit-map scale.
+
+    `max_frames` bounds the settling (frames of `dt_s` seconds); tests and previews use a few
+    dozen, a finished look a few hundred. `skin_neighbours` body vertices lend their skin
+    weights to each garment vertex. `tight_strain` is the strain drawn fully red.
+    """
+
+    max_frames: int = 240
+    min_frames: int = 30
+    settle_speed_m_s: float = 0.01
+    dt_s: float = 1.0 / 30.0
+    skin_neighbours: int = 8
+    tight_strain: float = 0.05
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_frames <= 5000:
+            raise SpatialTwinError(
+                "invalid_drape_options",
+                "max_frames must be 1..5000",
+                {"max_frames": self.max_frames},
+                status=422,
+            )
+
+    @classmethod
+    def from_settings(cls, settings: dict[str, Any]) -> LookOptions:
+        names = {"look_max_frames": "max_frames", "look_min_frames": "min_frames"}
+        values = {name: int(settings[key]) for key, name in names.items() if key in settings}
+        if "max_frames" in values and "min_frames" not in values:
+            values["min_frames"] = min(LOOK_DEFAULTS.min_frames, values["max_frames"])
+        return cls(**values)
+
+
+LOOK_DEFAULTS = LookOptions()
+
+
+def _noop(stage: str, fraction: float) -> None:
+    return None
+
+
+@dataclass
+class LookGarment:
+    """One garment to wear: its simulation mesh (metres, as prepared), pieces and fabric.
+
+    `key` is the stored garment id or the file stem; it names the GLB node `garment:<key>`.
+    `meta` goes into the look's provenance (sku, fabric id, category …).
+    """
+
+    key: str
+    mesh: GarmentMesh
+    pieces: list[Piece]
+    fabric: Fabric
+    base_color: Colour = DEFAULT_GARMENT_COLOUR
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class DrapedGarment:
+    """A settled garment in world coordinates of the posed twin (metres, +Y up)."""
+
+    key: str
+    positions_m: NDArray[np.float64]  # (N, 3) settled
+    start_positions_m: NDArray[np.float64]  # (N, 3) placed and posed, before settling
+    faces: NDArray[np.int64]  # (F, 3)
+    corner_uvs: NDArray[np.float32] | None  # (F, 3, 2)
+    strain: NDArray[np.float64]  # (N,) per-vertex stretch ≥ 0
+    fit_rgba: NDArray[np.float32]  # (N, 4) fit-map colours, 0..1
+    base_color: Colour
+    mean_stretch: float
+    max_stretch: float
+    min_body_clearance_m: float
+    frames: int
+    settled: bool
+    drape_s: float  # wall time of the settling, seconds
+    placement: dict[str, Any]
+    meta: dict[str, Any]
+
+    @property
+    def node_name(self) -> str:
+        return f"garment:{self.key}"
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "mean_stretch": round(self.mean_stretch, 5),
+            "max_stretch": round(self.max_stretch, 5),
+            "min_body_clearance_m": round(self.min_body_clearance_m, 5),
+            "frames": self.frames,
+            "settled": self.settled,
+            "drape_s": round(self.drape_s, 3),
+            "vertices": len(self.positions_m),
+        }
+
+
+@dataclass
+class Look:
+    """The posed twin's surface and the garments settled on it, in draping order."""
+
+    pose: Pose
+    body_vertices_m: NDArray[np.float64]  # (V, 3) posed, welded
+    body_faces: NDArray[np.int64]
+    garments: list[DrapedGarment]
+
+    def stats(self) -> dict[str, dict[str, Any]]:
+        return {g.key: g.stats() for g in self.garments}
+
+
+def posed_body(body: TwinBody, pose: Pose | None) -> TwinBody:
+    """The twin with its vertices skinned into `pose` (the bind pose when None)."""
+    if pose is None:
+        return body
+    return body.with_vertices(body.posed_vertices(pose))
+
+
+def transfer_skin_weights(
+    body: TwinBody, points_m: NDArray[np.floating], neighbours: int = 8
+) -> SkinWeights:
+    """Skin weights for points near the body: an inverse-distance blend of the nearest
+    `neighbours` body vertices' weights, so cloth between two bones follows both."""
+    k = max(1, min(int(neighbours), body.vertex_count))
+    dist, idx = cKDTree(body.vertices_m).query(np.asarray(points_m, dtype=np.float64), k=k)
+    dist, idx = dist.reshape(len(points_m), k), idx.reshape(len(points_m), k)
+    w = 1.0 / np.maximum(dist, 1e-4) ** 2
+    w /= w.sum(axis=1, keepdims=True)
+    joint_count = body.skeleton.joint_count
+    body_w = body.skin.as_sparse(joint_count)
+    rows = np.repeat(np.arange(len(points_m)), k)
+    blend = sp.csr_matrix((w.ravel(), (rows, idx.ravel())), shape=(len(points_m), body_w.shape[0]))
+    dense = np.asarray((blend @ body_w).todense())
+    return SkinWeights.from_dense(dense)
+
+
+def pose_placed_garment(
+    placed: PlacedGarment,
+    body: TwinBody,
+    posed: TwinBody,
+    pose: Pose | None,
+    neighbours: int = 8,
+) -> tuple[NDArray[np.float64], float]:
+    """Placed cloth carried into `pose` and kept outside the posed body.
+
+    Returns (positions in metres, largest push-out along the posed body's normals).
+    """
+    if pose is None:
+        return placed.positions_m.copy(), 0.0
+    skin = transfer_skin_weights(body, placed.positions_m, neighbours)
+    skinner = Skinner(placed.positions_m, skin, body.skeleton.joint_count)
+    moved = skinner.vertices(skinning_matrices(body.skeleton, pose))
+    thickness = placed.fabric.thickness_m if placed.fabric is not None else 0.001
+    positions, pushed, _ = push_out_of_body(
+        moved, placed.faces, posed, thickness + CLEARANCE_MARGIN_M
+    )
+    return positions, pushed
+
+
+def drape_one(
+    garment: LookGarment,
+    body: TwinBody,
+    posed: TwinBody,
+    pose: Pose | None,
+    landmarks: BodyLandmarks,
+    options: LookOptions = LOOK_DEFAULTS,
+) -> DrapedGarment:
+    """Place, pose and settle one garment on the twin (steps 1–4 of the module doc)."""
+    # (1) place on the bind pose
+    placed = place_garment(garment.mesh, garment.pieces, body, garment.fabric, landmarks)
+    # (2) into the pose
+    start, posed_push = pose_placed_garment(placed, body, posed, pose, options.skin_neighbours)
+    # (3) settle on the posed body
+    body_v, body_f = posed.welded()
+    began = time.perf_counter()
+    result = drape_garment(
+        start,
+        placed.faces,
+        garment.fabric,
+        body_v,
+        body_f,
+        pinned=placed.pinned,
+        rest_positions_m=placed.rest_positions_m,
+        dt=options.dt_s,
+        max_frames=options.max_frames,
+        min_frames=min(options.min_frames, options.max_frames),
+        settle_speed_m_s=options.settle_speed_m_s,
+    )
+    elapsed = time.perf_counter() - began
+    # (4) fit map
+    return DrapedGarment(
+        key=garment.key,
+        positions_m=result.positions_m,
+        start_positions_m=start,
+        faces=np.asarray(placed.faces, dtype=np.int64),
+        corner_uvs=placed.corner_uvs,
+        strain=result.strain,
+        fit_rgba=strain_to_rgba(result.strain, options.tight_strain),
+        base_color=garment.base_color,
+        mean_stretch=result.mean_stretch,
+        max_stretch=result.max_stretch,
+        min_body_clearance_m=result.min_body_clearance_m,
+        frames=result.frames,
+        settled=result.settled,
+        drape_s=elapsed,
+        placement={**placed.report, "pose_push_m": round(posed_push, 4)},
+        meta=garment.meta,
+    )
+
+
+def drape_look(
+    body: TwinBody,
+    garments: Sequence[LookGarment],
+    pose: Pose | None = None,
+    options: LookOptions = LOOK_DEFAULTS,
+    progress: Progress = _noop,
+    landmarks: BodyLandmarks | None = None,
+) -> Look:
+    """Dress `body` in `garments` (inner first) in `pose`; raises `SpatialTwinError` when a
+    garment cannot be draped (inside the body, diverged)."""
+    if not garments:
+        raise SpatialTwinError("no_garments", "a look needs at least one garment", status=422)
+    keys = [g.key for g in garments]
+    if len(set(keys)) != len(keys):
+        raise SpatialTwinError(
+            "duplicate_garment", "each garment can be worn once per look", {"garments": keys}
+        )
+    progress("posing", 0.05)
+    marks = landmarks or BodyLandmarks.of(body)
+    posed = posed_body(body, pose)
+    draped = []
+    share = 0.85 / len(garments)
+    for i, garment in enumerate(garments):
+        progress(f"draping {garment.key}", 0.05 + share * i)
+        draped.append(drape_one(garment, body, posed, pose, marks, options))
+    progress("draped", 0.9)
+    body_v, body_f = posed.welded()
+    return Look(pose or Pose.rest(), body_v, body_f, draped)
