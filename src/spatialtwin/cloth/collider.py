@@ -1,24 +1,51 @@
 """Collision geometry the garment is simulated against: the posed body surface and spheres.
 
-`BodyCollider` keeps the body's previous and current posed vertices; once per frame
-`detect_contacts` finds, for every garment vertex near the body, the closest body triangle
-(uniform grid over body vertices, then the one-ring triangles of the nearest vertex). The
-kernels then move that triangle from the previous to the current pose substep by substep, so a
-limb that moves several centimetres in a frame pushes the cloth instead of tunnelling through.
-The body mesh changes every frame, so nothing here is built once: the grid is rebuilt per
-frame over the garment's neighbourhood only, in O(vertices).
+`BodyCollider` keeps the body's previous and current posed vertices (and area-weighted vertex
+normals); once per frame `detect_contacts` finds, for every garment vertex near the body, the
+closest body triangle. Garment vertices resting on the skin start from last frame's answer (a
+short walk over the body's vertex graph, `ContactCache`); the rest search a uniform grid over
+body vertices, then the one-ring triangles of the nearest vertex. The kernels then move that
+triangle from the previous to the current pose substep by substep, so a limb that moves
+several centimetres in a frame pushes the cloth instead of tunnelling through; the contact
+normal is the Phong (vertex-normal) blend, which a decimated body's sliver triangles cannot
+flip. The body mesh changes every frame, so the grid is rebuilt per frame over the garment's
+neighbourhood only, in O(vertices).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numba as nb
 import numpy as np
 from numpy.typing import NDArray
 
-from spatialtwin.cloth.kernels import closest_point_on_triangle
+from spatialtwin.cloth.kernels import closest_point_on_triangle, vertex_normals
 from spatialtwin.errors import SpatialTwinError
+
+
+def vertex_vertex_adjacency(
+    faces: NDArray[np.integer], n_vertices: int, vertices_m: NDArray[np.floating] | None = None
+) -> tuple[NDArray[np.int64], NDArray[np.int32]]:
+    """CSR (offsets (N+1,), neighbour ids) of the vertices sharing an edge with each vertex.
+
+    With `vertices_m`, vertices at the same place (UV-seam duplicates) are neighbours too, so a
+    walk over the graph crosses seams.
+    """
+    f = np.asarray(faces, dtype=np.int64)
+    e = np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]])
+    if vertices_m is not None:
+        _, group = np.unique(np.round(np.asarray(vertices_m) * 1e6), axis=0, return_inverse=True)
+        group = group.ravel()
+        order = np.argsort(group, kind="stable")
+        same = group[order][1:] == group[order][:-1]
+        e = np.concatenate([e, np.stack([order[:-1][same], order[1:][same]], axis=1)])
+    e = np.concatenate([e, e[:, ::-1]])
+    key = np.unique(e[:, 0] * n_vertices + e[:, 1])
+    src, dst = key // n_vertices, key % n_vertices
+    offsets = np.concatenate([[0], np.cumsum(np.bincount(src, minlength=n_vertices))])
+    return offsets.astype(np.int64), dst.astype(np.int32)
 
 
 def vertex_face_adjacency(
@@ -35,7 +62,11 @@ def vertex_face_adjacency(
 
 
 @nb.njit(cache=True)
-def _detect(x, body, faces, vf_off, vf_idx, radius, out_tri, out_dist):
+def _body_grid(x, body, cell_m, search_radius):
+    """Uniform grid (CSR) over the body vertices within the garment's box grown by the search
+    radius, in cells of `cell_m` searched shell by shell: contact vertices find their nearest
+    body vertex in the first shell, only far ones pay for the full radius.
+    """
     n = x.shape[0]
     lo = np.empty(3)
     hi = np.empty(3)
@@ -46,19 +77,16 @@ def _detect(x, body, faces, vf_off, vf_idx, radius, out_tri, out_dist):
         for k in range(3):
             lo[k] = min(lo[k], x[i, k])
             hi[k] = max(hi[k], x[i, k])
-    # small cells searched shell by shell: contact vertices find their nearest body vertex in
-    # the first shell, only far ones pay for the full radius
-    cell = min(radius, 0.02)
+    cell = cell_m
     for k in range(3):
-        lo[k] -= radius
-        hi[k] += radius
+        lo[k] -= search_radius
+        hi[k] += search_radius
     dims = np.empty(3, dtype=np.int64)
     total = 1
     for k in range(3):
         dims[k] = max(1, math.ceil((hi[k] - lo[k]) / cell))
         total *= dims[k]
-    # grow cells if the box is huge relative to the radius (bounded memory)
-    while total > 4_000_000:
+    while total > 4_000_000:  # bounded memory for a huge box
         cell *= 1.5
         total = 1
         for k in range(3):
@@ -68,11 +96,11 @@ def _detect(x, body, faces, vf_off, vf_idx, radius, out_tri, out_dist):
     cell_of = np.full(m, -1, dtype=np.int64)
     counts = np.zeros(total + 1, dtype=np.int64)
     for j in range(m):
+        if body[j, 0] < lo[0] or body[j, 1] < lo[1] or body[j, 2] < lo[2]:
+            continue
         ix = int((body[j, 0] - lo[0]) / cell)
         iy = int((body[j, 1] - lo[1]) / cell)
         iz = int((body[j, 2] - lo[2]) / cell)
-        if body[j, 0] < lo[0] or body[j, 1] < lo[1] or body[j, 2] < lo[2]:
-            continue
         if ix >= dims[0] or iy >= dims[1] or iz >= dims[2]:
             continue
         c = (ix * dims[1] + iy) * dims[2] + iz
@@ -87,74 +115,324 @@ def _detect(x, body, faces, vf_off, vf_idx, radius, out_tri, out_dist):
         if c >= 0:
             items[fill[c]] = j
             fill[c] += 1
-    r2 = radius * radius
-    for i in range(n):
-        out_tri[i] = -1
-        out_dist[i] = np.inf
-        ix = int((x[i, 0] - lo[0]) / cell)
-        iy = int((x[i, 1] - lo[1]) / cell)
-        iz = int((x[i, 2] - lo[2]) / cell)
-        best = -1
-        best_d2 = r2 * 4.0
-        shells = math.ceil(radius / cell)
-        for k in range(shells + 1):
-            for ax in range(max(ix - k, 0), min(ix + k + 1, dims[0])):
-                for ay in range(max(iy - k, 0), min(iy + k + 1, dims[1])):
-                    rim = abs(ax - ix) == k or abs(ay - iy) == k
-                    az_step = 1 if (rim or k == 0) else 2 * k  # inner cells: earlier shells
-                    for az in range(iz - k, iz + k + 1, az_step):
-                        if az < 0 or az >= dims[2]:
-                            continue
-                        c = (ax * dims[1] + ay) * dims[2] + az
-                        for q in range(counts[c], counts[c + 1]):
-                            j = items[q]
-                            dx = x[i, 0] - body[j, 0]
-                            dy = x[i, 1] - body[j, 1]
-                            dz = x[i, 2] - body[j, 2]
-                            d2 = dx * dx + dy * dy + dz * dz
-                            if d2 < best_d2:
-                                best_d2 = d2
-                                best = j
-            # anything in an outer shell is at least k·cell away
-            if best >= 0 and best_d2 <= (k * cell) ** 2:
-                break
-        if best < 0:
-            continue
-        tbest = -1
-        tbest_d2 = np.inf
-        for q in range(vf_off[best], vf_off[best + 1]):
-            f = vf_idx[q]
-            a = faces[f, 0]
-            b = faces[f, 1]
-            cc = faces[f, 2]
-            u, v, w = closest_point_on_triangle(
-                x[i, 0],
-                x[i, 1],
-                x[i, 2],
-                body[a, 0],
-                body[a, 1],
-                body[a, 2],
-                body[b, 0],
-                body[b, 1],
-                body[b, 2],
-                body[cc, 0],
-                body[cc, 1],
-                body[cc, 2],
-            )
-            px = u * body[a, 0] + v * body[b, 0] + w * body[cc, 0]
-            py = u * body[a, 1] + v * body[b, 1] + w * body[cc, 1]
-            pz = u * body[a, 2] + v * body[b, 2] + w * body[cc, 2]
-            d2 = (x[i, 0] - px) ** 2 + (x[i, 1] - py) ** 2 + (x[i, 2] - pz) ** 2
-            if d2 < tbest_d2:
-                tbest_d2 = d2
-                tbest = f
-        if tbest_d2 <= r2:
-            out_tri[i] = tbest
-            out_dist[i] = math.sqrt(tbest_d2)
+    return lo, cell, dims, counts, items
 
 
 @nb.njit(cache=True)
-def _signed_distance_to_tri(x, body, faces, tri, out):
+def _grid_nearest(px, py, pz, body, lo, cell, dims, counts, items, radius):
+    """Nearest body vertex within about radius (−1 if none) and its squared distance."""
+    ix = math.floor((px - lo[0]) / cell)
+    iy = math.floor((py - lo[1]) / cell)
+    iz = math.floor((pz - lo[2]) / cell)
+    best = -1
+    best_d2 = 4.0 * radius * radius
+    shells = math.ceil(radius / cell)
+    for k in range(shells + 1):
+        for ax in range(max(ix - k, 0), min(ix + k + 1, dims[0])):
+            for ay in range(max(iy - k, 0), min(iy + k + 1, dims[1])):
+                rim = abs(ax - ix) == k or abs(ay - iy) == k
+                az_step = 1 if (rim or k == 0) else 2 * k  # inner cells: earlier shells
+                for az in range(iz - k, iz + k + 1, az_step):
+                    if az < 0 or az >= dims[2]:
+                        continue
+                    c = (ax * dims[1] + ay) * dims[2] + az
+                    for q in range(counts[c], counts[c + 1]):
+                        j = items[q]
+                        dx = px - body[j, 0]
+                        dy = py - body[j, 1]
+                        dz = pz - body[j, 2]
+                        d2 = dx * dx + dy * dy + dz * dz
+                        if d2 < best_d2:
+                            best_d2 = d2
+                            best = j
+        # anything in an outer shell is at least k·cell away
+        if best >= 0 and best_d2 <= (k * cell) ** 2:
+            return best, best_d2
+    return best, best_d2
+
+
+@nb.njit(cache=True)
+def _walk_nearest(px, py, pz, body, vv_off, vv_idx, start):
+    """Greedy descent over the body's vertex graph to a vertex nearer than all its neighbours.
+
+    Last frame's nearest vertex is a few edges at most from this frame's, so this costs a
+    handful of distance checks instead of a grid search.
+    """
+    j = start
+    dx = px - body[j, 0]
+    dy = py - body[j, 1]
+    dz = pz - body[j, 2]
+    d2 = dx * dx + dy * dy + dz * dz
+    for _ in range(16):
+        best = j
+        for q in range(vv_off[j], vv_off[j + 1]):
+            k = vv_idx[q]
+            ex = px - body[k, 0]
+            ey = py - body[k, 1]
+            ez = pz - body[k, 2]
+            e2 = ex * ex + ey * ey + ez * ez
+            if e2 < d2:
+                d2 = e2
+                best = k
+        if best == j:
+            break
+        j = best
+    return j, d2
+
+
+@nb.njit(cache=True, inline="always")
+def _point_triangle(px, py, pz, body, faces, f):
+    """Barycentric weights of the point of triangle f closest to p, and its squared distance."""
+    a = faces[f, 0]
+    b = faces[f, 1]
+    c = faces[f, 2]
+    u, v, w = closest_point_on_triangle(
+        px,
+        py,
+        pz,
+        body[a, 0],
+        body[a, 1],
+        body[a, 2],
+        body[b, 0],
+        body[b, 1],
+        body[b, 2],
+        body[c, 0],
+        body[c, 1],
+        body[c, 2],
+    )
+    qx = u * body[a, 0] + v * body[b, 0] + w * body[c, 0]
+    qy = u * body[a, 1] + v * body[b, 1] + w * body[c, 1]
+    qz = u * body[a, 2] + v * body[b, 2] + w * body[c, 2]
+    return u, v, w, (px - qx) ** 2 + (py - qy) ** 2 + (pz - qz) ** 2
+
+
+@nb.njit(cache=True)
+def _closest_in_ring(px, py, pz, body, faces, vf_off, vf_idx, j):
+    """Closest triangle among the faces around body vertex j, and its squared distance."""
+    tbest = -1
+    tbest_d2 = np.inf
+    for q in range(vf_off[j], vf_off[j + 1]):
+        f = vf_idx[q]
+        a = faces[f, 0]
+        b = faces[f, 1]
+        cc = faces[f, 2]
+        u, v, w = closest_point_on_triangle(
+            px,
+            py,
+            pz,
+            body[a, 0],
+            body[a, 1],
+            body[a, 2],
+            body[b, 0],
+            body[b, 1],
+            body[b, 2],
+            body[cc, 0],
+            body[cc, 1],
+            body[cc, 2],
+        )
+        qx = u * body[a, 0] + v * body[b, 0] + w * body[cc, 0]
+        qy = u * body[a, 1] + v * body[b, 1] + w * body[cc, 1]
+        qz = u * body[a, 2] + v * body[b, 2] + w * body[cc, 2]
+        d2 = (px - qx) ** 2 + (py - qy) ** 2 + (pz - qz) ** 2
+        if d2 < tbest_d2:
+            tbest_d2 = d2
+            tbest = f
+    return tbest, tbest_d2
+
+
+@nb.njit(cache=True)
+def _detect(
+    x,
+    body,
+    faces,
+    vf_off,
+    vf_idx,
+    vv_off,
+    vv_idx,
+    radius,
+    trust,
+    seed,
+    seed_tri,
+    body_motion,
+    recheck_phase,
+    out_tri,
+    out_dist,
+):
+    """Closest body triangle within radius for every garment vertex, using last frame's work.
+
+    1. A vertex that was in the contact band (within `trust` of the skin) last frame walks
+       greedily over the body's vertex graph from last frame's nearest vertex, then keeps last
+       frame's triangle if it still holds the projection and has the vertex reached as a
+       corner, else takes the closest triangle around that vertex. A walk ends in a local
+       minimum, so its answer is kept only inside the band: farther out another body part
+       (the other leg, the arm over the ribs) may be nearer.
+    2. Everything else, and every 8th band vertex in turn (a walk that slid into a wrong
+       local minimum is corrected within 8 frames): a uniform grid over the body vertices,
+       searched shell by shell out to the vertex's radius.
+    `body_motion` (N,) widens each vertex's radius by how far the body moves relative to it
+    this frame (empty: no widening), so a flung hand does not make the whole garment search
+    15 cm around. With `seed` of length 0 every vertex takes the grid (a one-off query).
+    """
+    n = x.shape[0]
+    cached = seed.shape[0] == n
+    moving = body_motion.shape[0] == n
+    widest = radius
+    if moving:
+        for i in range(n):
+            widest = max(widest, radius + body_motion[i])
+    # two grids: 2 cm cells for most vertices, and 5 cm cells (built only if needed) for
+    # those whose search a fast body part or fast fabric widens past 4 fine cells
+    fine = min(radius, 0.02)
+    grid_ready = False
+    lo = np.zeros(3)
+    cell = 1.0
+    dims = np.ones(3, dtype=np.int64)
+    counts = np.zeros(2, dtype=np.int64)
+    items = np.zeros(0, dtype=np.int64)
+    coarse_ready = False
+    c_lo = np.zeros(3)
+    c_cell = 1.0
+    c_dims = np.ones(3, dtype=np.int64)
+    c_counts = np.zeros(2, dtype=np.int64)
+    c_items = np.zeros(0, dtype=np.int64)
+    for i in range(n):
+        out_tri[i] = -1
+        out_dist[i] = np.inf
+        px = x[i, 0]
+        py = x[i, 1]
+        pz = x[i, 2]
+        r_i = radius + body_motion[i] if moving else radius
+        tri = -1
+        t2 = np.inf
+        j = -1
+        walked = False
+        if cached and seed[i] >= 0 and (i + recheck_phase) % 8 != 0:
+            j, _ = _walk_nearest(px, py, pz, body, vv_off, vv_idx, seed[i])
+            f = seed_tri[i]
+            if f >= 0 and (j == faces[f, 0] or j == faces[f, 1] or j == faces[f, 2]):
+                u, v, w, q2 = _point_triangle(px, py, pz, body, faces, f)
+                if u > 1e-6 and v > 1e-6 and w > 1e-6:
+                    tri, t2 = f, q2
+            if tri < 0:
+                tri, t2 = _closest_in_ring(px, py, pz, body, faces, vf_off, vf_idx, j)
+            walked = t2 <= trust * trust
+        if not walked:
+            if r_i <= 4.0 * fine:
+                if not grid_ready:
+                    lo, cell, dims, counts, items = _body_grid(x, body, fine, widest)
+                    grid_ready = True
+                j, _ = _grid_nearest(px, py, pz, body, lo, cell, dims, counts, items, r_i)
+            else:
+                if not coarse_ready:
+                    c_lo, c_cell, c_dims, c_counts, c_items = _body_grid(x, body, 0.05, widest)
+                    coarse_ready = True
+                j, _ = _grid_nearest(px, py, pz, body, c_lo, c_cell, c_dims, c_counts, c_items, r_i)
+            tri = -1
+            t2 = np.inf
+            if j >= 0:
+                tri, t2 = _closest_in_ring(px, py, pz, body, faces, vf_off, vf_idx, j)
+        if cached:
+            # only vertices in the contact band walk next frame
+            close = tri >= 0 and t2 <= trust * trust
+            seed[i] = j if close else -1
+            seed_tri[i] = tri if close else -1
+        if tri >= 0 and t2 <= r_i * r_i:
+            out_tri[i] = tri
+            out_dist[i] = math.sqrt(t2)
+
+
+@nb.njit(cache=True)
+def _relative_body_motion(x, v, dt, prev, cur, cap, out):
+    """How far (m) the body may move relative to each garment vertex during this frame.
+
+    Body vertices are binned in `cap`-sized cells; per cell, the mean displacement and the
+    largest deviation from it (a body part moves nearly rigidly within a cell). For a garment
+    vertex moving v·dt, the bound is the largest |v·dt − mean| + deviation over the 3×3×3
+    cells around it: a walking body carries its garment along, so only relative motion widens
+    the contact search. Capped at `cap` (faster parts may tunnel).
+    """
+    n = x.shape[0]
+    lo = np.empty(3)
+    hi = np.empty(3)
+    for k in range(3):
+        lo[k] = x[0, k]
+        hi[k] = x[0, k]
+    for i in range(n):
+        for k in range(3):
+            lo[k] = min(lo[k], x[i, k])
+            hi[k] = max(hi[k], x[i, k])
+    for k in range(3):
+        lo[k] -= 2.0 * cap
+        hi[k] += 2.0 * cap
+    dims = np.empty(3, dtype=np.int64)
+    for k in range(3):
+        dims[k] = max(1, math.ceil((hi[k] - lo[k]) / cap))
+    cells = dims[0] * dims[1] * dims[2]
+    mean = np.zeros((cells, 3))
+    count = np.zeros(cells)
+    dev = np.zeros(cells)
+    cell_of = np.full(prev.shape[0], -1, dtype=np.int64)
+    for j in range(prev.shape[0]):
+        ix = math.floor((prev[j, 0] - lo[0]) / cap)
+        iy = math.floor((prev[j, 1] - lo[1]) / cap)
+        iz = math.floor((prev[j, 2] - lo[2]) / cap)
+        if ix < 0 or iy < 0 or iz < 0 or ix >= dims[0] or iy >= dims[1] or iz >= dims[2]:
+            continue
+        c = (ix * dims[1] + iy) * dims[2] + iz
+        cell_of[j] = c
+        count[c] += 1.0
+        for k in range(3):
+            mean[c, k] += cur[j, k] - prev[j, k]
+    for c in range(cells):
+        if count[c] > 0.0:
+            for k in range(3):
+                mean[c, k] /= count[c]
+    for j in range(prev.shape[0]):
+        c = cell_of[j]
+        if c < 0:
+            continue
+        dx = cur[j, 0] - prev[j, 0] - mean[c, 0]
+        dy = cur[j, 1] - prev[j, 1] - mean[c, 1]
+        dz = cur[j, 2] - prev[j, 2] - mean[c, 2]
+        dev[c] = max(dev[c], math.sqrt(dx * dx + dy * dy + dz * dz))
+    for i in range(n):
+        ix = math.floor((x[i, 0] - lo[0]) / cap)
+        iy = math.floor((x[i, 1] - lo[1]) / cap)
+        iz = math.floor((x[i, 2] - lo[2]) / cap)
+        best = 0.0
+        for ax in range(max(ix - 1, 0), min(ix + 2, dims[0])):
+            for ay in range(max(iy - 1, 0), min(iy + 2, dims[1])):
+                for az in range(max(iz - 1, 0), min(iz + 2, dims[2])):
+                    c = (ax * dims[1] + ay) * dims[2] + az
+                    if count[c] == 0.0:
+                        continue
+                    rx = v[i, 0] * dt - mean[c, 0]
+                    ry = v[i, 1] * dt - mean[c, 1]
+                    rz = v[i, 2] * dt - mean[c, 2]
+                    best = max(best, math.sqrt(rx * rx + ry * ry + rz * rz) + dev[c])
+        out[i] = min(best, cap)
+
+
+@nb.njit(cache=True)
+def _max_displacement(prev, cur, lo, hi):
+    """Largest distance (m) a body vertex inside the box [lo, hi] moved between two poses."""
+    best = 0.0
+    for j in range(prev.shape[0]):
+        inside = True
+        for k in range(3):
+            if prev[j, k] < lo[k] or prev[j, k] > hi[k]:
+                inside = False
+        if not inside:
+            continue
+        dx = cur[j, 0] - prev[j, 0]
+        dy = cur[j, 1] - prev[j, 1]
+        dz = cur[j, 2] - prev[j, 2]
+        best = max(best, dx * dx + dy * dy + dz * dz)
+    return math.sqrt(best)
+
+
+@nb.njit(cache=True)
+def _signed_distance_to_tri(x, body, normals, faces, tri, out):
     for i in range(x.shape[0]):
         f = tri[i]
         if f < 0:
@@ -177,22 +455,43 @@ def _signed_distance_to_tri(x, body, faces, tri, out):
             body[c, 1],
             body[c, 2],
         )
-        ex = body[b, 0] - body[a, 0]
-        ey = body[b, 1] - body[a, 1]
-        ez = body[b, 2] - body[a, 2]
-        gx = body[c, 0] - body[a, 0]
-        gy = body[c, 1] - body[a, 1]
-        gz = body[c, 2] - body[a, 2]
-        nx = ey * gz - ez * gy
-        ny = ez * gx - ex * gz
-        nz = ex * gy - ey * gx
-        nl = math.sqrt(nx * nx + ny * ny + nz * nz)
+        # side from the Phong normal (sliver triangles have meaningless face normals)
+        nx = u * normals[a, 0] + v * normals[b, 0] + w * normals[c, 0]
+        ny = u * normals[a, 1] + v * normals[b, 1] + w * normals[c, 1]
+        nz = u * normals[a, 2] + v * normals[b, 2] + w * normals[c, 2]
         dx = x[i, 0] - (u * body[a, 0] + v * body[b, 0] + w * body[c, 0])
         dy = x[i, 1] - (u * body[a, 1] + v * body[b, 1] + w * body[c, 1])
         dz = x[i, 2] - (u * body[a, 2] + v * body[b, 2] + w * body[c, 2])
         dist = math.sqrt(dx * dx + dy * dy + dz * dz)
         side = dx * nx + dy * ny + dz * nz
-        out[i] = dist if side >= 0.0 or nl == 0.0 else -dist
+        out[i] = dist if side >= 0.0 else -dist
+
+
+# A walk over the body's vertex graph is trusted for vertices this close to the surface (the
+# contact band: fabric thickness plus margin); farther ones may be nearer another body part.
+WALK_TRUST_M = 0.006
+
+
+@dataclass
+class ContactCache:
+    """What contact detection learned about each garment vertex last frame.
+
+    `nearest_vertex` seeds the next frame's walk over the body (−1: not in the contact band),
+    `nearest_triangle` is the closest triangle found there.
+    """
+
+    nearest_vertex: NDArray[np.int32]
+    nearest_triangle: NDArray[np.int32]
+    frame: int = 0
+
+    @classmethod
+    def empty(cls, n: int) -> ContactCache:
+        return cls(np.full(n, -1, dtype=np.int32), np.full(n, -1, dtype=np.int32))
+
+
+_NO_CACHE = ContactCache.empty(0)
+_NO_MOTION = np.zeros(0)
+MAX_BODY_STEP_M = 0.15  # a body part faster than this per frame may tunnel through cloth
 
 
 class BodyCollider:
@@ -218,7 +517,11 @@ class BodyCollider:
         self.faces = f
         self.previous_m = v.copy()
         self.current_m = v.copy()
+        self.normals_current = vertex_normals(v, f)
+        self.normals_previous = self.normals_current
         self.vf_offsets, self.vf_faces = vertex_face_adjacency(f, len(v))
+        self.vv_offsets, self.vv_vertices = vertex_vertex_adjacency(f, len(v), v)
+        self.contact_cache = _NO_CACHE
 
     def update(self, vertices_m: NDArray[np.floating]) -> None:
         """Advance one frame: the current pose becomes the previous one."""
@@ -232,6 +535,8 @@ class BodyCollider:
         if not np.all(np.isfinite(v)):
             raise SpatialTwinError("bad_body_mesh", "body vertices contain NaN or inf", None)
         self.previous_m, self.current_m = self.current_m, v.copy()
+        self.normals_previous = self.normals_current
+        self.normals_current = vertex_normals(self.current_m, self.faces)
 
     def max_displacement_m(
         self, near_m: NDArray[np.float64] | None = None, reach_m: float = 0.1
@@ -241,34 +546,71 @@ class BodyCollider:
         With `near_m` (garment positions) only body vertices within the garment's bounding box
         grown by `reach_m` count: a waving hand far from a skirt must not widen its search.
         """
-        prev, cur = self.previous_m, self.current_m
         if near_m is not None and len(near_m):
             lo = near_m.min(axis=0) - reach_m
             hi = near_m.max(axis=0) + reach_m
-            keep = np.all((prev >= lo) & (prev <= hi), axis=1)
-            if not np.any(keep):
-                return 0.0
-            prev, cur = prev[keep], cur[keep]
-        d = cur - prev
-        return float(np.sqrt(np.max(np.einsum("ij,ij->i", d, d))))
+        else:
+            lo = np.full(3, -np.inf)
+            hi = np.full(3, np.inf)
+        return float(_max_displacement(self.previous_m, self.current_m, lo, hi))
 
     def detect_contacts(
-        self, positions_m: NDArray[np.float64], radius_m: float, at_current: bool = False
+        self,
+        positions_m: NDArray[np.float64],
+        radius_m: float,
+        at_current: bool = False,
+        *,
+        reuse: bool = False,
+        velocities_m_s: NDArray[np.float64] | None = None,
+        dt: float = 0.0,
     ) -> tuple[NDArray[np.int32], NDArray[np.float64]]:
-        """Closest body triangle (−1 if none within radius) and its distance, per garment vertex."""
+        """Closest body triangle (−1 if none within radius) and its distance, per garment vertex.
+
+        With `reuse` the search starts from what the previous call with `reuse` found for the
+        same garment (`contact_cache`): the per-frame call of the solver. Without it every
+        vertex is searched from scratch. With `velocities_m_s` and `dt` each vertex's radius
+        grows by how far the body near it moves relative to it between the previous and the
+        current pose (up to `MAX_BODY_STEP_M`), so a limb that sweeps up to the garment within
+        the frame is found while a garment riding along with a walking body searches little.
+        """
         body = self.current_m if at_current else self.previous_m
-        tri = np.empty(len(positions_m), dtype=np.int32)
-        dist = np.empty(len(positions_m))
+        x = np.ascontiguousarray(positions_m, dtype=np.float64)
+        n = len(x)
+        tri = np.empty(n, dtype=np.int32)
+        dist = np.empty(n)
+        if reuse and len(self.contact_cache.nearest_vertex) != n:
+            self.contact_cache = ContactCache.empty(n)
+        cache = self.contact_cache if reuse else _NO_CACHE
+        motion = _NO_MOTION
+        if velocities_m_s is not None:
+            motion = np.empty(n)
+            _relative_body_motion(
+                x,
+                np.ascontiguousarray(velocities_m_s, dtype=np.float64),
+                float(dt),
+                self.previous_m,
+                self.current_m,
+                MAX_BODY_STEP_M,
+                motion,
+            )
         _detect(
-            np.ascontiguousarray(positions_m),
+            x,
             body,
             self.faces,
             self.vf_offsets,
             self.vf_faces,
+            self.vv_offsets,
+            self.vv_vertices,
             float(radius_m),
+            min(float(radius_m), WALK_TRUST_M),
+            cache.nearest_vertex,
+            cache.nearest_triangle,
+            motion,
+            cache.frame % 8,
             tri,
             dist,
         )
+        cache.frame += 1
         return tri, dist
 
     def signed_distance(
@@ -278,5 +620,5 @@ class BodyCollider:
         x = np.ascontiguousarray(positions_m, dtype=np.float64)
         tri, _ = self.detect_contacts(x, radius_m, at_current=True)
         out = np.empty(len(x))
-        _signed_distance_to_tri(x, self.current_m, self.faces, tri, out)
+        _signed_distance_to_tri(x, self.current_m, self.normals_current, self.faces, tri, out)
         return out

@@ -94,6 +94,28 @@ def _solve_distance(x, inv_mass, i, j, rest, alpha_t, unilateral, omega):
 
 
 @nb.njit(cache=True)
+def _solve_tethers(x, inv_mass, tethers, max_length_m):
+    """Unilateral |xi - xj| <= max: branch-free (a slack tether gets a zero correction), since
+    whether a tether is slack is a coin flip the CPU's branch predictor loses on."""
+    for c in range(tethers.shape[0]):
+        i = tethers[c, 0]
+        j = tethers[c, 1]
+        wi = inv_mass[i]
+        wj = inv_mass[j]
+        dx = x[i, 0] - x[j, 0]
+        dy = x[i, 1] - x[j, 1]
+        dz = x[i, 2] - x[j, 2]
+        length = math.sqrt(dx * dx + dy * dy + dz * dz) + 1e-12
+        s = -max(length - max_length_m[c], 0.0) / ((wi + wj + 1e-30) * length)
+        x[i, 0] += wi * s * dx
+        x[i, 1] += wi * s * dy
+        x[i, 2] += wi * s * dz
+        x[j, 0] -= wj * s * dx
+        x[j, 1] -= wj * s * dy
+        x[j, 2] -= wj * s * dz
+
+
+@nb.njit(cache=True)
 def _solve_hinges(x, inv_mass, hinges, hinge_k, alpha_t):
     for b in range(hinges.shape[0]):
         denom = alpha_t[b]
@@ -147,7 +169,20 @@ def _friction(x, x_prev, i, nx, ny, nz, bdx, bdy, bdz, penetration, mu):
 
 @nb.njit(cache=True)
 def _collide_body(
-    x, x_prev, contact_tri, body_prev, body_cur, body_faces, a0, a1, offset, mu, max_depth
+    x,
+    x_prev,
+    inv_mass,
+    contact_tri,
+    body_prev,
+    body_cur,
+    normal_prev,
+    normal_cur,
+    body_faces,
+    a0,
+    a1,
+    offset,
+    mu,
+    max_depth,
 ):
     """Push vertices out of their contact triangle, interpolated to substep time a1 ∈ (0, 1].
 
@@ -159,7 +194,7 @@ def _collide_body(
     p0 = 1.0 - a0
     for i in range(x.shape[0]):
         f = contact_tri[i]
-        if f < 0:
+        if f < 0 or inv_mass[i] == 0.0:  # pins go where the caller puts them
             continue
         ia = body_faces[f, 0]
         ib = body_faces[f, 1]
@@ -173,18 +208,24 @@ def _collide_body(
         cx = b0 * body_prev[ic, 0] + a1 * body_cur[ic, 0]
         cy = b0 * body_prev[ic, 1] + a1 * body_cur[ic, 1]
         cz = b0 * body_prev[ic, 2] + a1 * body_cur[ic, 2]
-        nx = (by - ay) * (cz - az) - (bz - az) * (cy - ay)
-        ny = (bz - az) * (cx - ax) - (bx - ax) * (cz - az)
-        nz = (bx - ax) * (cy - ay) - (by - ay) * (cx - ax)
+        u, v, w = closest_point_on_triangle(
+            x[i, 0], x[i, 1], x[i, 2], ax, ay, az, bx, by, bz, cx, cy, cz
+        )
+        # Phong normal: barycentric blend of area-weighted vertex normals. A sliver
+        # triangle's own normal is noise; its corners' normals are not.
+        nx = 0.0
+        ny = 0.0
+        nz = 0.0
+        for corner, wt in ((ia, u), (ib, v), (ic, w)):
+            nx += wt * (b0 * normal_prev[corner, 0] + a1 * normal_cur[corner, 0])
+            ny += wt * (b0 * normal_prev[corner, 1] + a1 * normal_cur[corner, 1])
+            nz += wt * (b0 * normal_prev[corner, 2] + a1 * normal_cur[corner, 2])
         nl = math.sqrt(nx * nx + ny * ny + nz * nz)
-        if nl < 1e-20:
+        if nl < 1e-12:
             continue
         nx /= nl
         ny /= nl
         nz /= nl
-        u, v, w = closest_point_on_triangle(
-            x[i, 0], x[i, 1], x[i, 2], ax, ay, az, bx, by, bz, cx, cy, cz
-        )
         qx = u * ax + v * bx + w * cx
         qy = u * ay + v * by + w * cy
         qz = u * az + v * bz + w * cz
@@ -212,6 +253,36 @@ def _collide_body(
             + w * (p0 * body_prev[ic, 2] + a0 * body_cur[ic, 2])
         )
         _friction(x, x_prev, i, nx, ny, nz, qx - ox, qy - oy, qz - oz, pen, mu)
+
+
+@nb.njit(cache=True)
+def vertex_normals(vertices, faces):
+    """Area-weighted unit vertex normals (N, 3) of a triangle mesh (outward for CCW faces)."""
+    n = np.zeros_like(vertices)
+    for f in range(faces.shape[0]):
+        a = faces[f, 0]
+        b = faces[f, 1]
+        c = faces[f, 2]
+        ux = vertices[b, 0] - vertices[a, 0]
+        uy = vertices[b, 1] - vertices[a, 1]
+        uz = vertices[b, 2] - vertices[a, 2]
+        vx = vertices[c, 0] - vertices[a, 0]
+        vy = vertices[c, 1] - vertices[a, 1]
+        vz = vertices[c, 2] - vertices[a, 2]
+        cx = uy * vz - uz * vy
+        cy = uz * vx - ux * vz
+        cz = ux * vy - uy * vx
+        for k in (a, b, c):
+            n[k, 0] += cx
+            n[k, 1] += cy
+            n[k, 2] += cz
+    for i in range(n.shape[0]):
+        length = math.sqrt(n[i, 0] ** 2 + n[i, 1] ** 2 + n[i, 2] ** 2)
+        if length > 0.0:
+            n[i, 0] /= length
+            n[i, 1] /= length
+            n[i, 2] /= length
+    return n
 
 
 @nb.njit(cache=True)
@@ -267,12 +338,16 @@ def simulate_frame(
     contact_tri: NDArray[np.int32],
     body_prev: NDArray[np.float64],
     body_cur: NDArray[np.float64],
+    normal_prev: NDArray[np.float64],
+    normal_cur: NDArray[np.float64],
     body_faces: NDArray[np.int32],
     spheres: NDArray[np.float64],
     contact_offset_m: float,
     friction: float,
     max_depth_m: float,
     strain_limit: float,
+    strain_limit_every: int,
+    strain_limit_sweeps: int,
 ) -> None:
     """Advance positions x and velocities v (both (N, 3), in place) by one frame of dt seconds."""
     n = x.shape[0]
@@ -304,6 +379,9 @@ def simulate_frame(
             for k in range(3):
                 x[i, k] = (1.0 - a1) * pin_from_m[p, k] + a1 * pin_to_m[p, k]
         for _ in range(iterations):
+            # tethers first: the edge sweep after them spreads their end-point corrections
+            # over the neighbouring edges instead of leaving kinks for friction to lock in
+            _solve_tethers(x, inv_mass, tethers, tether_max_m)
             for c in range(edges.shape[0]):
                 _solve_distance(
                     x,
@@ -315,18 +393,17 @@ def simulate_frame(
                     False,
                     omega,
                 )
-            for c in range(tethers.shape[0]):
-                _solve_distance(
-                    x, inv_mass, tethers[c, 0], tethers[c, 1], tether_max_m[c], 0.0, True, 1.0
-                )
             _solve_hinges(x, inv_mass, hinges, hinge_k, hinge_alpha)
         if body_faces.shape[0] > 0:
             _collide_body(
                 x,
                 x_prev,
+                inv_mass,
                 contact_tri,
                 body_prev,
                 body_cur,
+                normal_prev,
+                normal_cur,
                 body_faces,
                 a0,
                 a1,
@@ -336,7 +413,7 @@ def simulate_frame(
             )
         if spheres.shape[0] > 0:
             _collide_spheres(x, x_prev, inv_mass, spheres, contact_offset_m, friction)
-        if strain_limit > 0.0 and s == substeps - 1:
+        if strain_limit > 0.0 and (s + 1) % strain_limit_every == 0:
             # Strain limiting (Provot 1995): stretch beyond the limit is pulled back even where
             # static friction holds both ends, so impact stretch cannot stay locked in by
             # friction; contacts are then re-projected without friction. The correction is
@@ -344,24 +421,28 @@ def simulate_frame(
             for i in range(n):
                 for k in range(3):
                     x_prev[i, k] -= x[i, k]
-            for c in range(edges.shape[0]):
-                _solve_distance(
-                    x,
-                    inv_mass,
-                    edges[c, 0],
-                    edges[c, 1],
-                    edge_rest_m[c] * (1.0 + strain_limit),
-                    0.0,
-                    True,
-                    1.0,
-                )
+            for _ in range(strain_limit_sweeps):
+                for c in range(edges.shape[0]):
+                    _solve_distance(
+                        x,
+                        inv_mass,
+                        edges[c, 0],
+                        edges[c, 1],
+                        edge_rest_m[c] * (1.0 + strain_limit),
+                        0.0,
+                        True,
+                        1.0,
+                    )
             if body_faces.shape[0] > 0:
                 _collide_body(
                     x,
                     x_prev,
+                    inv_mass,
                     contact_tri,
                     body_prev,
                     body_cur,
+                    normal_prev,
+                    normal_cur,
                     body_faces,
                     a0,
                     a1,

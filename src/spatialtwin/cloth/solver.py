@@ -32,9 +32,15 @@ class SolverSettings:
       extra distance from the skin.
     - ``max_contact_depth_m``: a vertex deeper than this behind its contact triangle is taken to
       belong to another part of the body and is left alone rather than pushed the wrong way.
+    - ``detection_margin_m``: contact search radius beyond the contact offset; each vertex's
+      search also widens by how far the body moves relative to it within the frame.
     - ``self_collision``: vertex–vertex self-collision once per frame (static drape).
-    - ``strain_limit``: once per frame, edges stretched beyond this fraction are pulled back
-      (position only, no velocity change); 0 disables.
+    - ``strain_limit``: edges stretched beyond this fraction are pulled back by
+      ``strain_limit_sweeps`` Gauss–Seidel sweeps of unilateral limits, then contacts are
+      re-projected without friction (position only, no velocity change, so no energy); 0
+      disables. Runs every ``strain_limit_every`` substeps (0: once, after the last). Impact
+      stretch that static friction would otherwise lock in (a sheet caught on a sphere, a
+      skirt on the hips) is what it removes; a few sweeps cost about one edge sweep each.
     - ``extra_damping_per_s``: added to the fabric's damping; a static drape wants the
       equilibrium, not the swing, so it settles with more.
     """
@@ -47,6 +53,8 @@ class SolverSettings:
     self_collision: bool = False
     over_relaxation: float = 1.0
     strain_limit: float = 0.05
+    strain_limit_every: int = 0
+    strain_limit_sweeps: int = 4
     extra_damping_per_s: float = 0.0
     gravity_m_s2: tuple[float, float, float] = (0.0, -9.81, 0.0)
 
@@ -56,6 +64,16 @@ class SolverSettings:
                 "bad_solver_settings",
                 "substeps must be 1..200, iterations 1..50",
                 {"substeps": self.substeps, "iterations": self.iterations},
+            )
+        if self.strain_limit < 0 or self.strain_limit_every < 0 or self.strain_limit_sweeps < 1:
+            raise SpatialTwinError(
+                "bad_solver_settings",
+                "strain_limit and strain_limit_every must be ≥ 0, strain_limit_sweeps ≥ 1",
+                {
+                    "strain_limit": self.strain_limit,
+                    "strain_limit_every": self.strain_limit_every,
+                    "strain_limit_sweeps": self.strain_limit_sweeps,
+                },
             )
         if not 0.5 <= self.over_relaxation < 2.0:
             raise SpatialTwinError(
@@ -147,18 +165,15 @@ def step(
             dt,
         )
     if collider is not None:
-        speed = float(np.sqrt(np.max(np.einsum("ij,ij->i", v, v)))) if len(v) else 0.0
-        radius = (
-            offset
-            + settings.detection_margin_m
-            + min(speed * dt, 0.1)
-            + min(collider.max_displacement_m(near_m=x), 0.15)
-        )
-        contact_tri, _ = collider.detect_contacts(x, radius)
+        # each vertex also searches as far as the body near it moves relative to it
+        radius = offset + settings.detection_margin_m
+        contact_tri, _ = collider.detect_contacts(x, radius, reuse=True, velocities_m_s=v, dt=dt)
         body_prev, body_cur, body_faces = collider.previous_m, collider.current_m, collider.faces
+        normal_prev, normal_cur = collider.normals_previous, collider.normals_current
     else:
         contact_tri = np.full(len(x), -1, dtype=np.int32)
         body_prev, body_cur, body_faces = _NO_VERTS, _NO_VERTS, _NO_FACES
+        normal_prev, normal_cur = _NO_VERTS, _NO_VERTS
     sph = spheres.spheres if spheres is not None else np.zeros((0, 4))
     simulate_frame(
         x,
@@ -185,12 +200,16 @@ def step(
         contact_tri,
         body_prev,
         body_cur,
+        normal_prev,
+        normal_cur,
         body_faces,
         sph,
         offset,
         fabric.friction,
         settings.max_contact_depth_m,
         settings.strain_limit,
+        settings.strain_limit_every if settings.strain_limit_every > 0 else settings.substeps,
+        settings.strain_limit_sweeps,
     )
     if settings.self_collision:
         separate_self_contacts(model, x, min_distance_m=max(2.0 * fabric.thickness_m, 0.004))
@@ -206,9 +225,12 @@ def edge_stretch(model: ClothModel, positions_m: NDArray[np.float64]) -> NDArray
 class ClothSim:
     """A garment following a moving body, one `step` per rendered frame.
 
-    ``attach_pins_to_body`` binds each pinned vertex to its closest body triangle
-    (barycentric coordinates plus normal offset), so a waistband rides on the hips as the twin
-    moves; otherwise pins stay where they are.
+    ``attach_pins_to_body`` binds each pinned vertex to its closest body triangle, so a
+    waistband rides on the hips as the twin moves; otherwise pins stay where they are. With
+    ``pin_attachment="rigid"`` (the default) all pins move together with the best rigid fit
+    (Kabsch) of their skin points, like a belt: skin stretching and folding under a bending
+    waist cannot tear the pinned row apart. ``"surface"`` moves each pin with its own
+    triangle (barycentric point plus normal offset) instead, for pins on one rigid-ish spot.
     """
 
     def __init__(
@@ -219,7 +241,15 @@ class ClothSim:
         positions_m: NDArray[np.floating] | None = None,
         settings: SolverSettings = SolverSettings(),
         attach_pins_to_body: bool = True,
+        pin_attachment: str = "rigid",
     ) -> None:
+        if pin_attachment not in ("rigid", "surface"):
+            raise SpatialTwinError(
+                "bad_pin_attachment",
+                "pin_attachment must be 'rigid' or 'surface'",
+                {"pin_attachment": pin_attachment},
+            )
+        self.pin_attachment = pin_attachment
         self.model = model
         self.settings = settings
         self.collider = BodyCollider(body_vertices_m, body_faces)
@@ -235,10 +265,20 @@ class ClothSim:
         self._pin_binding = None
         if attach_pins_to_body and len(model.pinned):
             self._pin_binding = _bind_to_body(self.collider, x0[model.pinned])
+            self._pin_rest_m = x0[model.pinned].copy()
+            self._skin_rest_m = self._skin_points(self.collider.current_m)
         self.frame = 0
+
+    def _skin_points(self, body_m: NDArray[np.float64]) -> NDArray[np.float64]:
+        assert self._pin_binding is not None
+        tri, bary, _ = self._pin_binding
+        return np.einsum("pk,pkj->pj", bary, body_m[self.collider.faces[tri]])
 
     def _pin_targets(self, body_m: NDArray[np.float64]) -> NDArray[np.float64]:
         assert self._pin_binding is not None
+        if self.pin_attachment == "rigid":
+            rot, shift = rigid_fit(self._skin_rest_m, self._skin_points(body_m))
+            return self._pin_rest_m @ rot.T + shift
         tri, bary, offset = self._pin_binding
         f = self.collider.faces[tri]
         p = np.einsum("pk,pkj->pj", bary, body_m[f])
@@ -259,6 +299,19 @@ class ClothSim:
         step(self.model, self.state, self.state, control, self.collider, dt, self.settings)
         self.frame += 1
         return self.state
+
+
+def rigid_fit(
+    source_m: NDArray[np.float64], target_m: NDArray[np.float64]
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Rotation R (3, 3) and translation t (3,) minimising Σ|R·source + t − target|² (Kabsch)."""
+    cs = source_m.mean(axis=0)
+    ct = target_m.mean(axis=0)
+    h = (source_m - cs).T @ (target_m - ct)
+    u, _, vt = np.linalg.svd(h)
+    d = np.sign(np.linalg.det(vt.T @ u.T))
+    rot = vt.T @ np.diag([1.0, 1.0, d]) @ u.T
+    return rot, ct - rot @ cs
 
 
 def _bind_to_body(
