@@ -8,7 +8,7 @@ PY_STAMP := $(VENV)/.installed
 NPM_STAMP := node_modules/.installed
 MODELS_STAMP := models/.built
 DEMO_DATA ?= var/demo
-APT_PACKAGES := redis-server chromium fonts-liberation
+APT_PACKAGES := redis-server chromium fonts-liberation nginx
 
 .PHONY: demo test install system-deps models lint bench clean
 
@@ -49,7 +49,7 @@ lint: $(PY_STAMP)
 test: install system-deps lint
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
-bench: install
+bench: install system-deps
 	for b in bench/*.py; do $(BIN)/python $$b || exit 1; done
 
 clean:

@@ -38,8 +38,9 @@ def median_ms(fn, repeats: int = 300) -> float:
 
 def main() -> None:
     print(describe_machine())
-    body = create_twin_body(Measurements(1.76, 0.92, 0.74, 0.98, 0.81, 0.40),
-                            spacing_m=0.004, target_vertices=20_000)
+    body = create_twin_body(
+        Measurements(1.76, 0.92, 0.74, 0.98, 0.81, 0.40), spacing_m=0.004, target_vertices=20_000
+    )
     skinner = body.skinner()
     rng = np.random.default_rng(7)
     poses = [random_pose(rng) for _ in range(64)]
