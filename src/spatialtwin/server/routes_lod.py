@@ -167,6 +167,60 @@ async def twin_lod_manifest(request: web.Request) -> web.StreamResponse:
     )
 
 
+@routes.get("/api/v1/looks/{look_id}/lod/manifest.json")
+async def look_lod_manifest(request: web.Request) -> web.StreamResponse:
+    """Levels of a look (twin + draped garments), keyed by the look GLB's content hash.
+
+    A new drape is a new look GLB, so its levels get new content-hashed URLs while the old
+    ones stay valid for clients that hold them.
+    """
+    from spatialtwin.gltf.read_glb import read_glb_scene
+    from spatialtwin.lod.levels import DEFAULTS
+    from spatialtwin.lod.pipeline import PIPELINE_VERSION, build_lod_for_scene
+    from spatialtwin.lod.simplifier import backend_name
+    from spatialtwin.server.routes_looks import LOOKS
+
+    channel = request.query.get("channel", "ecommerce")
+    look = await request.app[LOOKS].get(request.match_info["look_id"], channel)
+    if look.get("pose"):
+        raise SpatialTwinError(
+            "lod_needs_rest_pose",
+            "levels are built for looks draped in the twin's rest pose; this look is posed "
+            "(pose the levels on the client through the joints instead)",
+            {"lookId": look["id"]},
+            status=422,
+        )
+    twin = await request.app[keys.TWINS].get(look["twin"])
+    prov = json.dumps(provenance(twin), sort_keys=True).encode()
+    inputs = {"lookGlb": look["blobs"]["glb"], "provenance": hashlib.sha256(prov).hexdigest()}
+    level_options = request.app[keys.SETTINGS].get("lod_options", DEFAULTS)
+    options = {**asdict(level_options), "pipeline": PIPELINE_VERSION, "simplifier": backend_name()}
+    key = cache_key(inputs, options)
+    if _matches(request, key):
+        return _not_modified(key, "private, no-cache")
+
+    async def build() -> tuple[dict[str, Any], dict[str, bytes]]:
+        data = await request.app[keys.STORE].get_blob(inputs["lookGlb"])
+        if data is None:
+            raise SpatialTwinError(
+                "look_glb_missing", "the look's GLB is missing", {"id": look["id"]}, status=500
+            )
+
+        def run() -> tuple[dict[str, Any], dict[str, bytes]]:
+            scene = read_glb_scene(data)
+            done = build_lod_for_scene(scene, level_options, url_prefix=FILE_PREFIX, inputs=inputs)
+            return done.manifest, done.files
+
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(request.app[keys.EXECUTOR], run)
+
+    manifest, _ = await request.app[LOD_CACHE].get_or_build(key, [twin["id"], look["id"]], build)
+    return web.json_response(
+        {**manifest, "lookId": look["id"], "twinId": twin["id"], "key": key},
+        headers={"ETag": f'"{key}"', "Cache-Control": "private, no-cache"},
+    )
+
+
 @routes.get(FILE_PREFIX + r"{sha256:[0-9a-f]{64}}.{ext:(glb|bin)}")
 async def lod_file(request: web.Request) -> web.StreamResponse:
     served = await request.app[LOD_CACHE].served_file(
