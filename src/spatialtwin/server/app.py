@@ -73,7 +73,7 @@ def create_app(
 ) -> web.Application:
     app = web.Application(middlewares=[json_errors], client_max_size=MAX_UPLOAD_BYTES + (1 << 20))
     app[keys.PROJECT_ROOT] = project_root
-    app[keys.SETTINGS] = {"max_upload_bytes": MAX_UPLOAD_BYTES, **(settings or {})}
+    app[keys.SETTINGS] = {"max_upload_bytes": MAX_UPLOAD_BYTES, "seed": seed, **(settings or {})}
 
     async def services(app: web.Application) -> AsyncIterator[None]:
         store = EmbeddedStore(data_dir)

@@ -15,8 +15,9 @@ from spatialtwin.errors import SpatialTwinError
 from spatialtwin.garment.pipeline import IngestOptions
 from spatialtwin.gltf.garment_io import garment_on_twin_glb
 from spatialtwin.rights.license import check_use, provenance
-from spatialtwin.server.keys import EXECUTOR, SETTINGS, STORE, TWINS
+from spatialtwin.server.keys import EXECUTOR, PROJECT_ROOT, SETTINGS, STORE, TWINS
 from spatialtwin.server.requests import json_body, multipart_upload
+from spatialtwin.server.seed import seed_garments
 from spatialtwin.store.garment_repository import GarmentRepository, public_view
 from spatialtwin.store.jobs import JobRunner
 
@@ -103,6 +104,8 @@ def install(app: web.Application) -> None:
     async def services(app: web.Application) -> AsyncIterator[None]:
         options = IngestOptions.from_settings(app[SETTINGS])
         app[GARMENTS] = GarmentRepository(app[STORE], app[EXECUTOR], options)
+        if app[SETTINGS].get("seed"):
+            await seed_garments(app[GARMENTS], app[PROJECT_ROOT] / "assets")
         runner = JobRunner(app[STORE])
         await runner.recover()
         app[JOBS] = runner

@@ -148,9 +148,18 @@ class GarmentRepository:
     # --- garments ------------------------------------------------------------------------------
 
     async def ingest(
-        self, data: bytes, filename: str, metadata: Any, progress: Progress = _noop
+        self,
+        data: bytes,
+        filename: str,
+        metadata: Any,
+        progress: Progress = _noop,
+        garment_id: str | None = None,
     ) -> dict[str, Any]:
-        """Validate, prepare and store one upload; returns the stored record."""
+        """Validate, prepare and store one upload; returns the stored record.
+
+        `garment_id` fixes the id (the sample garments seeded from `assets/` keep theirs);
+        uploads get a fresh one.
+        """
         meta = parse_metadata(metadata)
         fabric = await self.resolve_fabric(meta["fabric"])
         prepared = await self._run(
@@ -159,7 +168,7 @@ class GarmentRepository:
             )
         )
         progress("storing", 0.9)
-        garment_id = f"gar_{uuid.uuid4().hex[:12]}"
+        garment_id = garment_id or f"gar_{uuid.uuid4().hex[:12]}"
         record: dict[str, Any] = {
             "id": garment_id,
             "sku": meta["sku"],
