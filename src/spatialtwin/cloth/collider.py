@@ -213,27 +213,7 @@ def _closest_in_ring(px, py, pz, body, faces, vf_off, vf_idx, j):
     tbest_d2 = np.inf
     for q in range(vf_off[j], vf_off[j + 1]):
         f = vf_idx[q]
-        a = faces[f, 0]
-        b = faces[f, 1]
-        cc = faces[f, 2]
-        u, v, w = closest_point_on_triangle(
-            px,
-            py,
-            pz,
-            body[a, 0],
-            body[a, 1],
-            body[a, 2],
-            body[b, 0],
-            body[b, 1],
-            body[b, 2],
-            body[cc, 0],
-            body[cc, 1],
-            body[cc, 2],
-        )
-        qx = u * body[a, 0] + v * body[b, 0] + w * body[cc, 0]
-        qy = u * body[a, 1] + v * body[b, 1] + w * body[cc, 1]
-        qz = u * body[a, 2] + v * body[b, 2] + w * body[cc, 2]
-        d2 = (px - qx) ** 2 + (py - qy) ** 2 + (pz - qz) ** 2
+        _, _, _, d2 = _point_triangle(px, py, pz, body, faces, f)
         if d2 < tbest_d2:
             tbest_d2 = d2
             tbest = f
@@ -438,23 +418,10 @@ def _signed_distance_to_tri(x, body, normals, faces, tri, out):
         if f < 0:
             out[i] = np.inf
             continue
+        u, v, w, d2 = _point_triangle(x[i, 0], x[i, 1], x[i, 2], body, faces, f)
         a = faces[f, 0]
         b = faces[f, 1]
         c = faces[f, 2]
-        u, v, w = closest_point_on_triangle(
-            x[i, 0],
-            x[i, 1],
-            x[i, 2],
-            body[a, 0],
-            body[a, 1],
-            body[a, 2],
-            body[b, 0],
-            body[b, 1],
-            body[b, 2],
-            body[c, 0],
-            body[c, 1],
-            body[c, 2],
-        )
         # side from the Phong normal (sliver triangles have meaningless face normals)
         nx = u * normals[a, 0] + v * normals[b, 0] + w * normals[c, 0]
         ny = u * normals[a, 1] + v * normals[b, 1] + w * normals[c, 1]
@@ -462,7 +429,7 @@ def _signed_distance_to_tri(x, body, normals, faces, tri, out):
         dx = x[i, 0] - (u * body[a, 0] + v * body[b, 0] + w * body[c, 0])
         dy = x[i, 1] - (u * body[a, 1] + v * body[b, 1] + w * body[c, 1])
         dz = x[i, 2] - (u * body[a, 2] + v * body[b, 2] + w * body[c, 2])
-        dist = math.sqrt(dx * dx + dy * dy + dz * dz)
+        dist = math.sqrt(d2)
         side = dx * nx + dy * ny + dz * nz
         out[i] = dist if side >= 0.0 else -dist
 
