@@ -91,6 +91,10 @@ class ImportReport:
 class ImportedTwin:
     body: TwinBody
     report: ImportReport
+    # Source coordinates → twin metres: twin = source @ transform[:3, :3].T + transform[:3, 3].
+    transform: NDArray[np.float64] = field(default_factory=lambda: np.eye(4))
+    # Per twin vertex, its vertex index in the source file where the reader knew it.
+    source_index: NDArray[np.int64] | None = None
 
 
 def import_body(
@@ -114,7 +118,17 @@ def import_body(
         path = Path(path_or_bytes)
         data = path.read_bytes()
         filename = filename or path.name
-    scene = read_scene(data, filename)
+    return import_scene(read_scene(data, filename), filename, units=units, joint_map=joint_map)
+
+
+def import_scene(
+    scene: SceneMesh,
+    filename: str,
+    *,
+    units: str = "auto",
+    joint_map: dict[str, str] | None = None,
+) -> ImportedTwin:
+    """Steps (2)–(8) over a scene already read (a file, or arrays assembled by a caller)."""
     report = ImportReport(
         filename=filename,
         format=scene.format,
@@ -230,6 +244,8 @@ def import_body(
         source = keep[source]
         v, normals = v[source], normals[source]
         skin = SkinWeights(skin.joints[source], skin.weights[source])
+        if scene.source_index is not None:
+            scene.source_index = scene.source_index[source]
         weld = _weld_map(v)
         report.uvs = "generated (cylindrical)"
 
@@ -252,7 +268,10 @@ def import_body(
         report.measurements = measure_body(mv, mf, skeleton.rest_positions_m).to_json()
     except ValueError as exc:
         report.notes.append(f"measurements unavailable: {exc}")
-    return ImportedTwin(body, report)
+    transform = np.eye(4)
+    transform[:3, :3] = rotation * scale
+    transform[:3, 3] = shift + recentre
+    return ImportedTwin(body, report, transform, scene.source_index)
 
 
 # ---------------------------------------------------------------- steps
@@ -289,6 +308,7 @@ def _keep_skin(scene: SceneMesh, report: ImportReport) -> SceneMesh:
 
     return SceneMesh(
         format=scene.format,
+        source_index=pick(scene.source_index),
         vertices=scene.vertices[used_vertices],
         faces=inverse.reshape(-1, 3),
         normals=pick(scene.normals),

@@ -13,7 +13,7 @@ import sys
 
 from spatialtwin.errors import SpatialTwinError
 
-COMMAND_MODULES = ("serve", "twin", "garment", "drape", "lod", "track")
+COMMAND_MODULES = ("serve", "twin", "garment", "drape", "lod", "track", "template")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -64,6 +64,9 @@ class SceneMesh:
     skin_joints: NDArray[np.int64] | None = None
     skin_weights: NDArray[np.float64] | None = None
     rig: SourceRig | None = None
+    # Index of each vertex's position in the source file (OBJ `v` lines), where vertices were
+    # split by UV seams; binding files such as MakeHuman's `.mhclo` address these indices.
+    source_index: NDArray[np.int64] | None = None
 
 
 def read_scene(data: bytes, filename: str) -> SceneMesh:
@@ -400,6 +403,7 @@ def _read_obj(data: bytes, filename: str) -> SceneMesh:
         uvs=uvs,
         face_groups=np.asarray(face_group, dtype=np.int64)[face_of_tri],
         group_names=group_names,
+        source_index=uniq[:, 0].astype(np.int64),
     )
 
 
