@@ -48,7 +48,7 @@ class ProxyBinding:
 
     @property
     def vertex_count(self) -> int:
-        return int(len(self.ref_vertices))
+        return len(self.ref_vertices)
 
     def axis_scales(self, base_vertices: NDArray[np.floating]) -> NDArray[np.float64]:
         """Per-axis offset scale on a body whose base-mesh vertices are `base_vertices`."""
