@@ -146,7 +146,8 @@ def read_mhclo(data: bytes, base_vertex_count: int = HM08_VERTEX_COUNT) -> Proxy
                 )
             continue
         if section == "delete_verts" and key[0].isdigit():
-            for w in words:
+            # Ranges are written "a - b", with or without the spaces.
+            for w in " ".join(words).replace(" - ", "-").replace("- ", "-").split():
                 if "-" in w:
                     lo, hi = (_index(p, line_no, base_vertex_count) for p in w.split("-", 1))
                     deleted.extend(range(lo, hi + 1))
