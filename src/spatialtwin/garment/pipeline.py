@@ -16,6 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from spatialtwin.errors import SpatialTwinError
+from spatialtwin.garment.binding import AuthoringBody, GarmentBinding
 from spatialtwin.garment.checks import (
     check_degenerate,
     check_finite,
@@ -26,7 +27,14 @@ from spatialtwin.garment.checks import (
 from spatialtwin.garment.mesh import GarmentMesh, edge_lengths_m
 from spatialtwin.garment.pieces import Piece, check_category, describe_pieces
 from spatialtwin.garment.remesh import RemeshOptions, remesh_for_cloth
-from spatialtwin.garment.units import CATEGORIES, UNIT_M, decide_units, detect_up_axis, to_y_up
+from spatialtwin.garment.units import (
+    CATEGORIES,
+    UNIT_M,
+    UnitDecision,
+    decide_units,
+    detect_up_axis,
+    to_y_up,
+)
 from spatialtwin.garment.weld import WELD_TOLERANCE_M, remove_small_islands, weld_vertices
 from spatialtwin.gltf.garment_io import arrays_from_npz, arrays_to_npz, read_garment_file
 
@@ -76,6 +84,8 @@ class PreparedGarment:
     materials: list[dict[str, Any]]
     target_edge_m: float
     warnings: list[dict[str, Any]] = field(default_factory=list)
+    binding: GarmentBinding | None = None  # per render vertex, when an authoring body came
+    authoring: str | None = None  # "hm08" | "avatar"
 
     @property
     def extent_m(self) -> list[float]:
@@ -108,6 +118,11 @@ class PreparedGarment:
             },
             "materials": self.materials,
             "warnings": self.warnings,
+            "authoring_body": (
+                {"kind": self.authoring, "bound_vertices": self.render.vertex_count}
+                if self.authoring
+                else None
+            ),
         }
 
 
@@ -122,8 +137,15 @@ def prepare_garment(
     units: str = "auto",
     options: IngestOptions = INGEST_DEFAULTS,
     progress: Progress = _noop,
+    authoring: AuthoringBody | None = None,
 ) -> PreparedGarment:
-    """Run the whole ingest; raises `SpatialTwinError` naming the first problem found."""
+    """Run the whole ingest; raises `SpatialTwinError` naming the first problem found.
+
+    With an `authoring` body (a `.mhclo` onto hm08, or an avatar exported beside the garment)
+    the garment is taken as worn on that body — its positions from the binding or the avatar's
+    frame, in metres — and every render vertex gets its binding, so looks can refit it onto any
+    twin. Without one, units and axes are decided from the garment's own extent.
+    """
     if category not in CATEGORIES:
         raise SpatialTwinError(
             "invalid_category",
@@ -148,11 +170,30 @@ def prepare_garment(
     check_finite(source.vertices, source.faces)
     # (2) axes and units from the extent (never a rescale: a unit conversion)
     used = np.unique(source.faces)
-    up_axis = detect_up_axis(source.vertices[used])
-    vertices = to_y_up(source.vertices, up_axis)
-    height_units = float(np.ptp(vertices[used, 1]))
-    decision = decide_units(height_units, category, units)
-    vertices_m = vertices * UNIT_M[decision.units]
+    if authoring is not None:
+        try:
+            vertices_m, how = authoring.garment_positions(source.vertices)
+        except ValueError as exc:
+            raise SpatialTwinError(
+                "binding_mismatch",
+                f"the garment does not match its authoring body's binding: {exc}",
+                {"authoring": authoring.kind},
+                status=422,
+            ) from None
+        up_axis = "+Y (authoring body)"
+        decision = UnitDecision(
+            units="dm" if authoring.proxy is not None else "m",
+            detected=True,
+            up_axis="+Y",
+            height_m=float(np.ptp(vertices_m[used, 1])),
+            reason=f"{how}; never rescaled",
+        )
+    else:
+        up_axis = detect_up_axis(source.vertices[used])
+        vertices = to_y_up(source.vertices, up_axis)
+        height_units = float(np.ptp(vertices[used, 1]))
+        decision = decide_units(height_units, category, units)
+        vertices_m = vertices * UNIT_M[decision.units]
     mesh = GarmentMesh(
         vertices_m=vertices_m,
         faces=source.faces,
@@ -185,6 +226,10 @@ def prepare_garment(
     progress("remeshing", 0.5)
     sim = remesh_for_cloth(mesh, RemeshOptions(target_edge_m=options.target_edge_m))
     check_triangle_budget(sim.triangle_count, options.max_simulation_triangles)
+    binding = None
+    if authoring is not None:
+        progress("binding", 0.8)
+        binding = authoring.bind(mesh.vertices_m, 2 * options.weld_tolerance_m + 1e-6)
     progress("prepared", 0.85)
     return PreparedGarment(
         category=category,
@@ -201,6 +246,8 @@ def prepare_garment(
         materials=source.materials,
         target_edge_m=options.target_edge_m,
         warnings=warnings,
+        binding=binding,
+        authoring=authoring.kind if authoring is not None else None,
     )
 
 
@@ -215,7 +262,25 @@ def prepared_to_npz(prepared: PreparedGarment) -> bytes:
             value = getattr(mesh, name)
             if value is not None:
                 arrays[f"{prefix}_{name}"] = value
+    if prepared.binding is not None:
+        arrays["bind_ref"] = prepared.binding.ref.astype(np.int32)
+        arrays["bind_weights"] = prepared.binding.weights
+        arrays["bind_local_offset_m"] = prepared.binding.local_offset_m
+        arrays["bind_authoring"] = np.array(prepared.binding.authoring)
     return arrays_to_npz(arrays)
+
+
+def binding_from_npz(data: bytes) -> GarmentBinding | None:
+    """The render vertices' binding stored by `prepared_to_npz`, if the garment has one."""
+    arrays = arrays_from_npz(data)
+    if "bind_ref" not in arrays:
+        return None
+    return GarmentBinding(
+        arrays["bind_ref"].astype(np.int64),
+        arrays["bind_weights"].astype(np.float64),
+        arrays["bind_local_offset_m"].astype(np.float64),
+        str(arrays["bind_authoring"]),
+    )
 
 
 def meshes_from_npz(data: bytes) -> tuple[GarmentMesh, GarmentMesh]:

@@ -14,65 +14,19 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from spatialtwin.errors import SpatialTwinError
+from spatialtwin.garment.binding import ProxyBinding
 
 MAX_MHCLO_BYTES = 8 * 1024 * 1024
 MAX_BINDING_VERTICES = 500_000
 MAX_JSON_BYTES = 32 * 1024 * 1024
 HM08_VERTEX_COUNT = 19158  # vertices of MakeHuman's hm08 base mesh (base.obj)
-
-
-@dataclass(frozen=True)
-class ProxyBinding:
-    """Where each garment vertex sits on the authoring body, in the authoring body's units.
-
-    `ref_vertices` (N, 3) index the base mesh, `weights` (N, 3) blend them, `offsets` (N, 3) are
-    added after scaling by `scale_refs`: per axis (x, y, z) a pair of base vertices and the
-    distance between them that the offsets were authored for (None: scale 1).
-    """
-
-    basemesh: str
-    ref_vertices: NDArray[np.int64]
-    weights: NDArray[np.float64]
-    offsets: NDArray[np.float64]
-    scale_refs: tuple[tuple[int, int, float] | None, ...]
-    name: str = ""
-    obj_file: str = ""
-    delete_vertices: NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
-
-    @property
-    def vertex_count(self) -> int:
-        return len(self.ref_vertices)
-
-    def axis_scales(self, base_vertices: NDArray[np.floating]) -> NDArray[np.float64]:
-        """Per-axis offset scale on a body whose base-mesh vertices are `base_vertices`."""
-        scales = np.ones(3)
-        for axis, ref in enumerate(self.scale_refs):
-            if ref is None:
-                continue
-            i, j, authored = ref
-            scales[axis] = abs(float(base_vertices[i, axis] - base_vertices[j, axis])) / authored
-        return scales
-
-    def fit(self, base_vertices: NDArray[np.floating]) -> NDArray[np.float64]:
-        """Garment vertex positions on a body given as base-mesh vertices (MakeHuman's fit)."""
-        v = np.asarray(base_vertices, dtype=np.float64)
-        points = np.einsum("nk,nkd->nd", self.weights, v[self.ref_vertices])
-        return points + self.offsets * self.axis_scales(v)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "basemesh": self.basemesh,
-            "name": self.name,
-            "vertices": self.vertex_count,
-            "scale_refs": [list(r) if r else None for r in self.scale_refs],
-        }
 
 
 def _bad(message: str, detail: dict[str, Any]) -> SpatialTwinError:
@@ -272,3 +226,27 @@ def read_mhw(data: bytes, bone_names: list[str], vertex_count: int) -> NDArray[n
         dense[vi, index[bone]] += arr[:, 1]
     total = dense.sum(axis=1, keepdims=True)
     return np.divide(dense, total, out=np.zeros_like(dense), where=total > 0)
+
+
+def obj_vertex_positions(data: bytes) -> NDArray[np.float64]:
+    """The `v` lines of an OBJ in file order (the indices a `.mhclo` refers to)."""
+    rows = []
+    for line in data.decode("utf-8", errors="replace").splitlines():
+        if line.startswith("v "):
+            parts = line.split()
+            if len(parts) < 4:
+                raise SpatialTwinError("corrupt_file", "an OBJ vertex line has under 3 numbers")
+            rows.append(parts[1:4])
+            if len(rows) > MAX_BINDING_VERTICES:
+                raise SpatialTwinError(
+                    "too_many_vertices",
+                    f"the OBJ has more than {MAX_BINDING_VERTICES} vertices",
+                    status=413,
+                )
+    try:
+        positions = np.asarray(rows, dtype=np.float64).reshape(-1, 3)
+    except ValueError:
+        raise SpatialTwinError("corrupt_file", "an OBJ vertex line is not numbers") from None
+    if not np.isfinite(positions).all():
+        raise SpatialTwinError("non_finite_vertices", "the OBJ has NaN or infinite vertices")
+    return positions
