@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import numba as nb
 import numpy as np
 from numpy.typing import NDArray
+from scipy.sparse import coo_matrix, diags
+from scipy.sparse.csgraph import connected_components
 
 from spatialtwin.cloth.kernels import closest_point_on_triangle, vertex_normals
 from spatialtwin.errors import SpatialTwinError
@@ -589,3 +591,250 @@ class BodyCollider:
         out = np.empty(len(x))
         _signed_distance_to_tri(x, self.current_m, self.normals_current, self.faces, tri, out)
         return out
+
+
+# --- layers: garments already draped, as a surface the next garment rests on ------------------
+
+
+@dataclass(frozen=True)
+class DrapeLayer:
+    """A garment already settled on the body, which the next (outer) garment is draped over.
+
+    Positions in metres (N, 3), faces (F, 3) in any winding; `thickness_m` is its fabric's
+    thickness, by which its surface is moved outward before the outer garment collides with it.
+    """
+
+    positions_m: NDArray[np.float64]
+    faces: NDArray[np.int64]
+    thickness_m: float
+
+
+@nb.njit(cache=True)
+def _surface_frames(x, surface, normals, faces, tri, out_q, out_n, out_d, out_dist):
+    """Closest point on triangle `tri[i]`, its Phong normal, signed and plain distance.
+
+    Vertices without a triangle (−1) get NaN point/normal and +inf distances.
+    """
+    for i in range(x.shape[0]):
+        f = tri[i]
+        if f < 0:
+            for k in range(3):
+                out_q[i, k] = np.nan
+                out_n[i, k] = np.nan
+            out_d[i] = np.inf
+            out_dist[i] = np.inf
+            continue
+        u, v, w, d2 = _point_triangle(x[i, 0], x[i, 1], x[i, 2], surface, faces, f)
+        a = faces[f, 0]
+        b = faces[f, 1]
+        c = faces[f, 2]
+        length = 0.0
+        for k in range(3):
+            out_q[i, k] = u * surface[a, k] + v * surface[b, k] + w * surface[c, k]
+            out_n[i, k] = u * normals[a, k] + v * normals[b, k] + w * normals[c, k]
+            length += out_n[i, k] ** 2
+        length = math.sqrt(length)
+        side = 0.0
+        for k in range(3):
+            out_n[i, k] /= max(length, 1e-12)
+            side += (x[i, k] - out_q[i, k]) * out_n[i, k]
+        out_dist[i] = math.sqrt(d2)
+        out_d[i] = side
+
+
+def surface_frames(
+    positions_m: NDArray[np.float64],
+    collider: BodyCollider,
+    radius_m: float,
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+    """Per point: the closest point on `collider`'s current surface within `radius_m`, the
+    Phong normal there, the signed distance along it and the plain distance (metres).
+
+    Points with nothing within the radius get NaN points and normals and +inf distances.
+    """
+    x = np.ascontiguousarray(positions_m, dtype=np.float64)
+    tri, _ = collider.detect_contacts(x, radius_m, at_current=True)
+    q, n = np.empty_like(x), np.empty_like(x)
+    signed, dist = np.empty(len(x)), np.empty(len(x))
+    _surface_frames(
+        x, collider.current_m, collider.normals_current, collider.faces, tri, q, n, signed, dist
+    )
+    return q, n, signed, dist
+
+
+# A point is *under* a layer when the closest point of the layer lies along the layer's normal
+# from it (within this cosine), not off the layer's edge: past a skirt's waistband the closest
+# skirt point is on the band's rim and the point is simply not covered.
+COVERED_COSINE = 0.7
+LAYER_ORIENT_RADIUS_M = 0.3
+
+
+def _orient_outward(
+    body: BodyCollider, vertices_m: NDArray[np.float64], faces: NDArray[np.int64]
+) -> NDArray[np.int64]:
+    """Faces of one draped garment wound so their normals point away from the body.
+
+    Each connected piece votes by area (face normal · body normal at the closest body point)
+    and is flipped as a whole when most of it faces the body, which keeps a consistently wound
+    mesh smooth. Faces that still disagree with the body over more than a fifth of a piece's
+    area mean the mesh is not consistently wound; those pieces are oriented face by face.
+    """
+    tri = vertices_m[faces]
+    cross = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    centroid = tri.mean(axis=1)
+    _, body_n, _, dist = surface_frames(centroid, body, LAYER_ORIENT_RADIUS_M)
+    found = np.isfinite(dist)
+    vote = np.where(found, np.einsum("ij,ij->i", cross, np.nan_to_num(body_n)), 0.0)
+    n = len(vertices_m)
+    e = faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2)
+    graph = coo_matrix((np.ones(len(e)), (e[:, 0], e[:, 1])), shape=(n, n))
+    _, label = connected_components(graph, directed=False)
+    piece = label[faces[:, 0]]
+    out = faces.copy()
+    for p in np.unique(piece):
+        sel = piece == p
+        total = float(np.sum(vote[sel]))
+        flip = total < 0.0
+        signed = -vote[sel] if flip else vote[sel]
+        disagree = float(np.sum(np.abs(signed[signed < 0.0])))
+        if disagree > 0.2 * float(np.sum(np.abs(signed))):
+            per_face = sel & (vote < 0.0)  # inconsistent winding: face by face
+            out[per_face] = out[per_face][:, ::-1]
+        elif flip:
+            out[sel] = out[sel][:, ::-1]
+    return out
+
+
+def layer_shell(
+    body: BodyCollider, layers: list[DrapeLayer] | tuple[DrapeLayer, ...]
+) -> tuple[NDArray[np.float64], NDArray[np.int32]]:
+    """The draped inner garments as one outward-facing surface (metres): every layer's
+    triangles wound away from the body and its vertices moved out by its thickness along
+    their normals, which is where the next garment's own contact offset starts from."""
+    vertices, faces, base = [], [], 0
+    for layer in layers:
+        v = np.ascontiguousarray(layer.positions_m, dtype=np.float64)
+        f = np.ascontiguousarray(layer.faces, dtype=np.int64)
+        if v.ndim != 2 or v.shape[1] != 3 or f.ndim != 2 or f.shape[1] != 3 or len(f) == 0:
+            raise SpatialTwinError(
+                "bad_layer_mesh",
+                "a layer must be (N, 3) positions and (F, 3) faces",
+                {"positions": list(v.shape), "faces": list(f.shape)},
+            )
+        if f.min() < 0 or f.max() >= len(v) or not np.all(np.isfinite(v)):
+            raise SpatialTwinError(
+                "bad_layer_mesh", "layer faces out of range or positions not finite", None
+            )
+        if not 0.0 <= layer.thickness_m <= 0.05:
+            raise SpatialTwinError(
+                "bad_layer_mesh",
+                "layer thickness must be 0–5 cm",
+                {"thickness_m": layer.thickness_m},
+            )
+        f = _orient_outward(body, v, f)
+        v = v + layer.thickness_m * vertex_normals(v, f.astype(np.int32))
+        vertices.append(v)
+        faces.append(f + base)
+        base += len(v)
+    return np.concatenate(vertices), np.concatenate(faces).astype(np.int32)
+
+
+class LayeredCollider(BodyCollider):
+    """The static posed body plus the garments already draped on it, as one collider.
+
+    The kernels see one surface (the body's triangles followed by the layers' shell, see
+    `layer_shell`), so the outer garment is pushed out over the inner one exactly as it is over
+    the skin. Contacts are searched in the body and in the shell separately (each with its own
+    grid and contact walk: a nearest-vertex search over a mixed mesh would let a fine body
+    vertex hide a coarse garment triangle) and the nearer triangle wins. Static only: the
+    inner garments do not follow a moving body, so `update` is refused.
+    """
+
+    def __init__(
+        self,
+        vertices_m: NDArray[np.floating],
+        faces: NDArray[np.integer],
+        layers: list[DrapeLayer] | tuple[DrapeLayer, ...],
+    ) -> None:
+        if not layers:
+            raise SpatialTwinError("bad_layer_mesh", "a layered collider needs a layer", None)
+        self.body = BodyCollider(vertices_m, faces)
+        shell_v, shell_f = layer_shell(self.body, layers)
+        self.shell = BodyCollider(shell_v, shell_f)
+        self.body_face_count = len(self.body.faces)
+        super().__init__(
+            np.concatenate([self.body.current_m, shell_v]),
+            np.concatenate([self.body.faces, shell_f + len(self.body.current_m)]),
+        )
+
+    def update(self, vertices_m: NDArray[np.floating]) -> None:
+        raise SpatialTwinError(
+            "static_layers",
+            "a layered collider holds settled garments and serves static drapes only",
+            None,
+        )
+
+    def detect_contacts(
+        self,
+        positions_m: NDArray[np.float64],
+        radius_m: float,
+        at_current: bool = False,
+        *,
+        reuse: bool = False,
+        velocities_m_s: NDArray[np.float64] | None = None,
+        dt: float = 0.0,
+    ) -> tuple[NDArray[np.int32], NDArray[np.float64]]:
+        """Nearest triangle of body or layers (index into the combined faces) and distance."""
+        kwargs = {"reuse": reuse, "velocities_m_s": velocities_m_s, "dt": dt}
+        body_tri, body_d = self.body.detect_contacts(positions_m, radius_m, at_current, **kwargs)
+        shell_tri, shell_d = self.shell.detect_contacts(positions_m, radius_m, at_current, **kwargs)
+        use_shell = (shell_tri >= 0) & (shell_d < body_d)
+        tri = np.where(use_shell, shell_tri + self.body_face_count, body_tri).astype(np.int32)
+        return tri, np.minimum(body_d, shell_d)
+
+    def under_layers(
+        self, positions_m: NDArray[np.float64], radius_m: float = 0.1
+    ) -> NDArray[np.float64]:
+        """Signed distance (m) to the layers' shell where a layer covers the point (negative:
+        beneath it, on the body's side), +inf where no layer lies over or under it."""
+        _, _, signed, dist = surface_frames(positions_m, self.shell, radius_m)
+        covered = np.isfinite(dist) & (np.abs(signed) >= COVERED_COSINE * dist)
+        return np.where(covered, signed, np.inf)
+
+    def push_over_layers(
+        self,
+        positions_m: NDArray[np.float64],
+        faces: NDArray[np.integer],
+        clearance_m: float,
+        reach_m: float = 0.1,
+        rounds: int = 6,
+    ) -> tuple[NDArray[np.float64], float]:
+        """Move a garment's vertices that lie beneath (or closer than `clearance_m` over) a
+        layer out along the layer's normal to `clearance_m` over it, the push spread over
+        neighbouring cloth so the garment moves as a sheet; returns (positions, largest push).
+
+        Only points the layer covers move (see `under_layers`): cloth past a layer's edge
+        stays on the body. `reach_m` bounds how far beneath a layer a point may be found.
+        """
+        x = np.ascontiguousarray(positions_m, dtype=np.float64).copy()
+        f = np.asarray(faces, dtype=np.int64)
+        e = f[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2)
+        adj = coo_matrix((np.ones(len(e)), (e[:, 0], e[:, 1])), shape=(len(x), len(x)))
+        adj = ((adj + adj.T) > 0).astype(np.float64)
+        average = diags(1.0 / np.maximum(np.asarray(adj.sum(axis=1)).ravel(), 1.0)) @ adj
+        start = x.copy()
+        for _ in range(rounds):
+            _, normal, signed, dist = surface_frames(x, self.shell, reach_m)
+            covered = np.isfinite(dist) & (np.abs(signed) >= COVERED_COSINE * dist)
+            need = covered & (signed < clearance_m - 1e-6)
+            if not np.any(need):
+                break
+            push = np.zeros_like(x)
+            push[need] = (clearance_m - signed[need])[:, None] * normal[need]
+            for _ in range(4):  # diffuse, never losing the push a vertex itself needs
+                spread = average @ push
+                grow = np.einsum("ij,ij->i", spread, spread) > np.einsum("ij,ij->i", push, push)
+                push = np.where(grow[:, None], spread, push)
+            x += push
+        moved = np.sqrt(np.einsum("ij,ij->i", x - start, x - start))
+        return x, float(moved.max()) if len(moved) else 0.0

@@ -3,16 +3,41 @@
 `drape_garment` is the service function behind `spatialtwin drape` and `POST /api/v1/looks`:
 garment mesh + fabric + pins in, settled positions + per-vertex strain out. Settling is the
 dynamic solver run until the garment stops moving, with self-collision on; the body is static.
+
+When it stops, and why (`DrapeResult.stop_reason`):
+
+- ``"settled"``: the garment's kinetic energy per vertex, ½·Σ mᵢ|vᵢ|² / N with the masses of
+  the cloth model, stayed below `SettleOptions.settle_ke_j_per_vertex` for
+  `settle_window_frames` frames in a row (one quiet frame may be the turning point of a swing),
+  after at least `min_frames`;
+- ``"frame_limit"``: `max_frames` frames were simulated first;
+- ``"time_limit"``: `time_limit_s` seconds of wall-clock time were spent first.
+
+Only the first is `settled`; the residual energy is reported either way. The default threshold,
+1e-10 J per vertex, is an rms speed of about 3 mm/s for the 20–30 mg vertices of a garment
+remeshed at about 1 cm (0.1 mm of motion per frame at 30 fps): the solver's contact and
+self-collision jitter on a garment at rest stays below it, a hem still swinging does not.
+
+Layers: with `layers` (garments already draped, inner first) the collider is the body plus
+their outward-offset surface (`cloth.collider.LayeredCollider`), and the start positions are
+first pushed out over them, so an outer garment lies over the inner one instead of cutting
+through it.
+
+Example:
+    r = drape_garment(x, faces, fabric, body_v, body_f, pinned=waistband)
+    r.settled, r.stop_reason, r.residual_ke_j_per_vertex
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
 
-from spatialtwin.cloth.collider import BodyCollider
+from spatialtwin.cloth.collider import BodyCollider, DrapeLayer, LayeredCollider
 from spatialtwin.cloth.fabric import Fabric
 from spatialtwin.cloth.fit_map import vertex_strain
 from spatialtwin.cloth.model import ClothModel, build_cloth_model
@@ -20,20 +45,68 @@ from spatialtwin.cloth.solver import ClothState, SolverSettings, edge_stretch, s
 from spatialtwin.errors import SpatialTwinError
 
 DRAPE_SETTINGS = SolverSettings(substeps=20, self_collision=True, extra_damping_per_s=2.0)
+STOP_REASONS = ("settled", "frame_limit", "time_limit")
+# How far from the body (and beneath a layer) the final report looks for the body surface.
+REPORT_RADIUS_M = 0.1
+# Extra clearance, beyond the fabric's thickness and the contact margin, an outer garment is
+# given over an inner one at the start, so the first frames do not begin in contact.
+LAYER_START_MARGIN_M = 0.002
+
+
+@dataclass(frozen=True)
+class SettleOptions:
+    """When a static drape stops (see the module doc). Frames are `dt` seconds long."""
+
+    max_frames: int = 240
+    min_frames: int = 30
+    settle_ke_j_per_vertex: float = 1e-10
+    settle_window_frames: int = 5
+    time_limit_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        if not (1 <= self.max_frames <= 100_000 and self.min_frames >= 0):
+            raise SpatialTwinError(
+                "bad_drape_request",
+                "max_frames must be 1..100000 and min_frames ≥ 0",
+                {"max_frames": self.max_frames, "min_frames": self.min_frames},
+            )
+        if not (self.settle_ke_j_per_vertex > 0 and self.settle_window_frames >= 1):
+            raise SpatialTwinError(
+                "bad_drape_request",
+                "settle_ke_j_per_vertex must be > 0 and settle_window_frames ≥ 1",
+                {
+                    "settle_ke_j_per_vertex": self.settle_ke_j_per_vertex,
+                    "settle_window_frames": self.settle_window_frames,
+                },
+            )
+        if not self.time_limit_s > 0:
+            raise SpatialTwinError(
+                "bad_drape_request", "time_limit_s must be > 0", {"time_limit_s": self.time_limit_s}
+            )
+
+
+SETTLE_DEFAULTS = SettleOptions()
 
 
 @dataclass(frozen=True)
 class DrapeResult:
-    """Settled garment (metres) and how it fits."""
+    """Settled garment (metres), how it fits and how the settling ended."""
 
     positions_m: NDArray[np.float64]  # (N, 3)
+    start_positions_m: NDArray[np.float64]  # (N, 3) after the push over inner layers
     strain: NDArray[np.float64]  # (N,) per-vertex stretch ≥ 0 (see fit_map.vertex_strain)
     mean_stretch: float  # mean over edges of length / rest − 1
     max_stretch: float
-    min_body_clearance_m: float  # smallest signed distance of a vertex to the body surface
+    body_clearance_m: NDArray[np.float64]  # (N,) signed distance to the body, < 0 inside
+    min_body_clearance_m: float  # smallest of body_clearance_m
+    layer_clearance_m: NDArray[np.float64]  # (N,) to the inner layers where they cover, +inf
     frames: int  # frames simulated
-    settled: bool  # True if the garment stopped moving before the frame limit
+    settled: bool  # stop_reason == "settled"
+    stop_reason: str  # "settled" | "frame_limit" | "time_limit"
+    residual_ke_j_per_vertex: float  # kinetic energy per vertex at the end, joules
     max_speed_m_s: float  # fastest vertex at the end
+    elapsed_s: float  # wall-clock time of the settling loop
+    layer_push_m: float  # largest start push over inner layers (0 without layers)
 
 
 def drape_garment(
@@ -48,9 +121,10 @@ def drape_garment(
     rest_positions_m: NDArray[np.floating] | None = None,
     settings: SolverSettings = DRAPE_SETTINGS,
     dt: float = 1.0 / 30.0,
-    max_frames: int = 240,
-    min_frames: int = 30,
-    settle_speed_m_s: float = 0.01,
+    max_frames: int | None = None,
+    min_frames: int | None = None,
+    settle: SettleOptions = SETTLE_DEFAULTS,
+    layers: Sequence[DrapeLayer] = (),
     model: ClothModel | None = None,
 ) -> DrapeResult:
     """Settle a garment, placed around the body, under gravity on the static posed body.
@@ -58,20 +132,32 @@ def drape_garment(
     Vertices and the body are in metres, +Y up. The garment must start outside the body (it is
     never rescaled to fit); `pinned` vertices stay where they are (waistbands, hangers),
     `seams` are vertex pairs sewn together, `rest_positions_m` the flat pattern if the
-    garment's stress-free shape differs from its placement. Stops when every vertex moves slower
-    than `settle_speed_m_s` (after `min_frames`) or after `max_frames`.
+    garment's stress-free shape differs from its placement. `layers` are garments already
+    draped beneath this one. Stops as `settle` says (`max_frames`/`min_frames` override its
+    frame counts); a garment that does not settle is returned all the same, with
+    `settled=False` and the reason, for the caller to report.
     """
-    if max_frames < 1 or min_frames < 0:
-        raise SpatialTwinError(
-            "bad_drape_request", "max_frames must be ≥ 1", {"max_frames": max_frames}
+    if max_frames is not None or min_frames is not None:
+        settle = SettleOptions(
+            max_frames=settle.max_frames if max_frames is None else max_frames,
+            min_frames=settle.min_frames if min_frames is None else min_frames,
+            settle_ke_j_per_vertex=settle.settle_ke_j_per_vertex,
+            settle_window_frames=settle.settle_window_frames,
+            time_limit_s=settle.time_limit_s,
         )
+    # (1) gather: colliders, start positions over inner layers, the model
     x0 = np.asarray(garment_vertices_m, dtype=np.float64)
+    body = BodyCollider(body_vertices_m, body_faces)
+    layered = LayeredCollider(body_vertices_m, body_faces, tuple(layers)) if layers else None
+    layer_push = 0.0
+    if layered is not None:
+        clearance = fabric.thickness_m + settings.contact_margin_m + LAYER_START_MARGIN_M
+        x0, layer_push = layered.push_over_layers(x0, garment_faces, clearance)
     if model is None:
         model = build_cloth_model(
             x0, garment_faces, fabric, pinned=pinned, seams=seams, rest_positions_m=rest_positions_m
         )
-    collider = BodyCollider(body_vertices_m, body_faces)
-    start = collider.signed_distance(x0, radius_m=0.05)
+    start = body.signed_distance(x0, radius_m=0.05)
     inside = start < -0.005
     if np.mean(inside) > 0.01:
         raise SpatialTwinError(
@@ -80,31 +166,54 @@ def drape_garment(
             {"vertices_inside": int(np.sum(inside)), "deepest_m": float(-np.min(start))},
             status=422,
         )
+    # (2) run until settled or out of frames or time
+    collider = layered if layered is not None else body
     state = ClothState.at_rest(x0)
-    frames = 0
-    settled = False
-    speed = np.inf
-    for frames in range(1, max_frames + 1):
+    mass = model.vertex_mass_kg
+    frames, quiet = 0, 0
+    stop_reason = "frame_limit"
+    ke = np.inf
+    began = time.perf_counter()
+    for frames in range(1, settle.max_frames + 1):
         step(model, state, state, None, collider, dt, settings)
         v = state.velocities_m_s
-        speed = float(np.sqrt(np.max(np.einsum("ij,ij->i", v, v))))
-        if not np.isfinite(speed):
+        ke = float(0.5 * np.dot(mass, np.einsum("ij,ij->i", v, v)) / model.vertex_count)
+        if not np.isfinite(ke):
             raise SpatialTwinError(
                 "drape_diverged", "cloth simulation diverged", {"frame": frames}, status=422
             )
-        if frames >= min_frames and speed < settle_speed_m_s:
-            settled = True
+        quiet = quiet + 1 if ke < settle.settle_ke_j_per_vertex else 0
+        if frames >= settle.min_frames and quiet >= settle.settle_window_frames:
+            stop_reason = "settled"
             break
+        if time.perf_counter() - began > settle.time_limit_s:
+            stop_reason = "time_limit"
+            break
+    elapsed = time.perf_counter() - began
+    # (3) measure the result against the body (not the layers) and the layers
     x = state.positions_m
+    v = state.velocities_m_s
     stretch = edge_stretch(model, x)
-    clearance = collider.signed_distance(x, radius_m=0.05)
+    clearance = body.signed_distance(x, radius_m=REPORT_RADIUS_M)
+    under = (
+        layered.under_layers(x, REPORT_RADIUS_M)
+        if layered is not None
+        else np.full(len(x), np.inf)
+    )
     return DrapeResult(
         positions_m=x.copy(),
+        start_positions_m=x0,
         strain=vertex_strain(x, model.mesh_edges, model.mesh_edge_rest_m, model.vertex_count),
         mean_stretch=float(stretch.mean()),
         max_stretch=float(stretch.max()),
+        body_clearance_m=clearance,
         min_body_clearance_m=float(np.min(clearance)),
+        layer_clearance_m=under,
         frames=frames,
-        settled=settled,
-        max_speed_m_s=speed,
+        settled=stop_reason == "settled",
+        stop_reason=stop_reason,
+        residual_ke_j_per_vertex=ke,
+        max_speed_m_s=float(np.sqrt(np.max(np.einsum("ij,ij->i", v, v)))),
+        elapsed_s=elapsed,
+        layer_push_m=layer_push,
     )

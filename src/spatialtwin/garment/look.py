@@ -10,10 +10,14 @@ The same steps serve `spatialtwin drape`, the looks jobs of the server and the t
 3. settle it under gravity on the static posed body (`cloth.drape.drape_garment`),
 4. fit map: the per-vertex strain the solver reports and its colours.
 
-Garments drape in the order given, inner first (a T-shirt before a jacket). Each garment
-collides with the body only, not with the garments draped before it: where two layers are both
-tight the outer one can cut into the inner one. The solver's rest shape stays the garment's
-own, only translated, so a pose stretches the cloth only where the body pushes it.
+Garments drape inner first, in the order of `garment.layers.draping_order` (by category:
+trousers and skirts, then dresses, tops, outerwear; or as given). Each garment collides with
+the body and with the garments draped before it (`cloth.collider.LayeredCollider`: their
+surface offset outward by their thickness), and starts pushed out over them, so an outer
+garment lies over the inner one. Every garment's drape is checked against
+`garment.quality`'s thresholds; what it misses is in `DrapedGarment.warnings`. The solver's
+rest shape stays the garment's own, only translated, so a pose stretches the cloth only where
+the body pushes it.
 
 Example:
     look = drape_look(body, [LookGarment("tee", sim_mesh, pieces, fabric)], pose)
@@ -35,10 +39,12 @@ from scipy.spatial import cKDTree
 from spatialtwin.body.pose import Pose, skinning_matrices
 from spatialtwin.body.skinning import Skinner, SkinWeights
 from spatialtwin.body.twin_body import TwinBody
-from spatialtwin.cloth.drape import drape_garment
+from spatialtwin.cloth.collider import DrapeLayer
+from spatialtwin.cloth.drape import SettleOptions, drape_garment
 from spatialtwin.cloth.fabric import Fabric
 from spatialtwin.cloth.fit_map import strain_to_rgba
 from spatialtwin.errors import SpatialTwinError
+from spatialtwin.garment.layers import draping_order
 from spatialtwin.garment.mesh import GarmentMesh
 from spatialtwin.garment.pieces import Piece
 from spatialtwin.garment.placement import (
@@ -47,6 +53,12 @@ from spatialtwin.garment.placement import (
     PlacedGarment,
     place_garment,
     push_out_of_body,
+)
+from spatialtwin.garment.quality import (
+    QUALITY_DEFAULTS,
+    DrapeQuality,
+    QualityThresholds,
+    drape_warnings,
 )
 
 Progress = Callable[[str, float], None]
@@ -61,12 +73,16 @@ class LookOptions:
 
     `max_frames` bounds the settling (frames of `dt_s` seconds); tests and previews use a few
     dozen, a finished look a few hundred. `skin_neighbours` body vertices lend their skin
-    weights to each garment vertex. `tight_strain` is the strain drawn fully red.
+    weights to each garment vertex. `tight_strain` is the strain drawn fully red. Settling
+    stops as `cloth.drape.SettleOptions` says (kinetic energy per vertex, time limit); the
+    result is checked against `quality`.
     """
 
     max_frames: int = 240
     min_frames: int = 30
-    settle_speed_m_s: float = 0.01
+    settle_ke_j_per_vertex: float = 1e-10
+    time_limit_s: float = 60.0
+    quality: QualityThresholds = QUALITY_DEFAULTS
     dt_s: float = 1.0 / 30.0
     skin_neighbours: int = 8
     tight_strain: float = 0.05
@@ -83,7 +99,11 @@ class LookOptions:
     @classmethod
     def from_settings(cls, settings: dict[str, Any]) -> LookOptions:
         names = {"look_max_frames": "max_frames", "look_min_frames": "min_frames"}
-        values = {name: int(settings[key]) for key, name in names.items() if key in settings}
+        values: dict[str, Any] = {
+            name: int(settings[key]) for key, name in names.items() if key in settings
+        }
+        if "look_time_limit_s" in settings:
+            values["time_limit_s"] = float(settings["look_time_limit_s"])
         if "max_frames" in values and "min_frames" not in values:
             values["min_frames"] = min(LOOK_DEFAULTS.min_frames, values["max_frames"])
         return cls(**values)
@@ -132,6 +152,9 @@ class DrapedGarment:
     drape_s: float  # wall time of the settling, seconds
     placement: dict[str, Any]
     meta: dict[str, Any]
+    stop_reason: str = "settled"  # "settled" | "frame_limit" | "time_limit"
+    quality: dict[str, Any] = field(default_factory=dict)  # garment.quality.DrapeQuality
+    warnings: list[dict[str, Any]] = field(default_factory=list)  # thresholds it missed
 
     @property
     def node_name(self) -> str:
@@ -146,6 +169,9 @@ class DrapedGarment:
             "settled": self.settled,
             "drape_s": round(self.drape_s, 3),
             "vertices": len(self.positions_m),
+            **self.quality,
+            "stop_reason": self.stop_reason,
+            "warnings": self.warnings,
         }
 
 
@@ -160,6 +186,11 @@ class Look:
 
     def stats(self) -> dict[str, dict[str, Any]]:
         return {g.key: g.stats() for g in self.garments}
+
+    @property
+    def warnings(self) -> list[dict[str, Any]]:
+        """Every garment's warnings, in draping order."""
+        return [w for g in self.garments for w in g.warnings]
 
 
 def posed_body(body: TwinBody, pose: Pose | None) -> TwinBody:
@@ -217,8 +248,10 @@ def drape_one(
     pose: Pose | None,
     landmarks: BodyLandmarks,
     options: LookOptions = LOOK_DEFAULTS,
+    layers: Sequence[DrapeLayer] = (),
 ) -> DrapedGarment:
-    """Place, pose and settle one garment on the twin (steps 1–4 of the module doc)."""
+    """Place, pose and settle one garment on the twin, over `layers` (steps 1–4 of the
+    module doc)."""
     # (1) place on the bind pose
     placed = place_garment(garment.mesh, garment.pieces, body, garment.fabric, landmarks)
     # (2) into the pose
@@ -235,16 +268,21 @@ def drape_one(
         pinned=placed.pinned,
         rest_positions_m=placed.rest_positions_m,
         dt=options.dt_s,
-        max_frames=options.max_frames,
-        min_frames=min(options.min_frames, options.max_frames),
-        settle_speed_m_s=options.settle_speed_m_s,
+        settle=SettleOptions(
+            max_frames=options.max_frames,
+            min_frames=min(options.min_frames, options.max_frames),
+            settle_ke_j_per_vertex=options.settle_ke_j_per_vertex,
+            time_limit_s=options.time_limit_s,
+        ),
+        layers=layers,
     )
     elapsed = time.perf_counter() - began
+    warnings = drape_warnings(result, garment.key, options.quality)
     # (4) fit map
     return DrapedGarment(
         key=garment.key,
         positions_m=result.positions_m,
-        start_positions_m=start,
+        start_positions_m=result.start_positions_m,
         faces=np.asarray(placed.faces, dtype=np.int64),
         corner_uvs=placed.corner_uvs,
         strain=result.strain,
@@ -256,8 +294,15 @@ def drape_one(
         frames=result.frames,
         settled=result.settled,
         drape_s=elapsed,
-        placement={**placed.report, "pose_push_m": round(posed_push, 4)},
+        placement={
+            **placed.report,
+            "pose_push_m": round(posed_push, 4),
+            "layer_push_m": round(result.layer_push_m, 4),
+        },
         meta=garment.meta,
+        stop_reason=result.stop_reason,
+        quality=DrapeQuality.of(result, options.quality).to_json(),
+        warnings=[w.to_json() for w in warnings],
     )
 
 
@@ -268,9 +313,11 @@ def drape_look(
     options: LookOptions = LOOK_DEFAULTS,
     progress: Progress = _noop,
     landmarks: BodyLandmarks | None = None,
+    layer_order: str = "category",
 ) -> Look:
-    """Dress `body` in `garments` (inner first) in `pose`; raises `SpatialTwinError` when a
-    garment cannot be draped (inside the body, diverged)."""
+    """Dress `body` in `garments` in `pose`, layered by `layer_order` ("category": by
+    `garment.layers.draping_order`, "as_given": inner first as listed); raises
+    `SpatialTwinError` when a garment cannot be draped (inside the body, diverged)."""
     if not garments:
         raise SpatialTwinError("no_garments", "a look needs at least one garment", status=422)
     keys = [g.key for g in garments]
@@ -281,11 +328,15 @@ def drape_look(
     progress("posing", 0.05)
     marks = landmarks or BodyLandmarks.of(body)
     posed = posed_body(body, pose)
-    draped = []
+    order = draping_order([g.meta.get("category") for g in garments], layer_order)
+    draped: list[DrapedGarment] = []
+    layers: list[DrapeLayer] = []
     share = 0.85 / len(garments)
-    for i, garment in enumerate(garments):
+    for i, garment in enumerate(garments[k] for k in order):
         progress(f"draping {garment.key}", 0.05 + share * i)
-        draped.append(drape_one(garment, body, posed, pose, marks, options))
+        done = drape_one(garment, body, posed, pose, marks, options, tuple(layers))
+        draped.append(done)
+        layers.append(DrapeLayer(done.positions_m, done.faces, garment.fabric.thickness_m))
     progress("draped", 0.9)
     body_v, body_f = posed.welded()
     return Look(pose or Pose.rest(), body_v, body_f, draped)
