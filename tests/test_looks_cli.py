@@ -95,9 +95,13 @@ def skirt_look(ava_glb, tmp_path_factory):
             str(out / "look.glb"),
         ]
     )
-    assert code == 0
     data = (out / "look.glb").read_bytes()
-    return data, pygltflib.GLTF2.load_from_bytes(data)
+    gltf = pygltflib.GLTF2.load_from_bytes(data)
+    # A 60-frame budget may end before the skirt is at rest: then the look is written with
+    # warnings (exit 3), which the GLB's provenance lists.
+    warnings = gltf.asset.extras["spatialtwin"]["look"]["warnings"]
+    assert code == (3 if warnings else 0)
+    return data, gltf
 
 
 def ava_rest_joints() -> np.ndarray:
@@ -272,8 +276,9 @@ def test_stored_twin_and_garment_by_id(ava_body, tmp_path, capsys):
     assert main([*drape, "--channel", "ar"]) == 2
     error = json.loads(capsys.readouterr().err)["error"]
     assert error["code"] == "channel_not_licensed" and not out.exists()
-    assert main(drape) == 0
+    code = main(drape)
     report = json.loads(capsys.readouterr().out)
+    assert code == (3 if report["warnings"] else 0)  # 20 frames: written, maybe with warnings
     assert report["stats"][garment_id]["frames"] <= 20
     gltf = pygltflib.GLTF2.load(out)
     assert [n.name for n in gltf.nodes if n.mesh is not None] == ["twin", f"garment:{garment_id}"]

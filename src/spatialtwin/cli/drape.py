@@ -9,6 +9,13 @@ is imported like `spatialtwin twin import`; a garment file is ingested like `gar
 category and fabric from `--category`/`--fabric` or else from a `<stem>.json` sidecar beside it
 (as the project's sample garments ship). Every input is checked before the drape starts, and
 the GLB is written atomically at the end, so a refusal (exit 2) writes nothing.
+
+Garments are layered by category (trousers and skirts under dresses under tops under
+outerwear) unless `--layer-order as_given`. With `--size best` (or a size label) every stored
+garment is taken from its size run (all stored garments with its sku; a ref that is not an id
+is taken as an sku) and the size with enough ease on the twin is worn (`garment.sizes`).
+A look that misses a quality threshold (`garment.quality`: not settled, stretched, inside the
+body, or no size that fits) is still written; each warning is printed and the exit status is 3.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,14 +37,30 @@ CATEGORIES = ("top", "dress", "skirt", "trousers", "outerwear", "outfit")
 FILE_SUFFIXES = (".glb", ".gltf", ".obj", ".ply", ".stl", ".zip")
 
 
+EXIT_WARNINGS = 3
+EPILOG = """exit status:
+  0  the look was written and every garment met the quality thresholds
+  2  refused input (bad file, unknown id, bad pose, license); nothing was written
+  3  the look was written with warnings, each printed: a drape that did not settle, an
+     edge stretched over 15 % or cloth over 2 % on average, more than 0.5 % of the
+     cloth over 1 mm inside the body or any point over 1 cm inside, cloth beneath a
+     garment it is worn over, or no size of a run with enough ease (--size best)"""
+
+
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("drape", help="settle garments on a twin and write the look as GLB")
+    p = sub.add_parser(
+        "drape",
+        help="settle garments on a twin and write the look as GLB",
+        description="Settle garments on a twin and write the look as one GLB.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--twin", required=True, help="twin file (GLB/glTF/OBJ/PLY) or stored twin id")
     p.add_argument(
         "--garment",
         required=True,
         action="append",
-        help="garment file or stored garment id; repeat for layers, inner first",
+        help="garment file or stored garment id; repeat for layers (see --layer-order)",
     )
     p.add_argument("--pose", type=Path, help='pose JSON {"root": [x,y,z], "joints": {...}}')
     p.add_argument("-o", "--output", type=Path, required=True, help="look GLB to write")
@@ -46,6 +70,19 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--data", type=Path, default=Path("var/data"), help="store directory")
     p.add_argument("--channel", default="ecommerce", help="use the stored twin is licensed for")
     p.add_argument("--max-frames", type=int, default=240, help="settling budget, frames of 1/30 s")
+    p.add_argument(
+        "--time-limit", type=float, default=60.0, help="settling budget per garment, seconds"
+    )
+    p.add_argument(
+        "--layer-order",
+        choices=("category", "as_given"),
+        default="category",
+        help="which garment is worn over which: by category (default) or inner first as given",
+    )
+    p.add_argument(
+        "--size",
+        help="'best' or a size label: wear that size of each stored garment's size run",
+    )
     p.add_argument("--json", action="store_true", help="print the look report as JSON")
     p.set_defaults(func=run_drape)
 
@@ -179,12 +216,63 @@ def _load_garment(ref: str, args: argparse.Namespace) -> Any:
     )
 
 
+def _size_run(ref: str, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The stored size run `ref` (a garment id, else an sku) belongs to, smallest first."""
+    from spatialtwin.garment.sizes import size_run
+
+    _, garments = _stores(args.data)
+    records = asyncio.run(garments.list())
+    sku = next((r.get("sku") for r in records if r["id"] == ref), ref)
+    run = size_run(records, str(sku))
+    if not run:
+        raise SpatialTwinError(
+            "size_run_not_found", f"no stored garment has id or sku {ref!r}", {"ref": ref}
+        )
+    return run
+
+
+def _choose_size(
+    ref: str, args: argparse.Namespace, body: Any
+) -> tuple[str, dict[str, Any] | None]:
+    """The stored garment id worn for `ref` under `--size`, and the best-size choice."""
+    from spatialtwin.garment.sizes import choose_size
+    from spatialtwin.store.look_repository import look_garment
+
+    run = _size_run(ref, args)
+    if args.size != "best":
+        chosen = [r for r in run if r.get("size_label") == args.size]
+        if not chosen:
+            raise SpatialTwinError(
+                "size_not_in_run",
+                f"{run[0].get('sku')} has no size {args.size!r}",
+                {"sizes": [r.get("size_label") for r in run]},
+            )
+        return chosen[0]["id"], None
+    _, garments = _stores(args.data)
+
+    async def sizes() -> list[Any]:
+        return [look_garment(r, (await garments.meshes(r))[1]) for r in run]
+
+    choice = choose_size(body, asyncio.run(sizes()))
+    return choice.chosen_key, {"sku": run[0].get("sku"), "size": "best", **choice.to_json()}
+
+
 def run_drape(args: argparse.Namespace) -> int:
+    from spatialtwin.garment.layers import check_layer_order
     from spatialtwin.garment.look import LookOptions, drape_look
     from spatialtwin.gltf.look_glb import look_to_glb
 
     # (1) check every input before the slow part
-    options = LookOptions(max_frames=args.max_frames, min_frames=min(30, args.max_frames))
+    options = LookOptions(
+        max_frames=args.max_frames,
+        min_frames=min(30, args.max_frames),
+        time_limit_s=args.time_limit,
+    )
+    check_layer_order(args.layer_order)
+    if not 0 < args.time_limit <= 3600:
+        raise SpatialTwinError("invalid_time_limit", "--time-limit must be 0–3600 s", None)
+    if args.size is not None and not 0 < len(args.size) <= 32:
+        raise SpatialTwinError("invalid_size", "--size must be 'best' or a size label")
     keys = [Path(g).stem if _is_file_ref(g) else g for g in args.garment]
     if len(set(keys)) != len(keys):
         raise SpatialTwinError("duplicate_garment", "each garment can be worn once", keys)
@@ -192,16 +280,23 @@ def run_drape(args: argparse.Namespace) -> int:
     if args.output.suffix.lower() != ".glb":
         raise SpatialTwinError("invalid_output", "the look is written as .glb", str(args.output))
     twin = _load_twin(args.twin, args)
-    garments = [_load_garment(ref, args) for ref in args.garment]
+    refs, sizes = list(args.garment), []
+    if args.size is not None:
+        for i, ref in enumerate(refs):
+            if not _is_file_ref(ref):
+                refs[i], choice = _choose_size(ref, args, twin.body)
+                sizes += [choice] if choice is not None else []
+    garments = [_load_garment(ref, args) for ref in refs]
     # (2) drape
     began = time.perf_counter()
-    look = drape_look(twin.body, garments, pose, options)
+    look = drape_look(twin.body, garments, pose, options, layer_order=args.layer_order)
     elapsed = time.perf_counter() - began
+    warnings = [c["warning"] for c in sizes if c["warning"]] + look.warnings
     # (3) write
     stats = look.stats()
     prov = {
         **twin.provenance,
-        "look": {"pose": pose.to_json() if pose is not None else None},
+        "look": {"pose": pose.to_json() if pose is not None else None, "warnings": warnings},
         "garments": [{**g.meta, "placement": g.placement, **g.stats()} for g in look.garments],
     }
     glb = look_to_glb(
@@ -214,7 +309,8 @@ def run_drape(args: argparse.Namespace) -> int:
     write_bytes_atomic(args.output, glb)
     report = {"output": str(args.output), "bytes": len(glb), "seconds": round(elapsed, 2)}
     if args.json:
-        print(json.dumps({**report, "stats": stats}, indent=2))
+        report = {**report, "stats": stats, "sizes": sizes, "warnings": warnings}
+        print(json.dumps(report, indent=2))
     else:
         print(f"wrote {args.output} ({len(glb)} bytes) in {elapsed:.1f} s")
         for key, s in stats.items():
@@ -224,4 +320,13 @@ def run_drape(args: argparse.Namespace) -> int:
                 f"mean stretch {s['mean_stretch']:.4f}, max {s['max_stretch']:.3f}, "
                 f"min clearance {s['min_body_clearance_m'] * 1000:.1f} mm"
             )
-    return 0
+        for c in sizes:
+            print(f"  size: {c['sku']} {c['chosen_size']} ({c['chosen']}), ease {_ease(c)}")
+    for w in warnings:
+        print(f"spatialtwin: warning: {w['code']}: {w['message']}", file=sys.stderr)
+    return EXIT_WARNINGS if warnings else 0
+
+
+def _ease(choice: dict[str, Any]) -> str:
+    chosen = next(s for s in choice["sizes"] if s["garment"] == choice["chosen"])
+    return ", ".join(f"{k} {100 * v:+.1f} cm" for k, v in chosen["ease_m"].items()) or "–"

@@ -13,6 +13,7 @@ from aiohttp import web
 
 from spatialtwin.errors import SpatialTwinError
 from spatialtwin.garment.pipeline import IngestOptions
+from spatialtwin.garment.sizes import size_run
 from spatialtwin.gltf.garment_io import garment_on_twin_glb
 from spatialtwin.rights.license import check_use, provenance
 from spatialtwin.server.keys import EXECUTOR, PROJECT_ROOT, SETTINGS, STORE, TWINS
@@ -30,8 +31,21 @@ routes = web.RouteTableDef()
 
 @routes.get("/api/v1/garments")
 async def list_garments(request: web.Request) -> web.Response:
+    """All garments, or with `?sku=` the sizes of that sku's size run, smallest first."""
     records = await request.app[GARMENTS].list()
-    return web.json_response({"garments": [public_view(r) for r in records]})
+    sku = request.query.get("sku")
+    if sku is None:
+        return web.json_response({"garments": [public_view(r) for r in records]})
+    if not 0 < len(sku) <= 64:
+        raise SpatialTwinError("invalid_sku", "sku must be 1–64 characters", {"sku": sku[:80]})
+    run = size_run(records, sku)
+    return web.json_response(
+        {
+            "sku": sku,
+            "sizes": [r.get("size_label") for r in run],
+            "garments": [public_view(r) for r in run],
+        }
+    )
 
 
 @routes.post("/api/v1/garments")
@@ -92,10 +106,14 @@ async def create_fabric(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/jobs/{job_id}")
 async def get_job(request: web.Request) -> web.Response:
+    """A job's state; a finished job whose result carries warnings (a look that missed a
+    quality threshold) shows them beside its status, so `done` is never silent about them."""
     job = await request.app[JOBS].get(request.match_info["job_id"])
-    return web.json_response(
-        {k: job.get(k) for k in ("id", "kind", "status", "progress", "stage", "result", "error")}
-    )
+    keys = ("id", "kind", "status", "progress", "stage", "result", "error")
+    body = {k: job.get(k) for k in keys}
+    result = job.get("result")
+    body["warnings"] = result.get("warnings", []) if isinstance(result, dict) else []
+    return web.json_response(body)
 
 
 def install(app: web.Application) -> None:

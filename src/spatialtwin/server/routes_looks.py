@@ -5,6 +5,11 @@ when the twin's license refuses the channel, 422 for a bad pose) and answers 202
 `GET /api/v1/jobs/{id}` (the garments module's job runner) reports its progress and, when done,
 the look record. Reads check the twin's license each time (`?channel=`, default: the channel
 the look was made for).
+
+A request names garments by id or as `{"sku", "size": "best" | label}` and may set
+`"layer_order": "category" | "as_given"` (see `store.look_repository`). A look that missed a
+quality threshold is still `done`; its `warnings` (code, message, detail) are in the look record
+and beside the job's status.
 """
 
 from __future__ import annotations
