@@ -1,5 +1,6 @@
 """`spatialtwin drape`: the sample A-line skirt settled on the sample twin Ava in a pose, written
-as one valid GLB with the fit map; bad input exits 2 and writes nothing."""
+as one valid GLB with its material and the fit map as an overlay; bad input exits 2 and writes
+nothing."""
 
 from __future__ import annotations
 
@@ -18,7 +19,6 @@ from spatialtwin.body.parametric import Measurements, create_twin_body
 from spatialtwin.body.pose import Pose
 from spatialtwin.body.skeleton import JOINT_INDEX
 from spatialtwin.cli import main
-from spatialtwin.cloth.fit_map import strain_to_rgba
 from spatialtwin.garment.fabrics import preset
 from spatialtwin.garment.pipeline import prepare_garment
 from spatialtwin.garment.placement import place_garment
@@ -151,19 +151,29 @@ def test_twin_joints_carry_the_pose(skirt_look):
     assert nodes["rightUpperLeg"].rotation is None
 
 
-def test_fit_map_is_colour_and_strain_on_the_garment(skirt_look):
+def test_fit_map_is_an_overlay_of_strain_and_ease_on_the_garment(skirt_look):
+    """The garment keeps its own material (no vertex colours); the fit map rides on it as the
+    custom attributes `_STRAIN` (fraction) and `_EASE` (metres), with its legend in extras."""
     _, gltf = skirt_look
     attrs, positions = garment_arrays(gltf)
-    assert attrs.COLOR_0 is not None
-    colour_acc = gltf.accessors[attrs.COLOR_0]
-    assert colour_acc.type == "VEC4" and colour_acc.componentType == pygltflib.FLOAT
+    assert attrs.COLOR_0 is None
+    assert attrs.TEXCOORD_0 is not None and attrs.NORMAL is not None
     strain = read_accessor(gltf, attrs._STRAIN)
-    colours = read_accessor(gltf, attrs.COLOR_0)
-    assert strain.shape == (len(positions),) and colours.shape == (len(positions), 4)
+    ease = read_accessor(gltf, attrs._EASE)
+    assert strain.shape == (len(positions),) and ease.shape == (len(positions),)
     assert strain.min() >= 0.0 and 0.0 < strain.max() < 1.0
-    np.testing.assert_allclose(colours, strain_to_rgba(strain), atol=1e-6)
-    # The skirt hangs mostly slack: most of it green, not red.
-    assert np.mean(colours[:, 1] > colours[:, 0]) > 0.5
+    # The waistband rests on the body (ease of a few millimetres), the flared hem hangs free.
+    assert 0.0 < np.percentile(ease, 5) < 0.01 and ease.max() > 0.05
+    legend = gltf.asset.extras["spatialtwin"]["fitMap"]
+    assert legend["strain"]["attribute"] == "_STRAIN" and legend["ease"]["attribute"] == "_EASE"
+    relaxed_below = legend["strain"]["bands"][0]["below"]
+    # The skirt hangs mostly slack: most of it reads "relaxed", not tight.
+    assert np.mean(strain < relaxed_below) > 0.5
+    node = next(n for n in gltf.nodes if n.name == "garment:skirt_a_line")
+    material = gltf.materials[gltf.meshes[node.mesh].primitives[0].material]
+    assert material.pbrMetallicRoughness.baseColorFactor == pytest.approx(
+        [0.62, 0.19, 0.22, 1.0], abs=0.01
+    )
 
 
 def test_draped_skirt_stays_outside_the_posed_body(skirt_look, posed_ava):

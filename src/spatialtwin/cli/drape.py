@@ -162,6 +162,7 @@ def _sidecar(path: Path) -> dict[str, Any]:
 
 
 def _load_garment(ref: str, args: argparse.Namespace) -> Any:
+    from spatialtwin.garment.appearance import Appearance
     from spatialtwin.garment.fabrics import preset
     from spatialtwin.garment.look import LookGarment
     from spatialtwin.garment.pipeline import prepare_garment
@@ -172,8 +173,8 @@ def _load_garment(ref: str, args: argparse.Namespace) -> Any:
 
         async def fetch() -> Any:
             record = await garments.get(ref)
-            _, sim = await garments.meshes(record)
-            return look_garment(record, sim)
+            render, sim = await garments.meshes(record)
+            return look_garment(record, sim, render, await garments.appearance(record))
 
         return asyncio.run(fetch())
     path = Path(ref)
@@ -213,6 +214,8 @@ def _load_garment(ref: str, args: argparse.Namespace) -> Any:
             "units": prepared.units,
         },
         **({"base_color": tuple(colour)} if colour else {}),
+        render=prepared.render,
+        appearance=Appearance.from_record(prepared.materials, prepared.images),
     )
 
 

@@ -8,7 +8,9 @@ The same steps serve `spatialtwin drape`, the looks jobs of the server and the t
    nearest to it (inverse-distance blend of a few body vertices) and is skinned with the
    twin's joint matrices, then what the pose pushed into the body is pushed out again,
 3. settle it under gravity on the static posed body (`cloth.drape.drape_garment`),
-4. fit map: the per-vertex strain the solver reports and its colours.
+4. fit map and render mesh: the per-vertex strain the solver reports and the ease (distance
+   from the posed body, `cloth.fit_map`), and the upload's own mesh — UVs, materials —
+   rebuilt on the settled cloth (`garment.render_mesh`).
 
 Garments drape inner first, in the order of `garment.layers.draping_order` (by category:
 trousers and skirts, then dresses, tops, outerwear; or as given). Each garment collides with
@@ -42,8 +44,9 @@ from spatialtwin.body.twin_body import TwinBody
 from spatialtwin.cloth.collider import DrapeLayer
 from spatialtwin.cloth.drape import SettleOptions, drape_garment
 from spatialtwin.cloth.fabric import Fabric
-from spatialtwin.cloth.fit_map import strain_to_rgba
+from spatialtwin.cloth.fit_map import FIT_LEGEND, vertex_ease
 from spatialtwin.errors import SpatialTwinError
+from spatialtwin.garment.appearance import Appearance
 from spatialtwin.garment.layers import draping_order
 from spatialtwin.garment.mesh import GarmentMesh
 from spatialtwin.garment.pieces import Piece
@@ -60,6 +63,7 @@ from spatialtwin.garment.quality import (
     QualityThresholds,
     drape_warnings,
 )
+from spatialtwin.garment.render_mesh import RenderBinding
 
 Progress = Callable[[str, float], None]
 Colour = tuple[float, float, float, float]
@@ -73,7 +77,7 @@ class LookOptions:
 
     `max_frames` bounds the settling (frames of `dt_s` seconds); tests and previews use a few
     dozen, a finished look a few hundred. `skin_neighbours` body vertices lend their skin
-    weights to each garment vertex. `tight_strain` is the strain drawn fully red. Settling
+    weights to each garment vertex. Settling
     stops as `cloth.drape.SettleOptions` says (kinetic energy per vertex, time limit); the
     result is checked against `quality`.
     """
@@ -85,7 +89,6 @@ class LookOptions:
     quality: QualityThresholds = QUALITY_DEFAULTS
     dt_s: float = 1.0 / 30.0
     skin_neighbours: int = 8
-    tight_strain: float = 0.05
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_frames <= 5000:
@@ -130,6 +133,10 @@ class LookGarment:
     fabric: Fabric
     base_color: Colour = DEFAULT_GARMENT_COLOUR
     meta: dict[str, Any] = field(default_factory=dict)
+    # The upload's own mesh (welded, corner UVs, face materials) and its materials; without
+    # them the look shows the simulation mesh in `base_color`.
+    render: GarmentMesh | None = None
+    appearance: Appearance | None = None
 
 
 @dataclass
@@ -142,7 +149,6 @@ class DrapedGarment:
     faces: NDArray[np.int64]  # (F, 3)
     corner_uvs: NDArray[np.float32] | None  # (F, 3, 2)
     strain: NDArray[np.float64]  # (N,) per-vertex stretch ≥ 0
-    fit_rgba: NDArray[np.float32]  # (N, 4) fit-map colours, 0..1
     base_color: Colour
     mean_stretch: float
     max_stretch: float
@@ -155,10 +161,36 @@ class DrapedGarment:
     stop_reason: str = "settled"  # "settled" | "frame_limit" | "time_limit"
     quality: dict[str, Any] = field(default_factory=dict)  # garment.quality.DrapeQuality
     warnings: list[dict[str, Any]] = field(default_factory=list)  # thresholds it missed
+    ease_m: NDArray[np.float64] | None = None  # (N,) distance from the posed body, + outside
+    render: RenderBinding | None = None  # the upload's mesh riding on this one
 
     @property
     def node_name(self) -> str:
         return f"garment:{self.key}"
+
+    def render_binding(self) -> RenderBinding:
+        """The mesh to show: the upload's own, or this simulation mesh in `base_color`."""
+        if self.render is not None:
+            return self.render
+        sim = GarmentMesh(
+            vertices_m=self.positions_m,
+            faces=self.faces,
+            corner_uvs=self.corner_uvs,
+            face_material=np.zeros(len(self.faces), dtype=np.int32),
+            face_piece=np.zeros(len(self.faces), dtype=np.int32),
+        )
+        return RenderBinding.of(sim, sim, Appearance.plain(self.base_color))
+
+    def render_positions_m(self) -> NDArray[np.float64]:
+        """The render mesh's vertices on the settled cloth (metres, world of the pose)."""
+        return self.render_binding().positions_m(self.positions_m)
+
+    def fit_shares(self) -> dict[str, dict[str, float]]:
+        """Share of the cloth's vertices in each fit-map band (`cloth.fit_map.FIT_LEGEND`)."""
+        out = {"strain": FIT_LEGEND["strain"].shares(self.strain)}
+        if self.ease_m is not None:
+            out["ease"] = FIT_LEGEND["ease"].shares(self.ease_m)
+        return out
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -169,6 +201,7 @@ class DrapedGarment:
             "settled": self.settled,
             "drape_s": round(self.drape_s, 3),
             "vertices": len(self.positions_m),
+            "fit": self.fit_shares(),
             **self.quality,
             "stop_reason": self.stop_reason,
             "warnings": self.warnings,
@@ -278,7 +311,11 @@ def drape_one(
     )
     elapsed = time.perf_counter() - began
     warnings = drape_warnings(result, garment.key, options.quality)
-    # (4) fit map
+    # (4) fit map, and the upload's mesh bound to the cloth (on the undeformed meshes)
+    render = None
+    if garment.render is not None:
+        appearance = garment.appearance or Appearance.plain(garment.base_color)
+        render = RenderBinding.of(garment.render, garment.mesh, appearance)
     return DrapedGarment(
         key=garment.key,
         positions_m=result.positions_m,
@@ -286,7 +323,6 @@ def drape_one(
         faces=np.asarray(placed.faces, dtype=np.int64),
         corner_uvs=placed.corner_uvs,
         strain=result.strain,
-        fit_rgba=strain_to_rgba(result.strain, options.tight_strain),
         base_color=garment.base_color,
         mean_stretch=result.mean_stretch,
         max_stretch=result.max_stretch,
@@ -303,6 +339,8 @@ def drape_one(
         stop_reason=result.stop_reason,
         quality=DrapeQuality.of(result, options.quality).to_json(),
         warnings=[w.to_json() for w in warnings],
+        ease_m=vertex_ease(result.positions_m, body_v, body_f),
+        render=render,
     )
 
 

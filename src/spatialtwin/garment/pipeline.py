@@ -16,6 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from spatialtwin.errors import SpatialTwinError
+from spatialtwin.garment.appearance import TextureImage
 from spatialtwin.garment.binding import AuthoringBody, GarmentBinding
 from spatialtwin.garment.checks import (
     check_degenerate,
@@ -86,6 +87,7 @@ class PreparedGarment:
     warnings: list[dict[str, Any]] = field(default_factory=list)
     binding: GarmentBinding | None = None  # per render vertex, when an authoring body came
     authoring: str | None = None  # "hm08" | "avatar"
+    images: list[TextureImage] = field(default_factory=list)  # materials' textures, as uploaded
 
     @property
     def extent_m(self) -> list[float]:
@@ -164,6 +166,7 @@ def prepare_garment(
     # (1) read and check the file as authored
     progress("reading", 0.05)
     source = read_garment_file(data, filename)
+    warnings.extend(source.warnings)  # textures or material files that could not be kept
     progress("validating", 0.2)
     check_has_geometry(source.vertices, source.faces)
     check_triangle_budget(len(source.faces), options.max_triangles)
@@ -244,6 +247,7 @@ def prepare_garment(
         source_polygons=int(source.source_polygons),
         source_format=source.format,
         materials=source.materials,
+        images=source.images,
         target_edge_m=options.target_edge_m,
         warnings=warnings,
         binding=binding,

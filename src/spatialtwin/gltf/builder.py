@@ -108,6 +108,12 @@ class GlbBuilder:
         )
         return len(self.gltf.materials) - 1
 
+    def image(self, data: bytes, mime: str, name: str | None = None) -> int:
+        """Embed encoded image bytes (PNG/JPEG) in the binary chunk; returns the image index."""
+        view = self._view(data, None)
+        self.gltf.images.append(g.Image(bufferView=view, mimeType=mime, name=name))
+        return len(self.gltf.images) - 1
+
     def mesh(self, name: str, primitives: list[g.Primitive]) -> int:
         self.gltf.meshes.append(g.Mesh(name=name, primitives=primitives))
         return len(self.gltf.meshes) - 1

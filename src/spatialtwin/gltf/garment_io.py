@@ -9,8 +9,10 @@ garment stage's job.
 from __future__ import annotations
 
 import io
+import json
 import logging
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
@@ -21,8 +23,24 @@ import trimesh
 from numpy.typing import NDArray
 
 from spatialtwin.errors import SpatialTwinError
+from spatialtwin.garment.appearance import Appearance, GarmentMaterial, TextureImage, TextureRef
+from spatialtwin.garment.render_mesh import RenderBinding
 from spatialtwin.gltf.archive import ARCHIVE_DEFAULTS, ArchiveLimits, is_zip, read_zip
 from spatialtwin.gltf.builder import GlbBuilder
+from spatialtwin.gltf.garment_material import (
+    IMAGE_DEFAULTS,
+    ImageLimits,
+    ReadAppearance,
+    data_uri_bytes,
+    entry_lookup,
+    gltf_appearance,
+    is_image_name,
+    join_glb,
+    material_index,
+    mtl_appearance,
+    split_glb,
+    tagged_for_trimesh,
+)
 
 MESH_EXTENSIONS = {".obj": "obj", ".glb": "glb", ".gltf": "gltf", ".ply": "ply", ".stl": "stl"}
 SUPPORTED = (*sorted(MESH_EXTENSIONS), ".zip")
@@ -31,15 +49,23 @@ DEFAULT_COLOUR = (0.55, 0.60, 0.70, 1.0)
 
 @dataclass
 class MeshSource:
-    """A garment file's triangles in file units, with per-corner UVs and per-face materials."""
+    """A garment file's triangles in file units, with per-corner UVs and per-face materials.
+
+    UVs follow OBJ's convention (v runs up the image), which is what trimesh returns for every
+    format (it flips glTF's); writers of glTF flip them back (`gltf_uvs`). `materials` are the
+    JSON form of `garment.appearance.GarmentMaterial` (what the garment record stores), their
+    texture references index `images`.
+    """
 
     vertices: NDArray[np.float64]  # (N, 3) file units, file axes
     faces: NDArray[np.int64]  # (F, 3) triangles (quads and n-gons fanned)
     corner_uvs: NDArray[np.float32] | None  # (F, 3, 2) UV of each face corner, or None
     face_material: NDArray[np.int32]  # (F,) index into `materials`
-    materials: list[dict[str, Any]] = field(default_factory=list)  # {name, base_color}
+    materials: list[dict[str, Any]] = field(default_factory=list)  # GarmentMaterial.to_json()
     format: str = "obj"
     source_polygons: int = 0  # faces as authored (a quad counts once)
+    images: list[TextureImage] = field(default_factory=list)
+    warnings: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _format_of(filename: str, data: bytes) -> str:
@@ -147,22 +173,42 @@ def _pick_mesh_entry(entries: dict[str, bytes]) -> str:
 
 
 def read_garment_file(
-    data: bytes, filename: str, limits: ArchiveLimits = ARCHIVE_DEFAULTS
+    data: bytes,
+    filename: str,
+    limits: ArchiveLimits = ARCHIVE_DEFAULTS,
+    image_limits: ImageLimits = IMAGE_DEFAULTS,
 ) -> MeshSource:
-    """Parse an uploaded garment (bytes + original filename) into triangles in file units."""
+    """Parse an uploaded garment (bytes + original filename) into triangles in file units,
+    with its materials and texture images (checked against `image_limits`)."""
     if not data:
         raise SpatialTwinError("empty_file", f"{filename!r} is empty", {"filename": filename})
     fmt = _format_of(filename, data)
-    resolver: trimesh.resolvers.Resolver | None = None
+    entries: dict[str, bytes] | None = None
+    folder = ""
     if fmt == "zip":
         entries = read_zip(data, limits)
         filename = _pick_mesh_entry(entries)
         data = entries[filename]
         fmt = _format_of(filename, data)
-        resolver = _DictResolver(entries, str(PurePosixPath(filename).parent))
+        folder = str(PurePosixPath(filename).parent)
+    find = entry_lookup(entries, folder) if entries is not None else data_uri_bytes
+    # (1) materials and images, read and checked before trimesh sees the file
     polygons = 0
-    if fmt == "obj":
+    resolver: trimesh.resolvers.Resolver | None = None
+    if fmt in ("glb", "gltf"):
+        appearance, data = _gltf_appearance(data, filename, fmt, find, image_limits)
+        if entries is not None:
+            resolver = _DictResolver(entries, folder)
+    elif fmt == "obj":
         polygons = _check_obj_text(data, filename)
+        appearance = mtl_appearance(data, find if entries is not None else None, image_limits)
+        if entries is not None:
+            # trimesh would decode every texture: it only needs the MTL.
+            shown = {k: v for k, v in entries.items() if not is_image_name(k)}
+            resolver = _DictResolver(shown, folder)
+    else:
+        appearance = ReadAppearance()
+    # (2) geometry
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # trimesh's texture probing
@@ -178,12 +224,48 @@ def read_garment_file(
         raise
     except Exception as exc:  # trimesh raises many types for bad bytes
         raise _corrupt(filename, f"{type(exc).__name__}: {exc}", format=fmt) from exc
-    source = _to_source(loaded, filename, fmt)
+    source = _to_source(loaded, filename, fmt, appearance)
     source.source_polygons = polygons or len(source.faces)
     return source
 
 
-def _to_source(loaded: Any, filename: str, fmt: str) -> MeshSource:
+def _gltf_appearance(
+    data: bytes,
+    filename: str,
+    fmt: str,
+    find: Callable[[str], bytes | None],
+    image_limits: ImageLimits,
+) -> tuple[ReadAppearance, bytes]:
+    """Materials and images of a GLB/glTF, and the file as trimesh should read it (tagged)."""
+    if fmt == "glb":
+        doc, blob = split_glb(data, filename)
+    else:
+        try:
+            doc = json.loads(data)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise _corrupt(filename, f"the glTF JSON is invalid: {exc}") from exc
+        if not isinstance(doc, dict):
+            raise _corrupt(filename, "the glTF JSON is not an object")
+        blob = None
+    buffers = doc.get("buffers") or []
+
+    def buffer_bytes(index: int) -> bytes | None:
+        buffer = buffers[index] if 0 <= index < len(buffers) else None
+        if not isinstance(buffer, dict):
+            return None
+        uri = buffer.get("uri")
+        if uri is None:
+            return blob if index == 0 else None
+        return find(uri) if isinstance(uri, str) else None
+
+    appearance = gltf_appearance(doc, buffer_bytes, find, filename, image_limits)
+    tagged = tagged_for_trimesh(doc)
+    if fmt == "glb":
+        return appearance, join_glb(tagged, blob)
+    return appearance, json.dumps(tagged).encode()
+
+
+def _to_source(loaded: Any, filename: str, fmt: str, appearance: ReadAppearance) -> MeshSource:
     if isinstance(loaded, trimesh.Scene):
         meshes = [m for m in loaded.dump(concatenate=False) if isinstance(m, trimesh.Trimesh)]
     elif isinstance(loaded, trimesh.Trimesh):
@@ -198,10 +280,36 @@ def _to_source(loaded: Any, filename: str, fmt: str) -> MeshSource:
             {"filename": filename, "format": fmt},
             status=422,
         )
-    verts, faces, uvs, mats, materials = [], [], [], [], []
+    # (1) which of the file's materials each trimesh mesh wears
+    known = list(appearance.materials)
+    plain: dict[str, int] = {}
+    wears: list[int] = []
+    for k, mesh in enumerate(meshes):
+        name = getattr(getattr(mesh.visual, "material", None), "name", None)
+        index = (
+            material_index(name) if fmt in ("glb", "gltf") else appearance.by_name.get(name or "")
+        )
+        if index is None or not 0 <= index < len(known):
+            # No material in the file for these faces: one plain cloth material per name.
+            label = str(name or f"material_{k}")[:120]
+            if label not in plain:
+                plain[label] = len(known)
+                known.append(GarmentMaterial(name=label))
+            index = plain[label]
+        wears.append(index)
+    # (2) keep the materials worn and the images they use, renumbered in order of use
+    used = sorted(set(wears))
+    material_remap = {old: new for new, old in enumerate(used)}
+    kept = [known[i] for i in used]
+    image_order = sorted({ref.image for m in kept for ref in m.textures().values()})
+    image_remap = {old: new for new, old in enumerate(image_order)}
+    materials = [m.with_images_remapped(image_remap).to_json() for m in kept]
+    images = [appearance.images[i] for i in image_order]
+    # (3) geometry, one block per mesh
+    verts, faces, uvs, mats = [], [], [], []
     offset = 0
     any_uv = any(_uv_of(m) is not None for m in meshes)
-    for k, mesh in enumerate(meshes):
+    for mesh, index in zip(meshes, wears, strict=True):
         v = np.asarray(mesh.vertices, dtype=np.float64)
         f = np.asarray(mesh.faces, dtype=np.int64)
         verts.append(v)
@@ -211,8 +319,7 @@ def _to_source(loaded: Any, filename: str, fmt: str) -> MeshSource:
             uvs.append(
                 np.zeros((len(f), 3, 2), np.float32) if uv is None else uv[f].astype(np.float32)
             )
-        mats.append(np.full(len(f), k, dtype=np.int32))
-        materials.append(_material_of(mesh, k))
+        mats.append(np.full(len(f), material_remap[index], dtype=np.int32))
         offset += len(v)
     return MeshSource(
         vertices=np.concatenate(verts),
@@ -221,6 +328,8 @@ def _to_source(loaded: Any, filename: str, fmt: str) -> MeshSource:
         face_material=np.concatenate(mats),
         materials=materials,
         format=fmt,
+        images=images,
+        warnings=appearance.warnings,
     )
 
 
@@ -231,23 +340,7 @@ def _uv_of(mesh: trimesh.Trimesh) -> NDArray[np.float64] | None:
     return np.asarray(uv, dtype=np.float64)
 
 
-def _material_of(mesh: trimesh.Trimesh, k: int) -> dict[str, Any]:
-    material = getattr(mesh.visual, "material", None)
-    name = getattr(material, "name", None) or f"material_{k}"
-    colour = DEFAULT_COLOUR
-    for attr in ("baseColorFactor", "diffuse", "main_color"):
-        value = getattr(material, attr, None)
-        if value is not None:
-            arr = np.asarray(value, dtype=np.float64).ravel()
-            if arr.size >= 3:
-                arr = arr / 255.0 if arr.max() > 1.0 else arr
-                rgba = [*arr[:3], arr[3] if arr.size > 3 else 1.0]
-                colour = tuple(float(np.clip(c, 0, 1)) for c in rgba)  # type: ignore[assignment]
-                break
-    return {"name": str(name), "base_color": list(colour)}
-
-
-# --- prepared garments as NPZ (the working copy the store keeps) -------------------------------
+# --- prepared garments as NPZ (the working copy the store keeps) ---------------------------------
 
 
 def arrays_to_npz(arrays: dict[str, NDArray[Any]]) -> bytes:
@@ -261,7 +354,7 @@ def arrays_from_npz(data: bytes) -> dict[str, NDArray[Any]]:
         return {k: npz[k] for k in npz.files}
 
 
-# --- preview GLB ---------------------------------------------------------------------------------
+# --- garments in GLBs (previews, looks) ----------------------------------------------------------
 
 
 def unweld_corners(
@@ -280,64 +373,189 @@ def unweld_corners(
     return verts, inverse.reshape(-1, 3).astype(np.uint32), uv[first]
 
 
-def add_garment_mesh(
-    builder: GlbBuilder,
-    name: str,
-    vertices_m: NDArray[np.floating],
-    faces: NDArray[np.integer],
-    corner_uvs: NDArray[Any] | None,
-    base_color: tuple[float, float, float, float] = DEFAULT_COLOUR,
-) -> int:
-    """Add a static, double-sided garment mesh node (metres, +Y up); returns the node index."""
-    v, f, uv = unweld_corners(vertices_m, faces, corner_uvs)
-    mesh = trimesh.Trimesh(v, f, process=False)
-    attrs = g.Attributes(
-        POSITION=builder.accessor(v, with_bounds=True),
-        NORMAL=builder.accessor(np.asarray(mesh.vertex_normals, dtype=np.float32)),
-    )
-    if uv is not None:
-        attrs.TEXCOORD_0 = builder.accessor(uv)
-    material = builder.material(f"{name}:cloth", base_color, roughness=0.85, double_sided=True)
-    mesh_index = builder.mesh(
-        name,
-        [
-            g.Primitive(
-                attributes=attrs,
-                indices=builder.indices(f, len(v)),
-                material=material,
-                mode=g.TRIANGLES,
+def gltf_uvs(uv: NDArray[np.floating]) -> NDArray[np.float32]:
+    """OBJ-convention UVs (v up, as `MeshSource` holds them) in glTF's (v down)."""
+    out = np.array(uv, dtype=np.float32, copy=True)
+    out[..., 1] = 1.0 - out[..., 1]
+    return out
+
+
+class GarmentGltfWriter:
+    """Writes garments — the render mesh, its materials and embedded textures — into one
+    `GlbBuilder`; an image worn by several garments (or materials) is embedded once."""
+
+    def __init__(self, builder: GlbBuilder) -> None:
+        self.builder = builder
+        self._images: dict[str, int] = {}  # sha256 → glTF image
+        self._textures: dict[tuple[int, int, int], int] = {}  # (image, wrapS, wrapT) → texture
+        self._samplers: dict[tuple[int, int], int] = {}
+
+    def _texture(self, ref: TextureRef, images: list[TextureImage]) -> int | None:
+        if not 0 <= ref.image < len(images):
+            return None
+        image = images[ref.image]
+        gltf = self.builder.gltf
+        if image.sha256 not in self._images:
+            self._images[image.sha256] = self.builder.image(image.data, image.mime)
+        image_index = self._images[image.sha256]
+        wrap = (ref.wrap_s, ref.wrap_t)
+        if wrap not in self._samplers:
+            gltf.samplers.append(
+                g.Sampler(
+                    magFilter=g.LINEAR,
+                    minFilter=g.LINEAR_MIPMAP_LINEAR,
+                    wrapS=ref.wrap_s,
+                    wrapT=ref.wrap_t,
+                )
             )
-        ],
-    )
-    return builder.node(name=name, mesh=mesh_index)
+            self._samplers[wrap] = len(gltf.samplers) - 1
+        key = (image_index, *wrap)
+        if key not in self._textures:
+            gltf.textures.append(g.Texture(source=image_index, sampler=self._samplers[wrap]))
+            self._textures[key] = len(gltf.textures) - 1
+        return self._textures[key]
+
+    def material(self, material: GarmentMaterial, images: list[TextureImage], name: str) -> int:
+        """The glTF material for `material`, its textures embedded; returns its index."""
+        base = normal = mr = None
+        if material.base_color_texture is not None:
+            base = self._texture(material.base_color_texture, images)
+        if material.normal_texture is not None:
+            normal = self._texture(material.normal_texture, images)
+        if material.metallic_roughness_texture is not None:
+            mr = self._texture(material.metallic_roughness_texture, images)
+        normal_scale = material.normal_texture.scale if material.normal_texture else 1.0
+        self.builder.gltf.materials.append(
+            g.Material(
+                name=name,
+                pbrMetallicRoughness=g.PbrMetallicRoughness(
+                    baseColorFactor=list(material.base_color_factor),
+                    metallicFactor=material.metallic_factor,
+                    roughnessFactor=material.roughness_factor,
+                    baseColorTexture=g.TextureInfo(index=base) if base is not None else None,
+                    metallicRoughnessTexture=g.TextureInfo(index=mr) if mr is not None else None,
+                ),
+                normalTexture=(
+                    g.NormalMaterialTexture(index=normal, scale=normal_scale)
+                    if normal is not None
+                    else None
+                ),
+                alphaMode=material.alpha_mode,
+                alphaCutoff=material.alpha_cutoff if material.alpha_mode == "MASK" else None,
+                doubleSided=material.double_sided,
+            )
+        )
+        return len(self.builder.gltf.materials) - 1
+
+    def garment(
+        self,
+        name: str,
+        positions_m: NDArray[np.floating],
+        faces: NDArray[np.integer],
+        corner_uvs: NDArray[Any] | None,
+        face_material: NDArray[np.integer],
+        appearance: Appearance,
+        *,
+        scalars: dict[str, NDArray[np.floating]] | None = None,
+        extras: dict[str, Any] | None = None,
+    ) -> int:
+        """Add a static garment node (metres, +Y up), one primitive per material it wears.
+
+        `scalars` are per-vertex application attributes (`{"_STRAIN": (N,)}`); normals are
+        taken on the welded mesh, so UV seams split vertices without a shading seam.
+        """
+        # (1) gather: position, normal and scalars per welded vertex, split where UVs differ
+        positions = np.asarray(positions_m, dtype=np.float64)
+        f = np.asarray(faces, dtype=np.int64)
+        normals = np.asarray(trimesh.Trimesh(positions, f, process=False).vertex_normals)
+        named = dict(scalars or {})
+        columns = [
+            positions,
+            normals,
+            *(np.asarray(v, np.float64)[:, None] for v in named.values()),
+        ]
+        uvs = gltf_uvs(corner_uvs) if corner_uvs is not None else None
+        rows, split_faces, split_uvs = unweld_corners(np.column_stack(columns), f, uvs)
+        normal_rows = rows[:, 3:6].astype(np.float64)
+        length = np.linalg.norm(normal_rows, axis=1, keepdims=True)
+        normal_rows = np.where(length > 1e-9, normal_rows / np.maximum(length, 1e-12), [0, 1, 0])
+        # (2) attributes, shared by every primitive
+        attrs = g.Attributes(
+            POSITION=self.builder.accessor(
+                np.ascontiguousarray(rows[:, 0:3], np.float32), with_bounds=True
+            ),
+            NORMAL=self.builder.accessor(normal_rows.astype(np.float32)),
+        )
+        if split_uvs is not None:
+            attrs.TEXCOORD_0 = self.builder.accessor(np.ascontiguousarray(split_uvs, np.float32))
+        for k, attribute in enumerate(named):
+            column = np.ascontiguousarray(rows[:, 6 + k], dtype=np.float32)
+            setattr(attrs, attribute, self.builder.accessor(column))
+        # (3) materials and indices: one primitive per material worn
+        worn = np.asarray(face_material, dtype=np.int64)
+        primitives = []
+        for index in np.unique(worn):
+            material = appearance.material(int(index))
+            gltf_material = self.material(material, appearance.images, f"{name}:{material.name}")
+            primitives.append(
+                g.Primitive(
+                    attributes=attrs,
+                    indices=self.builder.indices(split_faces[worn == index], len(rows)),
+                    material=gltf_material,
+                    mode=g.TRIANGLES,
+                )
+            )
+        mesh_index = self.builder.mesh(name, primitives)
+        return self.builder.node(name=name, mesh=mesh_index, extras=extras)
 
 
 logging.getLogger("trimesh").setLevel(logging.ERROR)
 
 
 def garment_on_twin_glb(
-    body: Any, garment: dict[str, Any], placed: Any, twin_provenance: dict[str, Any]
+    body: Any,
+    garment: dict[str, Any],
+    placed: Any,
+    twin_provenance: dict[str, Any],
+    render: RenderBinding | None = None,
 ) -> bytes:
     """The twin (skinned, node `twin`) wearing the placed garment (node `garment:<id>`).
 
-    `body` is a `TwinBody`, `placed` a `PlacedGarment`; provenance names both the twin's rights
-    and the garment, in `asset.extras.spatialtwin`.
+    `body` is a `TwinBody`, `placed` a `PlacedGarment`; with `render` the upload's own mesh and
+    materials ride on the placed cloth, else the simulation mesh is shown in the record's
+    first colour. Provenance names both the twin's rights and the garment, in
+    `asset.extras.spatialtwin`.
     """
     from spatialtwin import __version__
     from spatialtwin.gltf.twin_glb import add_skinned_twin, provenance_extras
 
     builder = GlbBuilder(generator=f"SpatialTwin {__version__}")
     mesh_node, hips = add_skinned_twin(builder, body, mesh_name="twin")
-    materials = garment.get("materials") or [{"base_color": list(DEFAULT_COLOUR)}]
-    colour = tuple(materials[0].get("base_color", DEFAULT_COLOUR))
-    garment_node = add_garment_mesh(
-        builder,
-        f"garment:{garment['id']}",
-        placed.positions_m,
-        placed.faces,
-        placed.corner_uvs,
-        colour,  # type: ignore[arg-type]
-    )
+    writer = GarmentGltfWriter(builder)
+    name = f"garment:{garment['id']}"
+    extras = {"spatialtwin": {"role": "garment", "garmentId": garment["id"]}}
+    if render is not None:
+        garment_node = writer.garment(
+            name,
+            render.positions_m(placed.positions_m),
+            render.faces,
+            render.corner_uvs,
+            render.face_material,
+            render.appearance,
+            extras=extras,
+        )
+    else:
+        materials = garment.get("materials") or []
+        colour = tuple(materials[0]["base_color"]) if materials else DEFAULT_COLOUR
+        garment_node = writer.garment(
+            name,
+            placed.positions_m,
+            placed.faces,
+            placed.corner_uvs,
+            np.zeros(len(placed.faces), dtype=np.int32),
+            Appearance.plain(colour),  # type: ignore[arg-type]
+            extras=extras,
+        )
     builder.scene([mesh_node, hips, garment_node], name="preview")
     builder.set_extras(
         provenance_extras(

@@ -6,15 +6,20 @@ nodes (see `twin_glb`); the garments are already in world coordinates of that po
 +Y up), so the two line up in any viewer. Node extras carry `{"spatialtwin": {"role": ...}}`
 (`body` or `garment`), which is how the LOD reader tells them apart.
 
-The fit map rides on each garment primitive twice:
-- `COLOR_0`: RGBA float colours from the strain (green relaxed → red tight). glTF multiplies
-  vertex colours with the material's base colour; a client showing the garment's own colour
-  simply turns vertex colours off.
-- `_STRAIN`: the strain itself (float scalar, length / rest − 1, ≥ 0), an application-specific
-  attribute (leading underscore, as the glTF 2.0 spec allows), for a client's own colour ramp.
+Each garment is its **render mesh** — the upload's own triangles, UVs and materials (base
+colour, normal map, metallic/roughness, alpha, double-sidedness, textures embedded), rebuilt
+on the settled cloth (`garment.render_mesh`) — one primitive per material. The fit map rides
+on it as an optional overlay, never as colour: two application-specific attributes (leading
+underscore, as glTF 2.0 allows) that a viewer may colour by instead of the material:
+
+- `_STRAIN` (float): the fabric's stretch, length / rest − 1 (≥ 0), a fraction;
+- `_EASE` (float): distance from the body's surface, metres, positive outside.
+
+The legend — bands, labels, colours, display units — is in `asset.extras.spatialtwin.fitMap`
+(`cloth.fit_map.FIT_LEGEND`; its calibration is documented there).
 
 Example:
-    glb = look_to_glb(body, layers, pose=pose, provenance={"twinId": "twn_1", ...})
+    glb = look_to_glb(body, look.garments, pose=pose, provenance={"twinId": "twn_1", ...})
 """
 
 from __future__ import annotations
@@ -24,77 +29,51 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 import numpy as np
-import pygltflib as g
-import trimesh
 from numpy.typing import NDArray
 
 from spatialtwin import __version__
 from spatialtwin.body.pose import Pose
 from spatialtwin.body.twin_body import TwinBody
+from spatialtwin.cloth.fit_map import EASE_SCALE, STRAIN_SCALE, fit_legend_json
 from spatialtwin.errors import SpatialTwinError
+from spatialtwin.garment.render_mesh import RenderBinding
 from spatialtwin.gltf.builder import GlbBuilder
-from spatialtwin.gltf.garment_io import unweld_corners
+from spatialtwin.gltf.garment_io import GarmentGltfWriter
 from spatialtwin.gltf.twin_glb import add_skinned_twin, provenance_extras
 
-STRAIN_ATTRIBUTE = "_STRAIN"
+STRAIN_ATTRIBUTE = STRAIN_SCALE.attribute
+EASE_ATTRIBUTE = EASE_SCALE.attribute
 
 
 class DrapedLayer(Protocol):
     """What the writer needs of a draped garment (`garment.look.DrapedGarment` is one)."""
 
     node_name: str
-    positions_m: NDArray[np.float64]  # (N, 3) world, metres
-    faces: NDArray[np.int64]  # (F, 3)
-    corner_uvs: NDArray[np.float32] | None  # (F, 3, 2)
-    strain: NDArray[np.float64]  # (N,)
-    fit_rgba: NDArray[np.float32]  # (N, 4)
-    base_color: tuple[float, float, float, float]
+    positions_m: NDArray[np.float64]  # (N, 3) settled simulation mesh, world, metres
+    strain: NDArray[np.float64]  # (N,) fraction
+    ease_m: NDArray[np.float64] | None  # (N,) metres, + outside the body
+
+    def render_binding(self) -> RenderBinding: ...
 
 
 def add_draped_garment(
-    builder: GlbBuilder, layer: DrapedLayer, extras: dict[str, Any] | None = None
+    writer: GarmentGltfWriter, layer: DrapedLayer, extras: dict[str, Any] | None = None
 ) -> int:
-    """Add one static, double-sided garment node with its fit map; returns the node index."""
-    # (1) gather: one row per vertex (position, strain, colour), split where UVs differ
-    per_vertex = np.column_stack(
-        [
-            np.asarray(layer.positions_m, dtype=np.float64),
-            np.asarray(layer.strain, dtype=np.float64),
-            np.asarray(layer.fit_rgba, dtype=np.float64),
-        ]
-    )
-    rows, faces, uvs = unweld_corners(per_vertex, layer.faces, layer.corner_uvs)
-    positions = np.ascontiguousarray(rows[:, 0:3], dtype=np.float32)
-    strain = np.ascontiguousarray(rows[:, 3], dtype=np.float32)
-    colours = np.ascontiguousarray(np.clip(rows[:, 4:8], 0.0, 1.0), dtype=np.float32)
-    normals = np.asarray(
-        trimesh.Trimesh(positions, faces, process=False).vertex_normals, dtype=np.float32
-    )
-    # (2) attributes
-    attrs = g.Attributes(
-        POSITION=builder.accessor(positions, with_bounds=True),
-        NORMAL=builder.accessor(normals),
-        COLOR_0=builder.accessor(colours),
-    )
-    if uvs is not None:
-        attrs.TEXCOORD_0 = builder.accessor(uvs)
-    setattr(attrs, STRAIN_ATTRIBUTE, builder.accessor(strain))
-    # (3) material and indices
-    material = builder.material(
-        f"{layer.node_name}:cloth", layer.base_color, roughness=0.85, double_sided=True
-    )
-    mesh = builder.mesh(
+    """Add one garment node: its render mesh and materials, with the fit-map attributes."""
+    render = layer.render_binding()
+    scalars = {STRAIN_ATTRIBUTE: render.values(layer.strain)}
+    if layer.ease_m is not None:
+        scalars[EASE_ATTRIBUTE] = render.values(layer.ease_m)
+    return writer.garment(
         layer.node_name,
-        [
-            g.Primitive(
-                attributes=attrs,
-                indices=builder.indices(faces, len(positions)),
-                material=material,
-                mode=g.TRIANGLES,
-            )
-        ],
+        render.positions_m(layer.positions_m),
+        render.faces,
+        render.corner_uvs,
+        render.face_material,
+        render.appearance,
+        scalars=scalars,
+        extras=extras,
     )
-    return builder.node(name=layer.node_name, mesh=mesh, extras=extras)
 
 
 def look_to_glb(
@@ -105,22 +84,20 @@ def look_to_glb(
     provenance: dict[str, Any] | None = None,
     garment_extras: Sequence[dict[str, Any]] | None = None,
 ) -> bytes:
-    """The twin (skinned, posed by its joints) wearing `layers`, provenance in asset.extras."""
+    """The twin (skinned, posed by its joints) wearing `layers`; provenance and the fit-map
+    legend in `asset.extras.spatialtwin`."""
     builder = GlbBuilder(generator=f"SpatialTwin {__version__}")
     twin_node, hips = add_skinned_twin(builder, body, pose=pose, mesh_name="twin")
     builder.gltf.nodes[twin_node].extras = {"spatialtwin": {"role": "body"}}
     roots = [twin_node, hips]
+    writer = GarmentGltfWriter(builder)
     for i, layer in enumerate(layers):
         extra = dict(garment_extras[i]) if garment_extras is not None else {}
         roots.append(
-            add_draped_garment(
-                builder,
-                layer,
-                {"spatialtwin": {"role": "garment", **extra}},
-            )
+            add_draped_garment(writer, layer, {"spatialtwin": {"role": "garment", **extra}})
         )
     builder.scene(roots, name="look")
-    builder.set_extras(provenance_extras(provenance))
+    builder.set_extras(provenance_extras({**(provenance or {}), "fitMap": fit_legend_json()}))
     return builder.to_bytes()
 
 

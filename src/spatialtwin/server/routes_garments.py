@@ -87,7 +87,10 @@ async def garment_preview(request: web.Request) -> web.Response:
     check_use(twin, request.query.get("channel", "ecommerce"))
     body = await twins.body(twin)
     placed = await garments.place_on(garment, body)
-    glb = await garments._run(lambda: garment_on_twin_glb(body, garment, placed, provenance(twin)))
+    render = await garments.render_binding(garment)
+    glb = await garments._run(
+        lambda: garment_on_twin_glb(body, garment, placed, provenance(twin), render)
+    )
     return web.Response(
         body=glb, content_type="model/gltf-binary", headers={"Cache-Control": "private, no-store"}
     )

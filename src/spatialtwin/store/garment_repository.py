@@ -1,9 +1,11 @@
 """Garments and fabrics as stored things: ingest, list, read, place on a twin, preview GLB.
 
-A garment is a record (`garments/<id>`) plus two content-addressed blobs: the uploaded file as
-sent and the prepared meshes (NPZ: render mesh and simulation mesh, metres). Blobs are written
-first and the record last; if anything fails the blobs this call created are removed, so a
-refused or failed upload leaves the store as it was. Custom fabrics are records
+A garment is a record (`garments/<id>`) plus content-addressed blobs: the uploaded file as
+sent, the prepared meshes (NPZ: render mesh and simulation mesh, metres) and one blob per
+texture image, its PNG/JPEG bytes as uploaded (`blobs.images`, in the order the record's
+`images` and its materials' texture references use; the sizes of a size run share them).
+Blobs are written first and the record last; if anything fails the blobs this call created are
+removed, so a refused or failed upload leaves the store as it was. Custom fabrics are records
 (`fabrics/<id>`); presets live in code.
 """
 
@@ -18,6 +20,7 @@ from typing import Any
 
 from spatialtwin.body.twin_body import TwinBody
 from spatialtwin.errors import NotFoundError, SpatialTwinError
+from spatialtwin.garment.appearance import Appearance, TextureImage
 from spatialtwin.garment.fabrics import PRESETS, FabricSpec, preset
 from spatialtwin.garment.mesh import GarmentMesh
 from spatialtwin.garment.pieces import Piece
@@ -29,6 +32,7 @@ from spatialtwin.garment.pipeline import (
     prepared_to_npz,
 )
 from spatialtwin.garment.placement import BodyLandmarks, PlacedGarment, place_garment
+from spatialtwin.garment.render_mesh import RenderBinding
 from spatialtwin.garment.units import CATEGORIES, UNITS
 from spatialtwin.rights.license import now_utc
 from spatialtwin.store.base import Store
@@ -179,6 +183,7 @@ class GarmentRepository:
             "bytes": len(data),
             "created_at": now_utc().isoformat(),
             **prepared.summary(),
+            "images": [image.describe() for image in prepared.images],
         }
         created: list[str] = []
         try:
@@ -189,7 +194,13 @@ class GarmentRepository:
             mesh_key, new = await self.store.put_blob(npz)
             if new:
                 created.append(mesh_key)
-            record["blobs"] = {"source": source_key, "meshes_npz": mesh_key}
+            image_keys = []
+            for image in prepared.images:
+                key, new = await self.store.put_blob(image.data)
+                if new:
+                    created.append(key)
+                image_keys.append(key)
+            record["blobs"] = {"source": source_key, "meshes_npz": mesh_key, "images": image_keys}
             await self.store.put_record(KIND, garment_id, record)
         except BaseException:
             for key in created:
@@ -223,6 +234,36 @@ class GarmentRepository:
         meshes = await self._run(meshes_from_npz, data)
         self._mesh_cache[record["id"]] = meshes
         return meshes
+
+    async def appearance(self, record: dict[str, Any]) -> Appearance:
+        """The garment's materials and texture images, as uploaded.
+
+        Records stored before textures were kept have no `images`: they read as their
+        materials' colours.
+        """
+        keys = (record.get("blobs") or {}).get("images") or []
+        described = record.get("images") or []
+        images = []
+        for key, meta in zip(keys, described, strict=False):
+            data = await self.store.get_blob(key)
+            if data is None:
+                raise SpatialTwinError(
+                    "garment_image_missing",
+                    "a texture image of the garment is missing",
+                    {"id": record["id"], "blob": key},
+                    status=500,
+                )
+            images.append(
+                TextureImage(str(meta["mime"]), data, int(meta["width_px"]), int(meta["height_px"]))
+            )
+        return Appearance.from_record(record.get("materials") or [], images)
+
+    async def render_binding(self, record: dict[str, Any]) -> RenderBinding:
+        """The garment's render mesh and materials bound to its simulation mesh (as prepared),
+        ready to ride on any placed or draped state of the simulation mesh."""
+        render, sim = await self.meshes(record)
+        appearance = await self.appearance(record)
+        return await self._run(RenderBinding.of, render, sim, appearance)
 
     async def place_on(self, record: dict[str, Any], body: TwinBody) -> PlacedGarment:
         """The garment's simulation mesh placed on `body`: what the drape step starts from."""

@@ -26,6 +26,7 @@ from typing import Any
 from spatialtwin.body.pose import Pose, PoseError
 from spatialtwin.body.twin_body import TwinBody
 from spatialtwin.errors import NotFoundError, SpatialTwinError
+from spatialtwin.garment.appearance import Appearance
 from spatialtwin.garment.fabrics import FabricSpec
 from spatialtwin.garment.layers import check_layer_order
 from spatialtwin.garment.look import (
@@ -98,8 +99,14 @@ def parse_pose(raw: Any) -> Pose | None:
         raise SpatialTwinError("invalid_pose", str(exc), {"pose": raw}, status=422) from exc
 
 
-def look_garment(record: dict[str, Any], sim_mesh: Any) -> LookGarment:
-    """A stored garment as the drape step wants it."""
+def look_garment(
+    record: dict[str, Any],
+    sim_mesh: Any,
+    render_mesh: Any = None,
+    appearance: Appearance | None = None,
+) -> LookGarment:
+    """A stored garment as the drape step wants it: the simulation mesh to drape and, to show,
+    the upload's render mesh and materials."""
     materials = record.get("materials") or []
     colour = tuple(materials[0]["base_color"]) if materials else None
     fabric = record["fabric"]
@@ -116,6 +123,8 @@ def look_garment(record: dict[str, Any], sim_mesh: Any) -> LookGarment:
             "size_label": record.get("size_label"),
         },
         **({"base_color": colour} if colour and len(colour) == 4 else {}),  # type: ignore[arg-type]
+        render=render_mesh,
+        appearance=appearance,
     )
 
 
@@ -269,8 +278,9 @@ class LookRepository:
         garments, sizes = await self.choose_sizes(request, body, marks)
         wearing = []
         for record in garments:
-            _, sim = await self.garments.meshes(record)
-            wearing.append(look_garment(record, sim))
+            render, sim = await self.garments.meshes(record)
+            appearance = await self.garments.appearance(record)
+            wearing.append(look_garment(record, sim, render, appearance))
         look = await self._run(
             lambda: drape_look(
                 body, wearing, request.pose, self.options, progress, marks, request.layer_order
