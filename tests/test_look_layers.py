@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import trimesh
 
-from spatialtwin.body.parametric import Measurements, create_twin_body
+from spatialtwin.body.parametric import Measurements
 from spatialtwin.cloth.collider import BodyCollider, DrapeLayer, LayeredCollider, surface_frames
 from spatialtwin.errors import SpatialTwinError
 from spatialtwin.garment.fabrics import preset
@@ -19,7 +19,7 @@ from spatialtwin.garment.layers import draping_order
 from spatialtwin.garment.look import LookGarment, LookOptions, drape_look, drape_one, posed_body
 from spatialtwin.garment.pipeline import prepare_garment
 from spatialtwin.garment.placement import BodyLandmarks
-from spatialtwin.gltf.template_npz import shipped_template
+from tests.conftest import generated_twin
 from tests.software_render import render, save_png, shows_through
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,7 +42,7 @@ def sample(name: str) -> LookGarment:
 
 @pytest.fixture(scope="module")
 def ava():
-    body = create_twin_body(Measurements.from_json(AVA["measurements"]), shipped_template().body)
+    body = generated_twin(Measurements.from_json(AVA["measurements"]))
     return body, BodyLandmarks.of(body)
 
 
