@@ -10,6 +10,11 @@ several centimetres in a frame pushes the cloth instead of tunnelling through; t
 normal is the Phong (vertex-normal) blend, which a decimated body's sliver triangles cannot
 flip. The body mesh changes every frame, so the grid is rebuilt per frame over the garment's
 neighbourhood only, in O(vertices).
+
+Layers: `LayeredCollider` is the static posed body plus garments already draped on it
+(`DrapeLayer`s), their triangles wound away from the body and moved out by their thickness
+(`layer_shell`), so the next garment rests on them as on skin; `push_over_layers` lifts a
+garment's start positions over them and `under_layers` measures what ended up beneath one.
 """
 
 from __future__ import annotations
