@@ -4,9 +4,11 @@ request says otherwise, and the inner garment's surface faces outward whatever i
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
+import aiohttp
 import numpy as np
 import pytest
 import trimesh
@@ -19,6 +21,9 @@ from spatialtwin.garment.layers import draping_order
 from spatialtwin.garment.look import LookGarment, LookOptions, drape_look, drape_one, posed_body
 from spatialtwin.garment.pipeline import prepare_garment
 from spatialtwin.garment.placement import BodyLandmarks
+from spatialtwin.rights.license import Rights
+from spatialtwin.server.app import create_app
+from spatialtwin.server.keys import TWINS
 from tests.conftest import generated_twin
 from tests.software_render import render, save_png, shows_through
 
@@ -150,3 +155,37 @@ def test_layer_shell_faces_outward_whatever_the_winding(layered, flip):
     near = np.isfinite(dist) & (dist < 0.03)  # where the skirt rests on the hips
     assert near.sum() > 200
     assert np.mean(np.einsum("ij,ij->i", shell_n[near], body_n[near]) > 0.5) > 0.95
+
+
+async def test_layer_order_in_look_requests(aiohttp_client, tmp_path, ava):
+    """`layer_order` is checked before any work (422) and kept with the draping order."""
+    body, _ = ava
+    app = create_app(tmp_path / "data", seed=False, settings={"look_max_frames": 3})
+    client = await aiohttp_client(app)
+    twin = await app[TWINS].create_from_body("Ava", body, Rights.from_json(AVA), {})
+    ids = {}
+    for name in ("tshirt", "skirt_a_line"):
+        meta = json.loads((GARMENTS / f"{name}.json").read_text())
+        fd = aiohttp.FormData()
+        fd.add_field("file", (GARMENTS / f"{name}.glb").read_bytes(), filename=f"{name}.glb")
+        keys = ("sku", "name", "category", "fabric", "units")
+        fd.add_field("metadata", json.dumps({k: meta[k] for k in keys}))
+        r = await client.post("/api/v1/garments", data=fd)
+        assert r.status == 201, await r.text()
+        ids[name] = (await r.json())["id"]
+    request = {"twin": twin["id"], "garments": [ids["tshirt"], ids["skirt_a_line"]]}
+    r = await client.post("/api/v1/looks", json={**request, "layer_order": "inside_out"})
+    assert r.status == 422 and (await r.json())["error"]["code"] == "invalid_layer_order"
+    for order, first in (("as_given", "tshirt"), ("category", "skirt_a_line")):
+        r = await client.post("/api/v1/looks", json={**request, "layer_order": order})
+        assert r.status == 202, await r.text()
+        link = (await r.json())["links"]["job"]
+        for _ in range(1200):
+            job = await (await client.get(link)).json()
+            if job["status"] in ("done", "failed"):
+                break
+            await asyncio.sleep(0.05)
+        assert job["status"] == "done", job
+        look = job["result"]
+        assert look["layer_order"] == order and look["draping_order"][0] == ids[first]
+        assert look["garments"] == request["garments"]  # as requested; draped in draping_order
