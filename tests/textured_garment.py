@@ -78,7 +78,7 @@ class TexturedGarment:
 
 def skirt_mesh(waist_y_m: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(vertices, faces, uvs) of the skirt; the back seam column is duplicated for its UVs."""
-    rows = int(round(HEIGHT_M / ROW_M)) + 1
+    rows = round(HEIGHT_M / ROW_M) + 1
     depth = np.linspace(0.0, HEIGHT_M, rows)
     angle = np.linspace(0.0, 2 * np.pi, SEGMENTS + 1)  # last column = first, other UV
     a, d = np.meshgrid(angle, depth, indexing="xy")  # (rows, SEGMENTS + 1)

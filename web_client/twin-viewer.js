@@ -2,12 +2,15 @@
 //
 // Lists the twins the server keeps, shows each one's owner, licence and "digital twin"
 // disclosure next to the 3D view, and renders the twin's skinned body.glb at true scale
-// (metres, +Y up, facing +Z, feet on y = 0).
+// (metres, +Y up, facing +Z, feet on y = 0) — or a look: the twin wearing draped garments in
+// their own materials, with a fit-map switch (stretch, ease) and its legend.
 //
 // URL parameters:
 //   ?twin=<id>                 twin to show (default: the first one listed)
 //   ?channel=ecommerce|mirror|ar   licence channel the body is requested for (default ecommerce)
 //   ?pose=<JSON>               passed through to body.glb ({"root":[x,y,z],"joints":{...}})
+//   ?look=<id>                 show this look (its twin wearing its garments) instead
+//   ?fit=garment|strain|ease   what the look's garments show first (default: the garment)
 //   ?camera=ortho&pxPerMetre=N deterministic test mode: orthographic front view, N CSS pixels per
 //                              metre, plain chroma-green background, no grid/shadows, so a test can
 //                              measure true scale from pixels.
@@ -19,6 +22,7 @@ import { GLTFLoader } from 'three/addons/loaders/GLTFLoader.js';
 import { OrbitControls } from 'three/addons/controls/OrbitControls.js';
 import { RoomEnvironment } from 'three/addons/environments/RoomEnvironment.js';
 import { MeshoptDecoder } from 'three/addons/libs/meshopt_decoder.module.js';
+import { FIT_MODES, FitMap, fitMapControl } from './lib/fit-map.js';
 
 const API_ROOT = '/api/v1';
 const CHANNELS = ['ecommerce', 'mirror', 'ar'];
@@ -46,6 +50,9 @@ const viewerState = {
   canvasSizePx: null, // [width, height] in CSS pixels
   background: null, // [r, g, b] 0–255 of the plain background in ortho mode
   provenance: null, // asset.extras.spatialtwin of the loaded GLB
+  lookId: null, // the look shown, when ?look= is given
+  // For a look: {available, modes, mode, garments, texturedGarments, shares} (see fit-map.js)
+  fitMap: null,
   error: null, // {status, code, message, detail} of the last failure, or null
 };
 window.spatialTwinViewer = viewerState;
@@ -80,7 +87,11 @@ function parseViewerOptions(search) {
   if (!CHANNELS.includes(channel)) {
     throw new ViewerOptionError('bad_channel', `channel must be one of ${CHANNELS.join(', ')}`, channel);
   }
-  return { twinId: params.get('twin'), channel, pose: params.get('pose'), camera, pxPerMetre };
+  const fit = params.get('fit') ?? 'garment';
+  if (!FIT_MODES.includes(fit)) {
+    throw new ViewerOptionError('bad_fit', `fit must be one of ${FIT_MODES.join(', ')}`, fit);
+  }
+  return { twinId: params.get('twin'), channel, pose: params.get('pose'), camera, pxPerMetre, lookId: params.get('look'), fit };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -122,6 +133,18 @@ function bodyUrl(twinId, twin, channel, pose) {
   url.searchParams.set('channel', channel);
   if (pose) url.searchParams.set('pose', pose);
   return url.pathname + url.search;
+}
+
+function lookUrls(lookId, channel) {
+  const id = encodeURIComponent(lookId);
+  const query = `?channel=${encodeURIComponent(channel)}`;
+  return { record: `${API_ROOT}/looks/${id}${query}`, glb: `${API_ROOT}/looks/${id}/look.glb${query}` };
+}
+
+async function fetchLook(url) {
+  const response = await fetch(url, { headers: { Accept: 'application/json' } });
+  if (!response.ok) throw await apiErrorFrom(response);
+  return response.json();
 }
 
 async function fetchBodyGlb(url) {
@@ -198,6 +221,7 @@ const dom = {
   errorMessage: document.getElementById('viewport-error-message'),
   errorCode: document.getElementById('viewport-error-code'),
   scaleLegend: document.getElementById('scale-legend'),
+  fitMap: document.getElementById('fit-map'),
 };
 
 function renderTwinList(twins, selectedId, onSelect) {
@@ -295,11 +319,15 @@ function renderDetails(twin, requestedId) {
   );
 }
 
-function renderProvenance(provenance, bbox) {
+function renderProvenance(provenance, bbox, look) {
   const holder = document.getElementById('provenance');
   if (!holder) return;
   holder.replaceChildren();
   const rows = [];
+  if (look) {
+    rows.push(['Look', look.id]);
+    rows.push(['Garments', String((look.garments ?? []).length)]);
+  }
   if (bbox) rows.push(['Drawn height', formatLength(bbox.max[1] - bbox.min[1])]);
   if (provenance) {
     if (provenance.licenseId) rows.push(['File licence', provenance.licenseId]);
@@ -310,7 +338,7 @@ function renderProvenance(provenance, bbox) {
     }
   }
   if (rows.length === 0) return;
-  holder.append(el('h4', { className: 'section-title', text: 'Loaded body' }), facts(rows));
+  holder.append(el('h4', { className: 'section-title', text: look ? 'Loaded look' : 'Loaded body' }), facts(rows));
 }
 
 function showStatus(text) {
@@ -594,6 +622,41 @@ async function main() {
     return;
   }
 
+  // A look names its twin; the twin list still lets the shopper leave it for a bare twin.
+  let look = null;
+  if (options.lookId) {
+    try {
+      look = await fetchLook(lookUrls(options.lookId, options.channel).record);
+      viewerState.lookId = look.id;
+    } catch (err) {
+      renderTwinList(twins, null, () => {});
+      showError(err);
+      return;
+    }
+  }
+  let fit = null;
+
+  function showFitMap(gltf) {
+    fit?.dispose();
+    fit = new FitMap(gltf.scene, gltf.asset?.extras?.spatialtwin?.fitMap);
+    const record = (mode) => {
+      viewerState.fitMap = {
+        available: fit.available,
+        modes: fit.modes,
+        mode,
+        garments: fit.meshes.length,
+        texturedGarments: fit.texturedCount,
+        shares: Object.fromEntries(fit.modes.filter((m) => m !== 'garment').map((m) => [m, fit.shares(m)])),
+      };
+    };
+    const control = fitMapControl(dom.fitMap, fit, (mode) => {
+      record(mode);
+      stage.requestFrame();
+    });
+    record(fit.mode);
+    if (options.fit !== 'garment') control.setMode(options.fit);
+  }
+
   let loadToken = 0;
   async function selectTwin(twinId, { updateUrl }) {
     const token = ++loadToken;
@@ -609,20 +672,31 @@ async function main() {
     if (updateUrl) {
       const url = new URL(window.location.href);
       url.searchParams.set('twin', twinId);
+      if (look && look.twin !== twinId) url.searchParams.delete('look');
       window.history.replaceState(null, '', url);
     }
     stage.clearBody();
-    showStatus(`Loading ${twin ? twin.name : twinId}…`);
+    fit?.dispose();
+    fit = null;
+    viewerState.fitMap = null;
+    dom.fitMap.hidden = true;
+    const showingLook = look !== null && look.twin === twinId;
+    viewerState.lookId = showingLook ? look.id : null;
+    showStatus(`Loading ${showingLook ? 'the look' : twin ? twin.name : twinId}…`);
     try {
       // A twin missing from the list is still requested: the server's answer (404, 410, 403)
       // says why better than the page could.
-      const bytes = await fetchBodyGlb(bodyUrl(twinId, twin, options.channel, options.pose));
+      const url = showingLook
+        ? lookUrls(look.id, options.channel).glb
+        : bodyUrl(twinId, twin, options.channel, options.pose);
+      const bytes = await fetchBodyGlb(url);
       const gltf = await loader.parseAsync(bytes, '');
       if (token !== loadToken) return;
       const box = stage.setBody(gltf.scene);
+      if (showingLook) showFitMap(gltf);
       viewerState.boundingBox = boxToArrays(box);
       viewerState.provenance = gltf.asset?.extras?.spatialtwin ?? null;
-      renderProvenance(viewerState.provenance, viewerState.boundingBox);
+      renderProvenance(viewerState.provenance, viewerState.boundingBox, showingLook ? look : null);
       hideStatus();
       await stage.drawn();
       if (token !== loadToken) return;
@@ -633,7 +707,7 @@ async function main() {
     }
   }
 
-  const initialId = options.twinId ?? twins[0]?.id ?? null;
+  const initialId = look?.twin ?? options.twinId ?? twins[0]?.id ?? null;
   renderTwinList(twins, initialId, (id) => selectTwin(id, { updateUrl: true }));
   if (initialId === null) {
     hideStatus();
