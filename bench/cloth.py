@@ -50,6 +50,7 @@ from spatialtwin.cloth.solver import (  # noqa: E402
 )
 from spatialtwin.cloth.topology import unique_edges  # noqa: E402
 from spatialtwin.gltf.bvh import read_bvh  # noqa: E402
+from spatialtwin.gltf.template_npz import shipped_template  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 DT = 1.0 / 30.0
@@ -314,7 +315,7 @@ def main() -> None:
     load = os.getloadavg()
     print(f"load average at start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
 
-    twin = create_twin_body(TWIN)
+    twin = create_twin_body(TWIN, shipped_template().body)
     keep, inverse = np.unique(twin.weld_map, return_inverse=True)
     body_v, body_f = twin.posed_vertices(STANCE)[keep], inverse[twin.faces]
     waist = float(twin.skeleton.position("spine")[1])

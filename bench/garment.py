@@ -18,6 +18,7 @@ from spatialtwin.body.parametric import Measurements, create_twin_body
 from spatialtwin.garment.pipeline import prepare_garment
 from spatialtwin.garment.placement import BodyLandmarks, place_garment
 from spatialtwin.garment.remesh import remesh_for_cloth
+from spatialtwin.gltf.template_npz import shipped_template
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "garments"
 
@@ -48,7 +49,9 @@ def main() -> None:
     )
     print(f"ingest (whole pipeline) median {statistics.median(ingest):.3f} s over {repeats}")
     print(f"remesh alone            median {statistics.median(remesh):.3f} s over {repeats}")
-    body = create_twin_body(Measurements(1.76, 0.92, 0.74, 0.98, 0.81, 0.40))
+    body = create_twin_body(
+        Measurements(1.76, 0.92, 0.74, 0.98, 0.81, 0.40), shipped_template().body
+    )
     marks = BodyLandmarks.of(body)
     place = []
     for _ in range(repeats):

@@ -39,6 +39,7 @@ from machine import describe_machine  # noqa: E402
 from spatialtwin.body.parametric import Measurements, create_twin_body  # noqa: E402
 from spatialtwin.garment.look import transfer_skin_weights  # noqa: E402
 from spatialtwin.gltf.read_glb import read_glb_scene  # noqa: E402
+from spatialtwin.gltf.template_npz import shipped_template  # noqa: E402
 from spatialtwin.lod.level_glb import PositionGrid, write_level  # noqa: E402
 from spatialtwin.lod.levels import geometric_error  # noqa: E402
 from spatialtwin.lod.pipeline import build_lod_for_scene  # noqa: E402
@@ -52,7 +53,7 @@ CONCURRENCY = 32
 
 def sample_look() -> tuple[LodScene, Any]:
     spec = json.loads((ROOT / "assets/twins/ava.json").read_text())
-    body = create_twin_body(Measurements(**spec["measurements"]))
+    body = create_twin_body(Measurements(**spec["measurements"]), shipped_template().body)
     twin = scene_from_twin_body(body, name="ava")
     garments = []
     for name in LOOK_GARMENTS:

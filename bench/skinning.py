@@ -20,6 +20,7 @@ pin_one_core()
 from spatialtwin.body.parametric import Measurements, create_twin_body  # noqa: E402
 from spatialtwin.body.pose import Pose, skinning_matrices  # noqa: E402
 from spatialtwin.body.skeleton import JOINT_NAMES  # noqa: E402
+from spatialtwin.gltf.template_npz import shipped_template  # noqa: E402
 
 
 def random_pose(rng: np.random.Generator) -> Pose:
@@ -39,7 +40,7 @@ def median_ms(fn, repeats: int = 300) -> float:
 def main() -> None:
     print(describe_machine())
     body = create_twin_body(
-        Measurements(1.76, 0.92, 0.74, 0.98, 0.81, 0.40), spacing_m=0.004, target_vertices=20_000
+        Measurements(1.76, 0.92, 0.74, 0.98, 0.81, 0.40), shipped_template().body
     )
     skinner = body.skinner()
     rng = np.random.default_rng(7)

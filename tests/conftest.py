@@ -8,6 +8,7 @@ import pytest
 
 from spatialtwin.body.parametric import Measurements, create_twin_body
 from spatialtwin.body.twin_body import TwinBody
+from spatialtwin.gltf.template_npz import shipped_template
 
 pytest_plugins = ["tests.browser_harness"]
 
@@ -26,6 +27,11 @@ def shared(*parts: str) -> Path:
     return path
 
 
+def generated_twin(m: Measurements) -> TwinBody:
+    """A twin generated from measurements on the shipped hm08 template, as the server does."""
+    return create_twin_body(m, shipped_template().body)
+
+
 @pytest.fixture(scope="session")
 def average_body() -> TwinBody:
-    return create_twin_body(AVERAGE)
+    return generated_twin(AVERAGE)

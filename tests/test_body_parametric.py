@@ -9,7 +9,8 @@ import trimesh
 from spatialtwin.body.parametric import Measurements, create_twin_body, measured
 from spatialtwin.body.skeleton import JOINT_INDEX, JOINT_NAMES
 from spatialtwin.errors import SpatialTwinError
-from tests.conftest import AVERAGE
+from spatialtwin.gltf.template_npz import shipped_template
+from tests.conftest import AVERAGE, generated_twin
 
 
 def _assert_matches(body, m: Measurements) -> None:
@@ -33,7 +34,7 @@ def test_average_body_measures_back_to_the_request(average_body):
     ids=["petite", "tall-broad"],
 )
 def test_other_sizes_measure_back_to_the_request(m):
-    _assert_matches(create_twin_body(m), m)
+    _assert_matches(generated_twin(m), m)
 
 
 def test_body_is_a_watertight_dense_mesh_standing_on_the_floor(average_body):
@@ -41,7 +42,10 @@ def test_body_is_a_watertight_dense_mesh_standing_on_the_floor(average_body):
     mesh = trimesh.Trimesh(v, f, process=False)
     assert mesh.is_watertight
     assert mesh.volume > 0.05  # m³: an adult of 1.76 m displaces ~65 litres
-    assert average_body.vertex_count >= 8000
+    # hm08's skin, vertex for vertex (UV-seam copies included), triangle for triangle.
+    template = shipped_template().body
+    assert average_body.vertex_count == template.vertex_count == 14517
+    np.testing.assert_array_equal(average_body.faces, template.faces)
     assert v[:, 1].min() == pytest.approx(0.0, abs=1e-9)
     assert v[:, 1].max() == pytest.approx(AVERAGE.height_m, abs=1e-6)
     # Faces +Z: the toes are in front of the heels.
@@ -113,3 +117,8 @@ def test_absurd_measurements_are_refused(field, value):
     assert err.value.status == 422
     assert err.value.code in {"measurement_out_of_range", "implausible_proportions"}
     assert field in str(err.value.detail) or err.value.code == "implausible_proportions"
+
+
+def test_a_template_that_is_not_a_rigged_body_is_refused():
+    with pytest.raises(TypeError, match="TemplateBody"):
+        create_twin_body(AVERAGE, shipped_template())  # the TemplateBody, not its .body

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import trimesh
 
-from spatialtwin.body.parametric import Measurements, create_twin_body
+from spatialtwin.body.parametric import Measurements, measured
 from spatialtwin.body.pose import Pose
 from spatialtwin.cloth.collider import BodyCollider
 from spatialtwin.cloth.drape import drape_garment
@@ -25,6 +25,7 @@ from spatialtwin.cloth.scenes import flared_skirt
 from spatialtwin.cloth.solver import ClothSim, ClothState, SolverSettings, edge_stretch, step
 from spatialtwin.errors import SpatialTwinError
 from spatialtwin.gltf.bvh import read_bvh
+from tests.conftest import generated_twin
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -123,7 +124,12 @@ def test_garment_placed_inside_the_body_is_refused(body):
 
 @pytest.fixture(scope="module")
 def twin():
-    return create_twin_body(Measurements(1.70, 0.95, 0.80, 1.00, 0.78, 0.42))
+    return generated_twin(Measurements(1.70, 0.95, 0.80, 1.00, 0.78, 0.42))
+
+
+def waist_level(twin) -> float:
+    """Where a tape finds the twin's waist (metres); rigs put the spine joint elsewhere."""
+    return measured(twin).waist_level_m
 
 
 def _skirt_model(body_v, waist_m, n, fabric):
@@ -155,7 +161,7 @@ def test_skirt_settles_on_posed_twin_outside_the_skin_at_live_budget(twin):
     )
     keep, inverse = np.unique(twin.weld_map, return_inverse=True)
     bv, bf = twin.posed_vertices(pose)[keep], inverse[twin.faces]
-    sk, model = _skirt_model(bv, twin.skeleton.position("spine")[1], 3000, SILK_CHARMEUSE)
+    sk, model = _skirt_model(bv, waist_level(twin), 3000, SILK_CHARMEUSE)
     collider = BodyCollider(bv, bf)
     state = ClothState.at_rest(sk.positions_m)
     settings = SolverSettings(substeps=10, extra_damping_per_s=2.0)
@@ -177,7 +183,7 @@ def test_live_skirt_on_skinned_twin_is_stable_under_mocap_turns_and_arm_flings(t
     clip = retarget_bvh(read_bvh(DATA / "motion" / "scaled_131_01.bvh"), twin.skeleton)
     motion = SkinnedMotion(twin, with_turns_and_arm_raises(from_rest(clip)))
     body0 = motion.vertices(0)
-    sk, model = _skirt_model(body0, twin.skeleton.position("spine")[1], 1000, DENIM)
+    sk, model = _skirt_model(body0, waist_level(twin), 1000, DENIM)
     sim = ClothSim(model, body0, motion.faces, sk.positions_m, SolverSettings(substeps=10))
     ke, hem = [], []
     for f in range(1, 1201):

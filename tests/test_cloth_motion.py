@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import trimesh
 
-from spatialtwin.body.parametric import Measurements, create_twin_body
+from spatialtwin.body.parametric import Measurements
 from spatialtwin.body.pose import forward_kinematics
 from spatialtwin.body.skeleton import BONE_CHILD, JOINT_INDEX
 from spatialtwin.cloth.collider import BodyCollider
@@ -25,6 +25,7 @@ from spatialtwin.cloth.scenes import flared_skirt
 from spatialtwin.cloth.solver import ClothSim
 from spatialtwin.errors import SpatialTwinError
 from spatialtwin.gltf.bvh import parse_bvh, read_bvh
+from tests.conftest import generated_twin
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 WALK = DATA / "motion" / "scaled_131_01.bvh"
@@ -59,7 +60,7 @@ def walk():
 
 @pytest.fixture(scope="module")
 def twin():
-    return create_twin_body(Measurements(1.70, 0.95, 0.80, 1.00, 0.78, 0.42))
+    return generated_twin(Measurements(1.70, 0.95, 0.80, 1.00, 0.78, 0.42))
 
 
 def test_bvh_reads_the_cmu_walk_in_metres(walk):

@@ -12,11 +12,12 @@ import numpy as np
 import pygltflib
 import pytest
 
-from spatialtwin.body.parametric import Measurements, create_twin_body
+from spatialtwin.body.parametric import Measurements
 from spatialtwin.body.twin_body import TwinBody
 from spatialtwin.rights.license import Rights
 from spatialtwin.server.app import create_app
 from spatialtwin.server.keys import STORE, TWINS
+from tests.conftest import generated_twin
 from tests.gltf_validation import assert_valid_glb
 from tests.test_looks_cli import read_accessor
 
@@ -29,7 +30,7 @@ POSE = {"root": [0.0, 0.0, 0.0], "joints": {"spine": [0.0, 0.08715574, 0.0, 0.99
 
 @pytest.fixture(scope="module")
 def ava_body() -> TwinBody:
-    return create_twin_body(Measurements.from_json(AVA["measurements"]))
+    return generated_twin(Measurements.from_json(AVA["measurements"]))
 
 
 def upload(name: str) -> aiohttp.FormData:

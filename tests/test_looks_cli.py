@@ -15,7 +15,7 @@ import trimesh
 from scipy.spatial.transform import Rotation
 
 from spatialtwin.body.importer import import_body
-from spatialtwin.body.parametric import Measurements, create_twin_body
+from spatialtwin.body.parametric import Measurements
 from spatialtwin.body.pose import Pose
 from spatialtwin.body.skeleton import JOINT_INDEX
 from spatialtwin.cli import main
@@ -26,6 +26,7 @@ from spatialtwin.gltf.twin_glb import twin_to_glb
 from spatialtwin.rights.license import Rights
 from spatialtwin.store.embedded import EmbeddedStore
 from spatialtwin.store.twin_repository import TwinRepository
+from tests.conftest import generated_twin
 from tests.gltf_validation import assert_valid_glb
 
 REPO = Path(__file__).resolve().parents[1]
@@ -59,7 +60,7 @@ def read_accessor(gltf: pygltflib.GLTF2, index: int) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def ava_body():
-    return create_twin_body(Measurements.from_json(AVA["measurements"]))
+    return generated_twin(Measurements.from_json(AVA["measurements"]))
 
 
 @pytest.fixture(scope="module")
@@ -102,13 +103,6 @@ def skirt_look(ava_glb, tmp_path_factory):
     warnings = gltf.asset.extras["spatialtwin"]["look"]["warnings"]
     assert code == (3 if warnings else 0)
     return data, gltf
-
-
-def ava_rest_joints() -> np.ndarray:
-    spec = json.loads((REPO / "assets" / "twins" / "ava.json").read_text())
-    from spatialtwin.body.parametric import body_layout
-
-    return body_layout(Measurements.from_json(spec["measurements"])).joints
 
 
 def garment_arrays(gltf: pygltflib.GLTF2, name: str = "garment:skirt_a_line"):
@@ -198,7 +192,7 @@ def test_hem_falls_below_its_placed_start(skirt_look, posed_ava):
     assert positions[:, 1].min() < placed.positions_m[:, 1].min() - 0.01
 
 
-def test_garment_is_in_world_metres_of_the_pose(skirt_look):
+def test_garment_is_in_world_metres_of_the_pose(skirt_look, ava_body):
     _, gltf = skirt_look
     _, positions = garment_arrays(gltf)
     lo, hi = positions.min(axis=0), positions.max(axis=0)
@@ -215,7 +209,7 @@ def test_garment_is_in_world_metres_of_the_pose(skirt_look):
     ring = positions[positions[:, 1] > hi[1] - 0.03]
     turn = Rotation.from_quat(POSE["joints"]["hips"])
     hips = JOINT_INDEX["hips"]
-    pivot = ava_rest_joints()[hips]
+    pivot = ava_body.skeleton.rest_positions_m[hips]
     expected = turn.apply(rest_ring.mean(axis=0) - pivot) + pivot + np.array(POSE["root"])
     got = ring.mean(axis=0)
     assert got[[0, 2]] == pytest.approx(expected[[0, 2]], abs=0.015)

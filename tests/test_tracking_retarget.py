@@ -6,16 +6,19 @@ converts them to MediaPipe's conventions, retargets, and compares the twin's bon
 
 from __future__ import annotations
 
+from functools import cache
+
 import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from spatialtwin.body.parametric import Measurements, body_layout, layout_skeleton
+from spatialtwin.body.parametric import Measurements
 from spatialtwin.body.pose import Pose, forward_kinematics
 from spatialtwin.body.skeleton import JOINT_INDEX, JOINT_NAMES, Skeleton
 from spatialtwin.tracking.anthropometric import anthropometric_skeleton
 from spatialtwin.tracking.landmarks import LM, MP_TO_TWIN, LandmarkFrame
 from spatialtwin.tracking.retarget import RetargetLimits, build_retarget_model, retarget
+from tests.conftest import generated_twin
 from tests.tracking_fixtures.synthetic import adult_a_pose_skeleton, synthetic_landmarks
 
 TOLERANCE_DEG = 10.0
@@ -74,11 +77,13 @@ def world_angle_errors_deg(skeleton: Skeleton, truth: Pose, got: Pose) -> dict[s
     return {n: a for n, a in zip(JOINT_NAMES, ang, strict=True) if n != "neck"}
 
 
+@cache
 def parametric_twin_skeleton() -> Skeleton:
+    """The skeleton of a twin generated from measurements (made once per test session)."""
     m = Measurements(
         height_m=1.62, chest_m=0.88, waist_m=0.70, hips_m=0.98, inseam_m=0.74, shoulder_m=0.37
     )
-    return layout_skeleton(body_layout(m))
+    return generated_twin(m).skeleton
 
 
 SKELETONS = {

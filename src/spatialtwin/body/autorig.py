@@ -3,10 +3,10 @@
 Skeleton: a standing scan (metres, +Y up, facing +Z, feet on y = 0, arms away from the body in
 an A- or T-pose) is read like a tailor reads a figure. Legs are followed by horizontal
 cross-sections below the crotch; the trunk's joints sit at the centres of its cross-sections at
-the heights the generated bodies use (`parametric.body_layout`); each arm is followed from its
-fingertip by geodesic rings, whose centres trace the arm's axis whatever its angle, and the
-wrist, elbow and shoulder sit at anthropometric distances along it (hand 0.108 H, forearm
-0.150 H, upper arm 0.172 H; Drillis & Contini 1966).
+fixed fractions of stature (`TRUNK_LEVELS`); each arm is followed from its fingertip by
+geodesic rings, whose centres trace the arm's axis whatever its angle, and the wrist, elbow and
+shoulder sit at anthropometric distances along it (hand 0.108 H, forearm 0.150 H, upper arm
+0.172 H; Drillis & Contini 1966).
 
 Weights: Baran & Popović's bone heat (Pinocchio, SIGGRAPH 2007). For each bone j the weights
 solve (−Δ + H) w_j = H p_j, where H_ii = 1/d_i² for the distance d_i from vertex i to its

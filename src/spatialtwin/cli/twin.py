@@ -85,10 +85,13 @@ def _write(args: argparse.Namespace, body: Any, report: dict[str, Any]) -> int:
 
 def run_create(args: argparse.Namespace) -> int:
     from spatialtwin.body.parametric import Measurements, create_twin_body
+    from spatialtwin.gltf.template_npz import shipped_template
 
     m = Measurements(args.height, args.chest, args.waist, args.hips, args.inseam, args.shoulder)
     m.validate()
-    return _write(args, create_twin_body(m), {"requested": m.to_json()})
+    template = shipped_template()
+    body = create_twin_body(m, template.body)
+    return _write(args, body, {"requested": m.to_json(), "template": template.name})
 
 
 def run_import(args: argparse.Namespace) -> int:

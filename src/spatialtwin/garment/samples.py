@@ -22,7 +22,7 @@ sheet with no UV-seam duplicates for a solver to weld.
 
 writes `<name>.glb` plus a `<name>.json` sidecar (sku, name, category, size_label, fabric,
 fitted_to) for each sample. The run is deterministic: the twin is regenerated from
-`assets/twins/ava.json`, and nothing random is involved.
+`assets/twins/ava.json` on the shipped hm08 template, and nothing random is involved.
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ from spatialtwin.body.parametric import Measurements, create_twin_body
 from spatialtwin.body.skeleton import JOINT_INDEX
 from spatialtwin.body.twin_body import TwinBody
 from spatialtwin.gltf.builder import GlbBuilder
+from spatialtwin.gltf.template_npz import shipped_template
 from spatialtwin.store.atomic import write_bytes_atomic, write_json_atomic
 
 Array = NDArray[np.float64]
@@ -65,6 +66,10 @@ DISTANCE_BAND_M = 0.045  # exact distances are computed only this close to the s
 ROUGH_CUT_MARGIN_M = 0.03
 SNAP_FRACTION = 0.3  # of the target edge: closer vertices are moved onto a cut
 SHORT_BOUNDARY_FRACTION = 0.6  # of the target edge: shorter hem edges are collapsed
+# A sleeve is cut within this distance of the arm's axis: the sleeve's radius (arm + ease,
+# ~7 cm) with room to spare, but short of the shirt's side under the arm (hm08's armpit is
+# ~10 cm from the upper arm's axis where the sleeve ends), which a wider cut would open.
+SLEEVE_REACH_M = 0.095
 
 
 @dataclass(frozen=True)
@@ -167,10 +172,14 @@ class FittingBody:
         return np.where(unknown, sign * DISTANCE_BAND_M, sd), np.asarray(lo_m, dtype=np.float64)
 
 
-def sample_twin_body(twin_json: Path = SAMPLE_TWIN_PATH) -> tuple[str, TwinBody]:
-    """The sample twin's id and body, generated from its tape measurements."""
+def sample_twin_body(
+    twin_json: Path = SAMPLE_TWIN_PATH, template: TwinBody | None = None
+) -> tuple[str, TwinBody]:
+    """The sample twin's id and body, generated from its tape measurements on `template`
+    (by default the shipped hm08 template, as the server makes it)."""
     spec = json.loads(Path(twin_json).read_text())
-    return str(spec["id"]), create_twin_body(Measurements.from_json(spec["measurements"]))
+    body = template if template is not None else shipped_template().body
+    return str(spec["id"]), create_twin_body(Measurements.from_json(spec["measurements"]), body)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -401,7 +410,9 @@ def tshirt(body: FittingBody) -> SampleMesh:
         upper, lower = body.joint(f"{side}UpperArm"), body.joint(f"{side}LowerArm")
         direction = lower - upper
         sleeve_end = upper + 0.5 * direction
-        cuts.append(within_cylinder(plane_cut(sleeve_end, direction), upper, direction, 0.12))
+        cuts.append(
+            within_cylinder(plane_cut(sleeve_end, direction), upper, direction, SLEEVE_REACH_M)
+        )
     # Crew neckline: a plane 4.5 cm below the neck joint in front, rising towards the back,
     # applied only inside an ellipse around the neck so that it never touches the shoulders.
     neck = body.joint("neck")
@@ -470,6 +481,11 @@ def a_line_skirt(body: FittingBody) -> SampleMesh:
         if loop is None:
             raise ValueError(f"no torso section at {level:.3f} m")
         radius[i] = _hull_radius_by_angle(loop, centre, angles)
+    # The ease is a distance from the skin, not only across it: where the body slopes (the
+    # seat, the belly) the widest section within one ease above or below sets the radius,
+    # so that every point of the shell is at least the ease from the body.
+    reach = 2 * int(np.ceil(ease_m / 0.01)) + 1
+    radius = ndimage.maximum_filter1d(radius, size=reach, axis=0, mode="nearest")
     # Below the hips the hull of the hips flares out linearly: the shell of an A-line.
     lo = np.array([centre[0] - 0.45, hem_y - 0.05, centre[1] - 0.45])
     hi = np.array([centre[0] + 0.45, m.waist_level_m + 0.05, centre[1] + 0.45])

@@ -16,9 +16,11 @@ from typing import Any
 
 from spatialtwin.body.parametric import Measurements, create_twin_body, measured
 from spatialtwin.body.pose import Pose
+from spatialtwin.body.template import TemplateBody
 from spatialtwin.body.twin_body import TwinBody
 from spatialtwin.errors import NotFoundError, SpatialTwinError
 from spatialtwin.gltf.body_arrays import body_from_npz, body_to_npz
+from spatialtwin.gltf.template_npz import shipped_template
 from spatialtwin.gltf.twin_glb import twin_to_glb
 from spatialtwin.rights.license import Rights, check_use, now_utc, provenance
 from spatialtwin.store.base import Store
@@ -37,9 +39,15 @@ def public_view(record: dict[str, Any]) -> dict[str, Any]:
 
 
 class TwinRepository:
-    def __init__(self, store: Store, executor: Executor | None = None) -> None:
+    """Twins in a store. Twins from measurements are made from `template` (by default the
+    shipped hm08 template, read on the first create, in the executor)."""
+
+    def __init__(
+        self, store: Store, executor: Executor | None = None, template: TemplateBody | None = None
+    ) -> None:
         self.store = store
         self.executor = executor
+        self.template = template
         self._body_cache: dict[str, TwinBody] = {}
 
     async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -51,8 +59,15 @@ class TwinRepository:
             raise SpatialTwinError("invalid_request", "expected a JSON object")
         measurements = Measurements.from_json(payload.get("measurements"))
         rights = Rights.from_json(payload)
-        body = await self._run(create_twin_body, measurements)
-        source = {"kind": "measurements", "requested": measurements.to_json()}
+        template = self.template
+        if template is None:
+            template = await self._run(shipped_template)
+        body = await self._run(create_twin_body, measurements, template.body)
+        source = {
+            "kind": "measurements",
+            "requested": measurements.to_json(),
+            "template": template.name,
+        }
         return await self._save(
             payload.get("name"), body, rights, source, twin_id=payload.get("id")
         )
