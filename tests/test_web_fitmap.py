@@ -217,3 +217,43 @@ def test_unknown_look_shows_the_api_error(look_server: RunningServer, browser_pa
     assert state["error"]["status"] == 404
     assert state["error"]["message"] == json.loads(body)["error"]["message"]
     expect(browser_page.locator("#viewport-error-message")).to_have_text(state["error"]["message"])
+
+
+def merchandiser_state(page: Any) -> dict[str, Any]:
+    return page.evaluate("() => JSON.parse(JSON.stringify(window.spatialTwinMerchandiser))")
+
+
+def test_merchandiser_previews_the_texture_and_drapes_to_a_fit_map(
+    look_server: RunningServer, browser_page: Any
+) -> None:
+    skirt_id = look_server.skirt["id"]  # type: ignore[attr-defined]
+    page = browser_page
+    page.goto(look_server.url("/web/merchandiser.html"))
+    page.wait_for_function("() => window.spatialTwinMerchandiser?.ready === true", timeout=60_000)
+    page.select_option("#twin-select", AVA)
+    page.locator(f'.garment-item[data-garment-id="{skirt_id}"]').click()
+    page.wait_for_function("() => window.spatialTwinMerchandiser.previewLoaded", timeout=120_000)
+    expect(page.locator("#detail-textures")).to_contain_text("256 × 256 PNG")
+    expect(page.locator("#detail-materials")).to_contain_text("checker-cotton")
+    squares = checker_red(canvas_rgb(page, "merchandiser_preview_textured.png"))
+    assert squares.sum() > 1500  # the placed (undraped) preview shows the checkerboard
+    expect(page.locator("#fit-map")).to_be_hidden()  # no fit map before a drape
+
+    page.locator("#drape-button").click()
+    page.wait_for_function(
+        "() => ['done', 'failed'].includes(window.spatialTwinMerchandiser.look?.status)",
+        timeout=LOOK_TIMEOUT_S * 1000,
+    )
+    state = merchandiser_state(page)
+    assert state["look"]["status"] == "done", state["lastError"]
+    assert state["fitMap"]["available"] and state["fitMap"]["texturedGarments"] == 1
+    squares = checker_red(canvas_rgb(page, "merchandiser_look_textured.png"))
+    assert squares.sum() > 1500
+    page.locator('.fit-mode[data-mode="strain"]').click()
+    redraw(page)
+    expect(page.locator(".fit-legend")).to_contain_text("Stretch (%)")
+    rgb = canvas_rgb(page, "merchandiser_look_strain.png")
+    assert checker_red(rgb)[squares].mean() < 0.1
+    assert near_colour(rgb, "#d9d4cc")[squares].mean() > 0.6
+    assert merchandiser_state(page)["fitMap"]["mode"] == "strain"
+    assert page_problems(page) == []

@@ -3,13 +3,16 @@
 // Upload a garment file with its catalogue facts (SKU, name, category, size, fabric, units),
 // follow the upload and then the server's processing job, read the API's refusal when a file
 // is rejected, browse the garments the server keeps, and look at a garment placed on a twin at
-// true scale (metres, +Y up, facing +Z).
+// true scale (metres, +Y up, facing +Z), in its own materials and textures. "Drape & fit map"
+// drapes it there with the cloth solver (a look) and adds the fit-map switch (stretch, ease).
 //
 // API (all under /api/v1):
 //   GET  fabrics, twins, garments
 //   POST garments  multipart: file + metadata (JSON) → 201 garment | 202 {job, links.job}
 //   GET  jobs/{id} → {status: queued|running|done|failed, progress 0..1, stage, result, error}
 //   GET  garments/{id}/preview.glb?twin=<twin id>
+//   POST looks {twin, garments: [id]} → 202 {job, links.job}; the done job's result is the look
+//   GET  looks/{id}/look.glb
 //   errors: 4xx {"error": {"code", "message", "detail"}}
 //
 // Tests read `window.spatialTwinMerchandiser` (see `pageState`).
@@ -19,6 +22,7 @@ import { GLTFLoader } from 'three/addons/loaders/GLTFLoader.js';
 import { OrbitControls } from 'three/addons/controls/OrbitControls.js';
 import { RoomEnvironment } from 'three/addons/environments/RoomEnvironment.js';
 import { MeshoptDecoder } from 'three/addons/libs/meshopt_decoder.module.js';
+import { FitMap, fitMapControl } from './lib/fit-map.js';
 
 const API_ROOT = '/api/v1';
 const JOB_POLL_MS = 400;
@@ -42,6 +46,9 @@ const pageState = {
   phase: 'idle', // idle | uploading | processing | done | failed
   selectedGarmentId: null,
   twinId: null,
+  look: null, // {id, status: draping|done|failed} of the last "Drape & fit map"
+  // When a look is shown: {available, modes, mode, garments, texturedGarments} (lib/fit-map.js)
+  fitMap: null,
 };
 window.spatialTwinMerchandiser = pageState;
 
@@ -123,6 +130,16 @@ function fabricName(fabric) {
   return fabric.name ?? fabric.id ?? '—';
 }
 
+function materialText(materials) {
+  if (!Array.isArray(materials) || materials.length === 0) return '—';
+  return materials.map((m) => m.name ?? 'material').join(', ');
+}
+
+function textureText(images) {
+  if (!Array.isArray(images) || images.length === 0) return 'none';
+  return images.map((i) => `${i.width_px} × ${i.height_px} ${(i.mime ?? '').replace('image/', '').toUpperCase()}`).join(', ');
+}
+
 function warningText(w) {
   if (typeof w === 'string') return w;
   return w?.message ?? w?.code ?? JSON.stringify(w);
@@ -186,6 +203,8 @@ const dom = {
   errorDetail: $('upload-error-detail'),
   success: $('upload-success'),
   twinSelect: $('twin-select'),
+  drapeButton: $('drape-button'),
+  fitMap: $('fit-map'),
   stageName: $('stage-garment-name'),
   viewport: $('viewport'),
   viewportStatus: $('viewport-status'),
@@ -435,6 +454,8 @@ function renderDetails(g) {
       ['Triangles', formatCount(g.triangles), 'detail-triangles'],
       ['Vertices', formatCount(g.vertices), 'detail-vertices'],
       ['Pieces', pieces ?? '—', 'detail-pieces'],
+      ['Materials', materialText(g.materials), 'detail-materials'],
+      ['Textures', textureText(g.images), 'detail-textures'],
     ]),
   );
   dom.details.querySelector('#detail-units').dataset.units = g.units ?? '';
@@ -650,6 +671,87 @@ async function main() {
 
   let garments = [];
   let previewToken = 0;
+  let fit = null;
+
+  function clearFitMap() {
+    fit?.dispose();
+    fit = null;
+    pageState.fitMap = null;
+    dom.fitMap.hidden = true;
+  }
+
+  function updateDrapeButton() {
+    const busy = pageState.look?.status === 'draping';
+    dom.drapeButton.disabled = busy || !stage || !pageState.selectedGarmentId || !dom.twinSelect.value;
+    dom.drapeButton.textContent = busy ? 'Draping…' : 'Drape & fit map';
+  }
+
+  async function waitForJob(link, onProgress) {
+    for (;;) {
+      const job = await getJson(link);
+      if (job.status === 'done') return job;
+      if (job.status === 'failed') {
+        const e = job.error ?? {};
+        throw new ApiError(null, e.code ?? 'job_failed', e.message ?? 'The drape failed on the server.', e.detail ?? null);
+      }
+      onProgress(job);
+      await new Promise((resolve) => setTimeout(resolve, JOB_POLL_MS));
+    }
+  }
+
+  // Drape the selected garment on the selected twin (a look) and show it with its fit map.
+  async function drapeLook() {
+    const garmentId = pageState.selectedGarmentId;
+    const twinId = dom.twinSelect.value;
+    if (!stage || !garmentId || !twinId) return;
+    const token = ++previewToken;
+    clearFitMap();
+    pageState.previewLoaded = false;
+    pageState.look = { id: null, status: 'draping' };
+    updateDrapeButton();
+    showViewportStatus('Draping the garment on the twin…');
+    try {
+      const response = await fetch(`${API_ROOT}/looks`, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json', Accept: 'application/json' },
+        body: JSON.stringify({ twin: twinId, garments: [garmentId] }),
+      });
+      if (!response.ok) throw await apiErrorFrom(response);
+      const started = await response.json();
+      const job = await waitForJob(started.links.job, (j) => {
+        if (token === previewToken) showViewportStatus(`Draping… ${Math.round((j.progress ?? 0) * 100)}%`);
+      });
+      const look = job.result;
+      const glb = await fetch(look.links?.glb ?? `${API_ROOT}/looks/${encodeURIComponent(look.id)}/look.glb`);
+      if (!glb.ok) throw await apiErrorFrom(glb);
+      const gltf = await loader.parseAsync(await glb.arrayBuffer(), '');
+      if (token !== previewToken) return;
+      const box = stage.setObject(gltf.scene);
+      dom.viewportStatus.hidden = true;
+      fit = new FitMap(gltf.scene, gltf.asset?.extras?.spatialtwin?.fitMap);
+      const record = (mode) => {
+        pageState.fitMap = {
+          available: fit.available, modes: fit.modes, mode, garments: fit.meshes.length, texturedGarments: fit.texturedCount,
+        };
+      };
+      fitMapControl(dom.fitMap, fit, (mode) => {
+        record(mode);
+        stage.requestFrame();
+      });
+      record(fit.mode);
+      await stage.drawn();
+      if (token !== previewToken) return;
+      pageState.previewBoundingBox = { min: box.min.toArray(), max: box.max.toArray() };
+      pageState.look = { id: look.id, status: 'done', warnings: look.warnings ?? [] };
+      pageState.previewLoaded = true;
+    } catch (err) {
+      if (token !== previewToken) return;
+      pageState.look = { id: null, status: 'failed' };
+      pageState.lastError = showViewportError(err instanceof ApiError ? err : { message: `Could not drape: ${err.message}`, code: 'bad_look' });
+    } finally {
+      updateDrapeButton();
+    }
+  }
 
   async function refreshGarments() {
     garments = listFrom(await getJson(`${API_ROOT}/garments`), 'garments');
@@ -663,6 +765,9 @@ async function main() {
     pageState.previewLoaded = false;
     pageState.previewBoundingBox = null;
     pageState.twinId = twinId || null;
+    pageState.look = null;
+    clearFitMap();
+    updateDrapeButton();
     if (!stage || !garment || !twinId) return;
     stage.clear();
     showViewportStatus(`Placing ${garment.name ?? garment.sku} on the twin…`);
@@ -727,6 +832,7 @@ async function main() {
     });
   });
   dom.twinSelect.addEventListener('change', () => loadPreview());
+  dom.drapeButton.addEventListener('click', () => drapeLook());
 
   const [fabrics, twins] = await Promise.all([
     getJson(`${API_ROOT}/fabrics`).then((b) => listFrom(b, 'fabrics')),
