@@ -83,8 +83,29 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "--size",
         help="'best' or a size label: wear that size of each stored garment's size run",
     )
+    p.add_argument(
+        "--authoring-body",
+        type=Path,
+        help="the avatar a garment file was made on (GLB/OBJ/PLY exported beside it); "
+        "a MakeHuman .mhclo beside X.obj (X.mhclo) is picked up by itself",
+    )
     p.add_argument("--json", action="store_true", help="print the look report as JSON")
     p.set_defaults(func=run_drape)
+
+
+def garment_attachment(path: Path, authoring_body: Path | None) -> Any:
+    """The authoring body sent with a garment file: `--authoring-body`, else a sibling
+    `.mhclo` of an OBJ (MakeHuman keeps `X.mhclo` beside `X.obj`), else None."""
+    from spatialtwin.services.authoring import Attachment
+
+    if authoring_body is not None:
+        if not authoring_body.is_file():
+            raise SpatialTwinError("file_not_found", f"no such authoring body: {authoring_body}")
+        return Attachment(authoring_body.name, authoring_body.read_bytes())
+    sibling = path.with_suffix(".mhclo")
+    if path.suffix.lower() == ".obj" and sibling.is_file():
+        return Attachment(sibling.name, sibling.read_bytes())
+    return None
 
 
 @dataclass
@@ -166,6 +187,8 @@ def _load_garment(ref: str, args: argparse.Namespace) -> Any:
     from spatialtwin.garment.fabrics import preset
     from spatialtwin.garment.look import LookGarment
     from spatialtwin.garment.pipeline import prepare_garment
+    from spatialtwin.garment.refit import GarmentRefit
+    from spatialtwin.services.authoring import resolve_authoring
     from spatialtwin.store.look_repository import look_garment
 
     if not _is_file_ref(ref):
@@ -174,7 +197,9 @@ def _load_garment(ref: str, args: argparse.Namespace) -> Any:
         async def fetch() -> Any:
             record = await garments.get(ref)
             render, sim = await garments.meshes(record)
-            return look_garment(record, sim, render, await garments.appearance(record))
+            appearance = await garments.appearance(record)
+            refit = await garments.refit_source(record)
+            return look_garment(record, sim, render, appearance, refit)
 
         return asyncio.run(fetch())
     path = Path(ref)
@@ -199,8 +224,16 @@ def _load_garment(ref: str, args: argparse.Namespace) -> Any:
         spec = asyncio.run(garments.resolve_fabric(fabric_id))
     else:
         spec = preset(str(fabric_id))
-    prepared = prepare_garment(path.read_bytes(), path.name, category, units)
+    data = path.read_bytes()
+    attachment = garment_attachment(path, getattr(args, "authoring_body", None))
+    authoring, _, _ = resolve_authoring(data, path.name, attachment)
+    prepared = prepare_garment(data, path.name, category, units, authoring=authoring)
     colour = prepared.materials[0]["base_color"] if prepared.materials else None
+    refit = (
+        GarmentRefit(prepared.render, prepared.binding, authoring)
+        if authoring is not None and prepared.binding is not None
+        else None
+    )
     return LookGarment(
         key=path.stem,
         mesh=prepared.simulation,
@@ -216,6 +249,7 @@ def _load_garment(ref: str, args: argparse.Namespace) -> Any:
         **({"base_color": tuple(colour)} if colour else {}),
         render=prepared.render,
         appearance=Appearance.from_record(prepared.materials, prepared.images),
+        refit=refit,
     )
 
 

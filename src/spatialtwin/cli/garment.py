@@ -28,6 +28,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     add.add_argument("--size", default="", help="size label, e.g. M or 38")
     add.add_argument("--edge", type=float, metavar="METRES", help="simulation edge length")
     add.add_argument("--data", type=Path, default=Path("var/data"), help="store directory")
+    add.add_argument(
+        "--authoring-body",
+        type=Path,
+        help="the avatar the garment was made on (GLB/OBJ/PLY); a sibling X.mhclo of X.obj "
+        "is used by itself",
+    )
     add.add_argument("--json", action="store_true", help="print the stored record as JSON")
     add.set_defaults(func=run_add)
     lst = gsub.add_parser("list", help="list stored garments")
@@ -86,8 +92,14 @@ def run_add(args: argparse.Namespace) -> int:
     data = args.file.read_bytes()
     bar = ProgressBar()
 
+    from spatialtwin.cli.drape import garment_attachment
+
+    attachment = garment_attachment(args.file, args.authoring_body)
+
     async def ingest() -> dict[str, Any]:
-        return await _repository(args.data, args.edge).ingest(data, args.file.name, metadata, bar)
+        return await _repository(args.data, args.edge).ingest(
+            data, args.file.name, metadata, bar, attachment=attachment
+        )
 
     try:
         record = public_view(asyncio.run(ingest()))

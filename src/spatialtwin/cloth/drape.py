@@ -41,7 +41,7 @@ from spatialtwin.cloth.collider import BodyCollider, DrapeLayer, LayeredCollider
 from spatialtwin.cloth.fabric import Fabric
 from spatialtwin.cloth.fit_map import vertex_strain
 from spatialtwin.cloth.model import ClothModel, build_cloth_model
-from spatialtwin.cloth.solver import ClothState, SolverSettings, edge_stretch, step
+from spatialtwin.cloth.solver import ClothSim, ClothState, SolverSettings, edge_stretch, step
 from spatialtwin.errors import SpatialTwinError
 
 DRAPE_SETTINGS = SolverSettings(substeps=20, self_collision=True, extra_damping_per_s=2.0)
@@ -126,6 +126,7 @@ def drape_garment(
     settle: SettleOptions = SETTLE_DEFAULTS,
     layers: Sequence[DrapeLayer] = (),
     model: ClothModel | None = None,
+    motion_m: Sequence[NDArray[np.floating]] = (),
 ) -> DrapeResult:
     """Settle a garment, placed around the body, under gravity on the static posed body.
 
@@ -136,6 +137,11 @@ def drape_garment(
     draped beneath this one. Stops as `settle` says (`max_frames`/`min_frames` override its
     frame counts); a garment that does not settle is returned all the same, with
     `settled=False` and the reason, for the caller to report.
+
+    `motion_m` are body vertex positions (same topology as `body_vertices_m`) the body passes
+    through, one per frame, before it stands still in `body_vertices_m`: the garment starts
+    around `motion_m[0]` and is simulated along the way (pins ride on the body like a belt), so
+    a pose reached by moving carries the cloth with it instead of cutting through it.
     """
     if max_frames is not None or min_frames is not None:
         settle = SettleOptions(
@@ -157,6 +163,32 @@ def drape_garment(
         model = build_cloth_model(
             x0, garment_faces, fabric, pinned=pinned, seams=seams, rest_positions_m=rest_positions_m
         )
+    motion_frames = 0
+    if len(motion_m):
+        began = time.perf_counter()
+        # Pins ride on their own body triangles: shoulders and hips move apart in a pose.
+        travel = ClothSim(
+            model,
+            motion_m[0],
+            body_faces,
+            positions_m=x0,
+            settings=settings,
+            pin_attachment="surface",
+        )
+        for frame_body in (*motion_m[1:], body_vertices_m):
+            travel.step(frame_body, dt)
+            motion_frames += 1
+            if not np.isfinite(travel.state.positions_m).all():
+                raise SpatialTwinError(
+                    "drape_diverged",
+                    "cloth simulation diverged while the body moved",
+                    {"frame": motion_frames},
+                    status=422,
+                )
+        x0 = travel.state.positions_m.copy()
+        if layered is not None:
+            x0, push = layered.push_over_layers(x0, garment_faces, clearance)
+            layer_push = max(layer_push, push)
     start = body.signed_distance(x0, radius_m=0.05)
     inside = start < -0.005
     if np.mean(inside) > 0.01:

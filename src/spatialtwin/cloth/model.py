@@ -7,7 +7,7 @@ and XPBD compliances derived from the fabric's physical stiffnesses.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
@@ -55,6 +55,8 @@ class ClothModel:
     seams: NDArray[np.int32]  # (S, 2) stitched vertex pairs
     ring_offsets: NDArray[np.int64]  # CSR of each vertex's 2-ring on the sewn mesh
     ring_indices: NDArray[np.int32]
+    # Sewn panel set of each vertex: an outfit's shirt and trousers are separate components.
+    vertex_component: NDArray[np.int32] = field(default_factory=lambda: np.zeros(0, np.int32))
 
     @property
     def vertex_count(self) -> int:
@@ -204,6 +206,8 @@ def build_cloth_model(
         t_pairs, t_len = np.zeros((0, 2), dtype=np.int32), np.zeros(0)
 
     ring_offsets, ring_indices = two_ring_csr(all_edges, n)
+    graph = sp.coo_matrix((np.ones(len(all_edges)), (all_edges[:, 0], all_edges[:, 1])), (n, n))
+    _, component = connected_components(graph, directed=False)
     return ClothModel(
         fabric=fabric,
         faces=np.ascontiguousarray(f, dtype=np.int32),
@@ -225,4 +229,5 @@ def build_cloth_model(
         seams=seam_pairs.astype(np.int32),
         ring_offsets=ring_offsets,
         ring_indices=ring_indices,
+        vertex_component=component.astype(np.int32),
     )

@@ -3,7 +3,13 @@
 Vertex–vertex separation through a spatial hash (Teschner et al. 2003, "Optimized Spatial
 Hashing for Collision Detection of Deformable Objects"): a table of 2N buckets indexed by a
 hash of the integer cell, rebuilt each call in O(N). Pairs within two edges of each other on the
-sewn garment (seams included) are neighbours in the fabric, not collisions, and are skipped.
+sewn garment (seams included) are neighbours in the fabric, not collisions, and are skipped;
+so are pairs that lie closer than the separation in the garment's rest shape (an outfit's
+shirt hem authored lying on its waistband): pushing those apart fights the pins and the body
+for ever and keeps the drape from settling. Vertices of separate sewn components (the shirt
+and the jeans of one outfit file) are not separated vertex against vertex either: a hem lying
+on a waistband one vertex spacing apart pops through and back every frame; such layers stay
+as authored.
 This keeps folds of a settled drape from passing through each other; it runs once per frame.
 """
 
@@ -38,7 +44,7 @@ def _in_ring(ring_off, ring_idx, i, j):
 
 
 @nb.njit(cache=True)
-def _separate(x, inv_mass, ring_off, ring_idx, min_dist):
+def _separate(x, v, rest, component, inv_mass, ring_off, ring_idx, min_dist):
     n = x.shape[0]
     size = 2 * n + 1
     inv_cell = 1.0 / min_dist
@@ -82,6 +88,13 @@ def _separate(x, inv_mass, ring_off, ring_idx, min_dist):
                             continue
                         if _in_ring(ring_off, ring_idx, i, j):
                             continue
+                        if component[i] != component[j]:
+                            continue  # separate garments of one outfit: layered as authored
+                        rx = rest[i, 0] - rest[j, 0]
+                        ry = rest[i, 1] - rest[j, 1]
+                        rz = rest[i, 2] - rest[j, 2]
+                        if rx * rx + ry * ry + rz * rz < d2min:
+                            continue  # together as authored (a tucked hem): not a collision
                         w = inv_mass[i] + inv_mass[j]
                         if w == 0.0:
                             continue
@@ -93,20 +106,45 @@ def _separate(x, inv_mass, ring_off, ring_idx, min_dist):
                         x[j, 0] -= inv_mass[j] * s * dx
                         x[j, 1] -= inv_mass[j] * s * dy
                         x[j, 2] -= inv_mass[j] * s * dz
+                        # Inelastic: the pair stops approaching (a pushed pair that keeps its
+                        # velocity comes back next frame, and the cloth never settles).
+                        nx, ny, nz = dx / d, dy / d, dz / d
+                        vn = (
+                            (v[i, 0] - v[j, 0]) * nx
+                            + (v[i, 1] - v[j, 1]) * ny
+                            + (v[i, 2] - v[j, 2]) * nz
+                        )
+                        if vn < 0.0:
+                            k = vn / w
+                            v[i, 0] -= inv_mass[i] * k * nx
+                            v[i, 1] -= inv_mass[i] * k * ny
+                            v[i, 2] -= inv_mass[i] * k * nz
+                            v[j, 0] += inv_mass[j] * k * nx
+                            v[j, 1] += inv_mass[j] * k * ny
+                            v[j, 2] += inv_mass[j] * k * nz
                         pushed += 1
     return pushed
 
 
 def separate_self_contacts(
-    model: ClothModel, positions_m: NDArray[np.float64], min_distance_m: float
+    model: ClothModel,
+    positions_m: NDArray[np.float64],
+    min_distance_m: float,
+    velocities_m_s: NDArray[np.float64] | None = None,
 ) -> int:
-    """Push apart (in place) non-neighbouring vertex pairs closer than min_distance_m.
+    """Push apart (in place) non-neighbouring vertex pairs closer than min_distance_m, and
+    stop them approaching (`velocities_m_s`, changed in place when given).
 
     Returns how many pairs were separated.
     """
     return int(
         _separate(
             positions_m,
+            np.zeros_like(positions_m) if velocities_m_s is None else velocities_m_s,
+            model.rest_positions_m,
+            model.vertex_component
+            if len(model.vertex_component) == len(positions_m)
+            else np.zeros(len(positions_m), dtype=np.int32),
             model.inv_mass,
             model.ring_offsets,
             model.ring_indices,

@@ -212,7 +212,9 @@ def step(
         settings.strain_limit_sweeps,
     )
     if settings.self_collision:
-        separate_self_contacts(model, x, min_distance_m=max(2.0 * fabric.thickness_m, 0.004))
+        separate_self_contacts(
+            model, x, min_distance_m=max(2.0 * fabric.thickness_m, 0.004), velocities_m_s=v
+        )
 
 
 def edge_stretch(model: ClothModel, positions_m: NDArray[np.float64]) -> NDArray[np.float64]:

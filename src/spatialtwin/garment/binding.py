@@ -145,15 +145,13 @@ def bind_to_surface(
 ) -> GarmentBinding:
     """Bind each garment vertex to the closest point of an avatar surface (its triangle's
     corners and barycentric weights), the offset being the rest of the way to the vertex."""
-    import trimesh
+    from spatialtwin.garment.embedding import embed_points
 
-    mesh = trimesh.Trimesh(body_vertices_m, body_faces, process=False)
-    closest, _, tri = trimesh.proximity.closest_point(mesh, positions_m)
-    corners = body_faces[tri]
-    bary = trimesh.triangles.points_to_barycentric(body_vertices_m[corners], closest)
-    bary = np.clip(bary, 0.0, 1.0)
-    bary /= np.maximum(bary.sum(axis=1, keepdims=True), 1e-12)
-    return GarmentBinding.from_positions(positions_m, body_vertices_m, corners, bary, "avatar")
+    embedding = embed_points(positions_m, body_vertices_m, body_faces)
+    corners = np.asarray(body_faces, dtype=np.int64)[embedding.triangle]
+    return GarmentBinding.from_positions(
+        positions_m, body_vertices_m, corners, embedding.barycentric, "avatar"
+    )
 
 
 def match_vertices(points: Array, reference: Array, tolerance: float) -> NDArray[np.int64]:
@@ -185,6 +183,36 @@ class AuthoringBody:
     proxy: ProxyBinding | None = None
     proxy_source_positions: Array | None = None
     source_transform: Array = field(default_factory=lambda: np.eye(4))
+
+    @classmethod
+    def from_template(
+        cls,
+        template: Any,
+        proxy: ProxyBinding | None = None,
+        obj_positions: Array | None = None,
+    ) -> AuthoringBody:
+        """hm08 (a `body.template.TemplateBody`) as an authoring body, with a `.mhclo`."""
+        return cls(
+            kind=template.name,
+            body=template.body,
+            points_m=template.base_vertices_m,
+            point_skin=template.base_skin,
+            skin_index=template.body_base_index,
+            proxy=proxy,
+            proxy_source_positions=obj_positions,
+        )
+
+    @classmethod
+    def from_avatar(cls, body: Any, transform: Array) -> AuthoringBody:
+        """An avatar imported as a twin (`body`), `transform` its file-to-twin transform."""
+        return cls(
+            kind="avatar",
+            body=body,
+            points_m=body.vertices_m,
+            point_skin=body.skin,
+            skin_index=np.arange(body.vertex_count),
+            source_transform=np.asarray(transform, dtype=np.float64),
+        )
 
     def garment_positions(self, source_vertices: Array) -> tuple[Array, str]:
         """The garment's vertices (file units) as worn on this body, metres; and why."""

@@ -37,8 +37,11 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
 from scipy.spatial import cKDTree
+from scipy.spatial.transform import Rotation
 
+from spatialtwin.body.correspondence import Correspondence
 from spatialtwin.body.pose import Pose, skinning_matrices
+from spatialtwin.body.skeleton import JOINT_INDEX, JOINT_NAMES
 from spatialtwin.body.skinning import Skinner, SkinWeights
 from spatialtwin.body.twin_body import TwinBody
 from spatialtwin.cloth.collider import DrapeLayer
@@ -63,6 +66,7 @@ from spatialtwin.garment.quality import (
     QualityThresholds,
     drape_warnings,
 )
+from spatialtwin.garment.refit import GarmentRefit, correspond_authoring, refit_garment
 from spatialtwin.garment.render_mesh import RenderBinding
 
 Progress = Callable[[str, float], None]
@@ -89,6 +93,8 @@ class LookOptions:
     quality: QualityThresholds = QUALITY_DEFAULTS
     dt_s: float = 1.0 / 30.0
     skin_neighbours: int = 8
+    rest_frames: int = 20  # posed looks: frames the garment settles at rest before moving
+    motion_deg_per_frame: float = 3.0  # posed looks: largest joint turn per frame
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_frames <= 5000:
@@ -133,6 +139,8 @@ class LookGarment:
     fabric: Fabric
     base_color: Colour = DEFAULT_GARMENT_COLOUR
     meta: dict[str, Any] = field(default_factory=dict)
+    # With an authoring body: the garment is refitted onto the twin instead of placed.
+    refit: GarmentRefit | None = None
     # The upload's own mesh (welded, corner UVs, face materials) and its materials; without
     # them the look shows the simulation mesh in `base_color`.
     render: GarmentMesh | None = None
@@ -233,6 +241,50 @@ def posed_body(body: TwinBody, pose: Pose | None) -> TwinBody:
     return body.with_vertices(body.posed_vertices(pose))
 
 
+FOOT_JOINTS = ("leftFoot", "leftToes", "rightFoot", "rightToes")
+
+
+def grounded(body: TwinBody, pose: Pose) -> Pose:
+    """`pose` with its root height set so the lowest foot vertex stands on y = 0.
+
+    Tracked and hand-made poses say how the limbs bend, not where the floor is; a lunge whose
+    root keeps the rest height puts the bent leg's foot 10 cm below the floor.
+    """
+    positions = body.posed_vertices(pose)
+    feet = np.isin(body.skin.joints[:, 0], [JOINT_INDEX[n] for n in FOOT_JOINTS])
+    lowest = float(positions[feet, 1].min()) if feet.any() else float(positions[:, 1].min())
+    root = np.array(pose.root_m, dtype=np.float64)
+    root[1] -= lowest
+    return Pose(root, dict(pose.rotations))
+
+
+def pose_motion(
+    body: TwinBody, pose: Pose, options: LookOptions
+) -> tuple[NDArray[np.float64], ...]:
+    """Welded body positions from the bind pose to `pose`, frame by frame.
+
+    First `options.rest_frames` frames at rest (the refitted garment settles onto the body),
+    then a smooth (ease in and out) slerp of every joint, as many frames as the largest joint
+    rotation needs at `options.motion_deg_per_frame`.
+    """
+    quats = pose.quaternions()
+    angles = 2 * np.degrees(np.arccos(np.clip(np.abs(quats[:, 3]), 0.0, 1.0)))
+    travel = float(np.linalg.norm(pose.root_m)) / 0.01  # a centimetre a frame
+    count = int(np.clip(max(angles.max() / options.motion_deg_per_frame, travel), 10, 90))
+    rotvec = Rotation.from_quat(quats).as_rotvec()
+    frames = []
+    keep = None if body.weld_map is None else np.unique(body.weld_map)
+    for k in range(count + 1):
+        t = k / count
+        ease = t * t * (3 - 2 * t)
+        rot = Rotation.from_rotvec(rotvec * ease)  # slerp from the identity
+        step_pose = Pose(pose.root_m * ease, dict(zip(JOINT_NAMES, rot.as_quat(), strict=True)))
+        v = body.posed_vertices(step_pose)
+        frames.append(v if keep is None else v[keep])
+    rest_v = frames[0]
+    return (*(rest_v for _ in range(options.rest_frames)), *frames[:-1])
+
+
 def transfer_skin_weights(
     body: TwinBody, points_m: NDArray[np.floating], neighbours: int = 8
 ) -> SkinWeights:
@@ -282,13 +334,31 @@ def drape_one(
     landmarks: BodyLandmarks,
     options: LookOptions = LOOK_DEFAULTS,
     layers: Sequence[DrapeLayer] = (),
+    correspondences: dict[str, Correspondence] | None = None,
 ) -> DrapedGarment:
-    """Place, pose and settle one garment on the twin, over `layers` (steps 1–4 of the
-    module doc)."""
-    # (1) place on the bind pose
-    placed = place_garment(garment.mesh, garment.pieces, body, garment.fabric, landmarks)
-    # (2) into the pose
-    start, posed_push = pose_placed_garment(placed, body, posed, pose, options.skin_neighbours)
+    """Place (or refit), pose and settle one garment on the twin, over `layers` (steps 1–4
+    of the module doc)."""
+    # (1) place on the bind pose: refit through the authoring body when there is one
+    if garment.refit is not None:
+        correspondence = (correspondences or {}).get(garment.refit.authoring.kind)
+        if correspondence is None:
+            correspondence = correspond_authoring(garment.refit.authoring, body)
+        placed = refit_garment(
+            garment.refit.render,
+            garment.mesh,
+            garment.pieces,
+            garment.refit.binding,
+            correspondence,
+            body,
+            garment.fabric,
+        )
+    else:
+        placed = place_garment(garment.mesh, garment.pieces, body, garment.fabric, landmarks)
+    # (2) into the pose: the body moves there with the cloth simulated along the way
+    motion = pose_motion(body, pose, options) if pose is not None else ()
+    start, posed_push = (placed.positions_m, 0.0) if motion else pose_placed_garment(
+        placed, body, posed, pose, options.skin_neighbours
+    )
     # (3) settle on the posed body
     body_v, body_f = posed.welded()
     began = time.perf_counter()
@@ -308,6 +378,7 @@ def drape_one(
             time_limit_s=options.time_limit_s,
         ),
         layers=layers,
+        motion_m=motion,
     )
     elapsed = time.perf_counter() - began
     warnings = drape_warnings(result, garment.key, options.quality)
@@ -365,14 +436,24 @@ def drape_look(
         )
     progress("posing", 0.05)
     marks = landmarks or BodyLandmarks.of(body)
+    if pose is not None:
+        pose = grounded(body, pose)
     posed = posed_body(body, pose)
+    correspondences: dict[str, Correspondence] = {}
+    for garment in garments:
+        kind = garment.refit.authoring.kind if garment.refit is not None else None
+        if garment.refit is not None and kind not in correspondences and kind != "avatar":
+            progress("fitting the authoring body", 0.06)
+            correspondences[str(kind)] = correspond_authoring(garment.refit.authoring, body)
     order = draping_order([g.meta.get("category") for g in garments], layer_order)
     draped: list[DrapedGarment] = []
     layers: list[DrapeLayer] = []
     share = 0.85 / len(garments)
     for i, garment in enumerate(garments[k] for k in order):
         progress(f"draping {garment.key}", 0.05 + share * i)
-        done = drape_one(garment, body, posed, pose, marks, options, tuple(layers))
+        done = drape_one(
+            garment, body, posed, pose, marks, options, tuple(layers), correspondences
+        )
         draped.append(done)
         layers.append(DrapeLayer(done.positions_m, done.faces, garment.fabric.thickness_m))
     progress("draped", 0.9)

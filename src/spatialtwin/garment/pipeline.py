@@ -27,6 +27,7 @@ from spatialtwin.garment.checks import (
 )
 from spatialtwin.garment.mesh import GarmentMesh, edge_lengths_m
 from spatialtwin.garment.pieces import Piece, check_category, describe_pieces
+from spatialtwin.garment.placement import CLEARANCE_MARGIN_M, push_out_of_body
 from spatialtwin.garment.remesh import RemeshOptions, remesh_for_cloth
 from spatialtwin.garment.units import (
     CATEGORIES,
@@ -40,6 +41,7 @@ from spatialtwin.garment.weld import WELD_TOLERANCE_M, remove_small_islands, wel
 from spatialtwin.gltf.garment_io import arrays_from_npz, arrays_to_npz, read_garment_file
 
 Progress = Callable[[str, float], None]
+AUTHORED_CLEARANCE_M = 0.001 + CLEARANCE_MARGIN_M  # a jersey's thickness plus the margin
 
 
 @dataclass(frozen=True)
@@ -233,6 +235,13 @@ def prepare_garment(
     if authoring is not None:
         progress("binding", 0.8)
         binding = authoring.bind(mesh.vertices_m, 2 * options.weld_tolerance_m + 1e-6)
+        # The cloth's rest shape is the garment as worn on its own body: game-ready proxies
+        # cut into their body at collars and cuffs, and a rest shape that does would stretch
+        # those openings by half on every twin. The render mesh stays as authored.
+        worn, _, _ = push_out_of_body(
+            sim.vertices_m, sim.faces, authoring.body, AUTHORED_CLEARANCE_M
+        )
+        sim = sim.replace(vertices_m=worn)
     progress("prepared", 0.85)
     return PreparedGarment(
         category=category,

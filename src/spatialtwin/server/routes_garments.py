@@ -19,6 +19,7 @@ from spatialtwin.rights.license import check_use, provenance
 from spatialtwin.server.keys import EXECUTOR, PROJECT_ROOT, SETTINGS, STORE, TWINS
 from spatialtwin.server.requests import json_body, multipart_upload
 from spatialtwin.server.seed import seed_garments
+from spatialtwin.services.authoring import Attachment
 from spatialtwin.store.garment_repository import GarmentRepository, public_view
 from spatialtwin.store.jobs import JobRunner
 
@@ -48,17 +49,34 @@ async def list_garments(request: web.Request) -> web.Response:
     )
 
 
+# Optional file parts beside `file`: MakeHuman's `.mhclo`, or the avatar the garment was
+# exported with from CLO/Marvelous/Browzwear (GLB/glTF/OBJ/PLY).
+AUTHORING_PARTS = ("binding", "authoring_body")
+
+
 @routes.post("/api/v1/garments")
 async def upload_garment(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
-    filename, data, metadata = await multipart_upload(request, settings["max_upload_bytes"])
+    filename, data, metadata, extras = await multipart_upload(
+        request, settings["max_upload_bytes"], AUTHORING_PARTS
+    )
+    if len(extras) > 1:
+        raise SpatialTwinError(
+            "ambiguous_authoring_body",
+            "send either a 'binding' (.mhclo) or an 'authoring_body' part, not both",
+            {"parts": sorted(extras)},
+            status=422,
+        )
+    attachment = Attachment(*next(iter(extras.values()))) if extras else None
     garments = request.app[GARMENTS]
     if len(data) <= settings.get("garment_inline_max_bytes", INLINE_MAX_BYTES):
-        record = await garments.ingest(data, filename, metadata)
+        record = await garments.ingest(data, filename, metadata, attachment=attachment)
         return web.json_response(public_view(record), status=201)
 
     async def work(progress: Any) -> dict[str, Any]:
-        return public_view(await garments.ingest(data, filename, metadata, progress))
+        return public_view(
+            await garments.ingest(data, filename, metadata, progress, attachment=attachment)
+        )
 
     job = await request.app[JOBS].start("garment_ingest", work)
     return web.json_response(

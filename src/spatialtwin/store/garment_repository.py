@@ -27,14 +27,17 @@ from spatialtwin.garment.pieces import Piece
 from spatialtwin.garment.pipeline import (
     IngestOptions,
     Progress,
+    binding_from_npz,
     meshes_from_npz,
     prepare_garment,
     prepared_to_npz,
 )
 from spatialtwin.garment.placement import BodyLandmarks, PlacedGarment, place_garment
+from spatialtwin.garment.refit import GarmentRefit
 from spatialtwin.garment.render_mesh import RenderBinding
 from spatialtwin.garment.units import CATEGORIES, UNITS
 from spatialtwin.rights.license import now_utc
+from spatialtwin.services.authoring import Attachment, resolve_authoring, stored_authoring
 from spatialtwin.store.base import Store
 
 KIND = "garments"
@@ -158,6 +161,7 @@ class GarmentRepository:
         metadata: Any,
         progress: Progress = _noop,
         garment_id: str | None = None,
+        attachment: Attachment | None = None,
     ) -> dict[str, Any]:
         """Validate, prepare and store one upload; returns the stored record.
 
@@ -166,9 +170,12 @@ class GarmentRepository:
         """
         meta = parse_metadata(metadata)
         fabric = await self.resolve_fabric(meta["fabric"])
+        authoring, authoring_info, avatar_npz = await self._run(
+            resolve_authoring, data, filename, attachment
+        )
         prepared = await self._run(
             lambda: prepare_garment(
-                data, filename, meta["category"], meta["units"], self.options, progress
+                data, filename, meta["category"], meta["units"], self.options, progress, authoring
             )
         )
         progress("storing", 0.9)
@@ -183,6 +190,9 @@ class GarmentRepository:
             "bytes": len(data),
             "created_at": now_utc().isoformat(),
             **prepared.summary(),
+            "authoring_body": (
+                {**authoring_info, **prepared.summary()["authoring_body"]} if authoring else None
+            ),
             "images": [image.describe() for image in prepared.images],
         }
         created: list[str] = []
@@ -201,6 +211,11 @@ class GarmentRepository:
                     created.append(key)
                 image_keys.append(key)
             record["blobs"] = {"source": source_key, "meshes_npz": mesh_key, "images": image_keys}
+            if avatar_npz is not None:
+                avatar_key, new = await self.store.put_blob(avatar_npz)
+                if new:
+                    created.append(avatar_key)
+                record["blobs"]["authoring_npz"] = avatar_key
             await self.store.put_record(KIND, garment_id, record)
         except BaseException:
             for key in created:
@@ -257,6 +272,20 @@ class GarmentRepository:
                 TextureImage(str(meta["mime"]), data, int(meta["width_px"]), int(meta["height_px"]))
             )
         return Appearance.from_record(record.get("materials") or [], images)
+
+    async def refit_source(self, record: dict[str, Any]) -> GarmentRefit | None:
+        """What a look needs to refit this garment onto a twin, if it has an authoring body."""
+        if not record.get("authoring_body"):
+            return None
+        render, _ = await self.meshes(record)
+        data = await self.store.get_blob(record["blobs"]["meshes_npz"])
+        binding = await self._run(binding_from_npz, data) if data is not None else None
+        avatar_key = record["blobs"].get("authoring_npz")
+        avatar = await self.store.get_blob(avatar_key) if avatar_key else None
+        authoring = await self._run(stored_authoring, record, avatar)
+        if binding is None or authoring is None:
+            return None
+        return GarmentRefit(render, binding, authoring)
 
     async def render_binding(self, record: dict[str, Any]) -> RenderBinding:
         """The garment's render mesh and materials bound to its simulation mesh (as prepared),

@@ -37,6 +37,7 @@ from spatialtwin.garment.look import (
 )
 from spatialtwin.garment.pieces import Piece
 from spatialtwin.garment.placement import BodyLandmarks
+from spatialtwin.garment.refit import GarmentRefit
 from spatialtwin.garment.sizes import choose_size, size_run
 from spatialtwin.gltf.look_glb import look_to_glb
 from spatialtwin.rights.license import check_use, now_utc, provenance
@@ -104,6 +105,7 @@ def look_garment(
     sim_mesh: Any,
     render_mesh: Any = None,
     appearance: Appearance | None = None,
+    refit: GarmentRefit | None = None,
 ) -> LookGarment:
     """A stored garment as the drape step wants it: the simulation mesh to drape and, to show,
     the upload's render mesh and materials."""
@@ -125,6 +127,7 @@ def look_garment(
         **({"base_color": colour} if colour and len(colour) == 4 else {}),  # type: ignore[arg-type]
         render=render_mesh,
         appearance=appearance,
+        refit=refit,
     )
 
 
@@ -280,7 +283,8 @@ class LookRepository:
         for record in garments:
             render, sim = await self.garments.meshes(record)
             appearance = await self.garments.appearance(record)
-            wearing.append(look_garment(record, sim, render, appearance))
+            refit = await self.garments.refit_source(record)
+            wearing.append(look_garment(record, sim, render, appearance, refit))
         look = await self._run(
             lambda: drape_look(
                 body, wearing, request.pose, self.options, progress, marks, request.layer_order
