@@ -257,3 +257,41 @@ def test_merchandiser_previews_the_texture_and_drapes_to_a_fit_map(
     assert near_colour(rgb, "#d9d4cc")[squares].mean() > 0.6
     assert merchandiser_state(page)["fitMap"]["mode"] == "strain"
     assert page_problems(page) == []
+
+
+def test_product_page_streams_the_textured_look_and_loads_the_fit_map_on_demand(
+    look_server: RunningServer, browser_page: Any
+) -> None:
+    look_id = look_server.look["id"]  # type: ignore[attr-defined]
+    page = browser_page
+    page.goto(look_server.url(f"/web/product.html?look={look_id}"))
+    page.wait_for_function(
+        "() => { const s = window.spatialTwinProduct; return !!s && (s.ready || s.error); }",
+        timeout=300_000,
+    )
+    state = page.evaluate("() => JSON.parse(JSON.stringify(window.spatialTwinProduct))")
+    assert state["error"] is None, state["error"]
+    assert state["fitMap"] == {
+        "mode": "garment",
+        "loaded": False,
+        "modes": ["garment", "strain", "ease"],
+        "texturedGarments": None,
+    }
+    canvas = page.locator("#stage canvas")
+    png = canvas.screenshot()
+    (OUT / "product_look_textured.png").write_bytes(png)
+    rgb = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=np.int16)
+    squares = checker_red(rgb)
+    assert squares.sum() > 1000  # the level keeps the base colour texture
+
+    page.locator('.fit-mode[data-mode="strain"]').click()
+    page.wait_for_function("() => window.spatialTwinProduct.fitMap.loaded === true")
+    redraw(page)
+    state = page.evaluate("() => JSON.parse(JSON.stringify(window.spatialTwinProduct))")
+    assert state["fitMap"]["mode"] == "strain" and state["fitMap"]["texturedGarments"] >= 1
+    expect(page.locator(".fit-legend")).to_contain_text("Stretch (%)")
+    png = canvas.screenshot()
+    (OUT / "product_look_strain.png").write_bytes(png)
+    rgb = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=np.int16)
+    assert checker_red(rgb)[squares].mean() < 0.1
+    assert page_problems(page) == []

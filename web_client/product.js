@@ -4,19 +4,25 @@
 // the coarsest level first, then picks the coarsest level whose error stays under
 // `maxPixelError` pixels at this display's millimetres per pixel (from `?mmPerPx=` or from the
 // camera: a figure framed to the canvas height), as 3D Tiles picks tiles by screen-space error.
+// `?look=<id>` shows a look (a twin wearing draped garments, textured) instead of a bare twin;
+// its levels do not carry the fit map, so the "Stretch" and "Ease" switch loads the look's
+// full GLB, which does, on first use.
 // State for tests and tools: window.spatialTwinProduct.
 import * as THREE from 'three';
 import { GLTFLoader } from 'three/addons/loaders/GLTFLoader.js';
 import { MeshoptDecoder } from 'three/addons/libs/meshopt_decoder.module.js';
+import { FitMap, legendElement } from './lib/fit-map.js';
 
 const params = new URLSearchParams(location.search);
 const twinId = params.get('twin') || 'twn_sample_ava';
+const lookId = params.get('look');
 const channel = params.get('channel') || 'ecommerce';
 const viewerKind = params.get('viewer') || 'three';
 const maxPixelError = Number(params.get('maxPixelError') || 4);
 const state = (window.spatialTwinProduct = {
   ready: false, firstLevelMs: null, firstLevelSinceScriptMs: null, shown: [], picked: null, mmPerPx: null,
   boundingBox: null, error: null, viewer: viewerKind,
+  fitMap: null, // for a look: {mode, loaded, modes, texturedGarments} once the switch is used
 });
 const stage = document.getElementById('stage');
 const label = document.getElementById('level');
@@ -43,7 +49,10 @@ async function manifest() {
   if (early) {
     ({ response: r, body, firstLevel } = early);
   } else {
-    r = await fetch(`/api/v1/twins/${encodeURIComponent(twinId)}/lod/manifest.json?channel=${encodeURIComponent(channel)}`);
+    const path = lookId
+      ? `/api/v1/looks/${encodeURIComponent(lookId)}/lod/manifest.json`
+      : `/api/v1/twins/${encodeURIComponent(twinId)}/lod/manifest.json`;
+    r = await fetch(`${path}?channel=${encodeURIComponent(channel)}`);
     body = await r.json();
   }
   if (!r.ok) throw Object.assign(new Error(body.error?.message || r.statusText), { status: r.status, code: body.error?.code });
@@ -71,7 +80,21 @@ function threeViewer() {
   };
   size();
   window.addEventListener('resize', size);
+  let shownLevel = null;
   return {
+    // Draw another scene in place of the current one (the fit map's full look and back).
+    display(object) {
+      if (current) scene.remove(current);
+      current = object;
+      scene.add(current);
+      renderer.render(scene, camera);
+    },
+    level() {
+      return shownLevel;
+    },
+    async load(url) {
+      return loader.loadAsync(url);
+    },
     async show(url, bounds, bytes = null) {
       // Bytes already downloaded are parsed in place; the path resolves the fallback .bin.
       const data = bytes ? await bytes.catch(() => null) : null;
@@ -80,6 +103,7 @@ function threeViewer() {
         : await loader.loadAsync(url);
       if (current) scene.remove(current);
       current = gltf.scene;
+      shownLevel = gltf.scene;
       scene.add(current);
       const min = new THREE.Vector3(...bounds.min), max = new THREE.Vector3(...bounds.max);
       const centre = min.clone().add(max).multiplyScalar(0.5);
@@ -142,7 +166,74 @@ async function main() {
     state.shown.push(m.levels[pick].level);
   }
   describe(m.levels[pick], `(${mmPerPx.toFixed(2)} mm/px)`);
+  if (lookId && viewerKind === 'three') fitMapSwitch(viewer);
   state.ready = true;
+}
+
+// "Garment | Stretch | Ease" for a look: the levels show the garment; the fit map needs the
+// look's full GLB (its garments carry _STRAIN and _EASE), fetched the first time it is asked for.
+function fitMapSwitch(viewer) {
+  const holder = document.getElementById('fit-map');
+  const modes = { garment: 'Garment', strain: 'Stretch', ease: 'Ease' };
+  let full = null; // {scene, fit}
+  let legend = legendElement({ legend: {} }, 'garment');
+  const group = document.createElement('div');
+  group.className = 'fit-switch';
+  group.setAttribute('role', 'radiogroup');
+  group.setAttribute('aria-label', 'Fit map');
+  const title = document.createElement('span');
+  title.className = 'fit-switch-title';
+  title.textContent = 'Fit map';
+  group.append(title);
+  const buttons = {};
+  async function choose(mode) {
+    for (const [m, b] of Object.entries(buttons)) b.setAttribute('aria-checked', m === mode ? 'true' : 'false');
+    let next;
+    if (mode === 'garment') {
+      full?.fit.setMode('garment');
+      viewer.display(viewer.level());
+      next = legendElement({ legend: {} }, 'garment');
+    } else {
+      if (!full) {
+        label.textContent = 'loading the fit map…';
+        const url = `/api/v1/looks/${encodeURIComponent(lookId)}/look.glb?channel=${encodeURIComponent(channel)}`;
+        const gltf = await viewer.load(url);
+        full = { scene: gltf.scene, fit: new FitMap(gltf.scene, gltf.asset?.extras?.spatialtwin?.fitMap) };
+        label.textContent = 'full detail with the fit map';
+      }
+      full.fit.setMode(mode);
+      viewer.display(full.scene);
+      next = legendElement(full.fit, mode);
+    }
+    legend.replaceWith(next);
+    legend = next;
+    state.fitMap = {
+      mode,
+      loaded: full !== null,
+      modes: full ? full.fit.modes : Object.keys(modes),
+      texturedGarments: full ? full.fit.texturedCount : null,
+    };
+  }
+  for (const [mode, name] of Object.entries(modes)) {
+    const button = document.createElement('button');
+    button.type = 'button';
+    button.className = 'fit-mode';
+    button.dataset.mode = mode;
+    button.setAttribute('role', 'radio');
+    button.setAttribute('aria-checked', mode === 'garment' ? 'true' : 'false');
+    button.textContent = name;
+    button.addEventListener('click', () => {
+      choose(mode).catch((err) => {
+        state.error = { message: String(err.message || err), status: null, code: 'fit_map_failed' };
+        label.textContent = `could not show the fit map: ${state.error.message}`;
+      });
+    });
+    buttons[mode] = button;
+    group.append(button);
+  }
+  holder.replaceChildren(group, legend);
+  holder.hidden = false;
+  state.fitMap = { mode: 'garment', loaded: false, modes: Object.keys(modes), texturedGarments: null };
 }
 
 main().catch((err) => {

@@ -158,7 +158,8 @@ export class FitMap {
   }
 }
 
-function legendElement(fit, mode) {
+// The legend of `mode` for a FitMap (hidden for "garment").
+export function legendElement(fit, mode) {
   const box = document.createElement('div');
   box.className = 'fit-legend';
   box.dataset.mode = mode;
