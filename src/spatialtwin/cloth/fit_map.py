@@ -10,15 +10,19 @@ Two per-vertex quantities, both overlays a client may show instead of the garmen
   outside (the tailor's "ease": room between garment and body). Cloth resting on the body
   sits at its thickness plus the solver's contact margin, about 3–5 mm.
 
-The legend (`FIT_LEGEND`) is calibrated on the sample garments draped on the sample twin they
-were cut for, so a garment that fits reads mostly neutral. Measured (240-frame drapes on Ava,
-share of vertices per band):
+The legend (`FIT_LEGEND`) is calibrated on the sample garments draped on the sample twin Ava
+they were cut for, so a garment that fits reads mostly neutral, and checked against the same
+garments on a larger twin (1.76 m, chest 1.04, waist 0.90, hips 1.10 m), where they are a size
+too small. Share of the cloth's vertices per band, default drapes (`LookOptions()`), measured
+with the hm08-template twins:
 
-| garment | strain < 3 % | 3–8 % | ≥ 8 % | ease < 0.5 cm | 0.5–3 cm | 3–8 cm | ≥ 8 cm |
+| garment on twin | strain < 3 % | 3–8 % | ≥ 8 % | ease < 0.5 cm | 0.5–3 cm | 3–8 cm | ≥ 8 cm |
 |---|---|---|---|---|---|---|---|
-| T-shirt (fitted knit) | 69 % | 26 % | 5 % | 42 % | 48 % | 10 % | 0 % |
-| A-line skirt | 82 % | 18 % | 0 % | 11 % | 37 % | 38 % | 14 % |
-| trousers | 73 % | 27 % | 0 % | 14 % | 63 % | 23 % | 0 % |
+| T-shirt on Ava | 68 % | 29 % | 3 % | 41 % | 47 % | 12 % | 0 % |
+| A-line skirt on Ava | 79 % | 21 % | 0 % | 16 % | 46 % | 27 % | 11 % |
+| trousers on Ava | 76 % | 24 % | 0 % | 10 % | 77 % | 13 % | 0 % |
+| T-shirt on the larger twin | 42 % | 52 % | 6 % | 81 % | 19 % | 1 % | 0 % |
+| trousers on the larger twin | 60 % | 26 % | 14 % | 47 % | 49 % | 4 % | 0 % |
 
 Strain bands: below 3 % **relaxed** (neutral): woven cloth takes that in ordinary wear; 3–8 %
 **snug** (warm): pulled over the body; from 8 % **tight** (red): beyond what the solver lets
