@@ -80,6 +80,10 @@ def assert_keeps_the_skirt_material(gltf: pygltflib.GLTF2, name: str) -> None:
     attrs = primitive.attributes
     assert attrs.TEXCOORD_0 is not None and attrs.NORMAL is not None
     assert attrs.COLOR_0 is None
+    assert attrs.TANGENT is not None  # the normal map's tangent space, not left to viewers
+    tangent = read_accessor(gltf, attrs.TANGENT)
+    np.testing.assert_allclose(np.linalg.norm(tangent[:, :3], axis=1), 1.0, atol=1e-5)
+    assert set(np.unique(tangent[:, 3])) <= {-1.0, 1.0}
     material = gltf.materials[primitive.material]
     pbr = material.pbrMetallicRoughness
     assert pbr.baseColorFactor == pytest.approx(BASE_COLOUR_FACTOR)
@@ -301,7 +305,8 @@ async def test_api_look_keeps_textures_material_and_uvs(api, skirt):
     fit = look["stats"][record["id"]]["fit"]
     assert set(fit) == {"strain", "ease"} and fit["strain"]["relaxed"] > 0.6
     data = await (await api.get(look["links"]["glb"])).read()
-    assert_valid_glb(data)
+    report = assert_valid_glb(data)
+    assert report["numWarnings"] == 0, report["messages"]
     gltf = pygltflib.GLTF2.load_from_bytes(data)
     name = f"garment:{record['id']}"
     assert_keeps_the_skirt_material(gltf, name)

@@ -380,6 +380,42 @@ def gltf_uvs(uv: NDArray[np.floating]) -> NDArray[np.float32]:
     return out
 
 
+def vertex_tangents(
+    positions: NDArray[np.floating],
+    normals: NDArray[np.floating],
+    uvs: NDArray[np.floating],
+    faces: NDArray[np.integer],
+) -> NDArray[np.float32]:
+    """glTF TANGENT (N, 4): +u direction of the UV chart per vertex, orthogonal to the normal,
+    w = ±1 the bitangent's handedness, so normal maps are read in the tangent space the file
+    defines instead of one each viewer derives (Lengyel's per-triangle UV derivatives,
+    accumulated per vertex; vertices are split at UV seams, so charts never mix)."""
+    p = np.asarray(positions, np.float64)
+    n = np.asarray(normals, np.float64)
+    uv = np.asarray(uvs, np.float64)
+    f = np.asarray(faces, np.int64)
+    e1, e2 = p[f[:, 1]] - p[f[:, 0]], p[f[:, 2]] - p[f[:, 0]]
+    d1, d2 = uv[f[:, 1]] - uv[f[:, 0]], uv[f[:, 2]] - uv[f[:, 0]]
+    det = d1[:, 0] * d2[:, 1] - d2[:, 0] * d1[:, 1]
+    r = np.divide(1.0, det, out=np.zeros_like(det), where=np.abs(det) > 1e-12)[:, None]
+    t_face = (e1 * d2[:, 1:2] - e2 * d1[:, 1:2]) * r
+    b_face = (e2 * d1[:, 0:1] - e1 * d2[:, 0:1]) * r
+    t = np.zeros_like(p)
+    b = np.zeros_like(p)
+    for corner in range(3):
+        np.add.at(t, f[:, corner], t_face)
+        np.add.at(b, f[:, corner], b_face)
+    # Gram-Schmidt against the normal; a vertex with no usable UV area gets any orthogonal axis.
+    t -= np.einsum("ij,ij->i", t, n)[:, None] * n
+    length = np.linalg.norm(t, axis=1, keepdims=True)
+    helper = np.where(np.abs(n[:, :1]) < 0.9, [[1.0, 0.0, 0.0]], [[0.0, 1.0, 0.0]])
+    fallback = np.cross(n, helper)
+    fallback /= np.maximum(np.linalg.norm(fallback, axis=1, keepdims=True), 1e-12)
+    t = np.where(length > 1e-12, t / np.maximum(length, 1e-12), fallback)
+    w = np.where(np.einsum("ij,ij->i", np.cross(n, t), b) < 0.0, -1.0, 1.0)
+    return np.column_stack([t, w]).astype(np.float32)
+
+
 class GarmentGltfWriter:
     """Writes garments — the render mesh, its materials and embedded textures — into one
     `GlbBuilder`; an image worn by several garments (or materials) is embedded once."""
@@ -488,6 +524,10 @@ class GarmentGltfWriter:
         )
         if split_uvs is not None:
             attrs.TEXCOORD_0 = self.builder.accessor(np.ascontiguousarray(split_uvs, np.float32))
+            worn_materials = {int(i) for i in np.unique(np.asarray(face_material))}
+            if any(appearance.material(i).normal_texture for i in worn_materials):
+                tangents = vertex_tangents(rows[:, 0:3], normal_rows, split_uvs, split_faces)
+                attrs.TANGENT = self.builder.accessor(tangents)
         for k, attribute in enumerate(named):
             column = np.ascontiguousarray(rows[:, 6 + k], dtype=np.float32)
             setattr(attrs, attribute, self.builder.accessor(column))
