@@ -163,6 +163,38 @@ def test_obj_mtl_zip_keeps_its_textures_and_factors():
     assert source.corner_uvs is not None and source.warnings == []
 
 
+def gltf_variant(kind: str) -> tuple[bytes, str]:
+    """The test skirt as a .gltf with data URIs, or a zip of .gltf + .bin + PNG files."""
+    gltf = pygltflib.GLTF2.load_from_bytes(textured_skirt_glb().glb)
+    if kind == "data-uri":
+        gltf.convert_buffers(pygltflib.BufferFormat.DATAURI)
+        return gltf.to_json().encode(), "skirt.gltf"
+    blob = gltf.binary_blob()
+    files = {}
+    for image in gltf.images:
+        view = gltf.bufferViews[image.bufferView]
+        image.bufferView, image.uri = None, f"textures/{image.name}.png"
+        files[image.uri] = blob[view.byteOffset : view.byteOffset + view.byteLength]
+    gltf.buffers[0].uri = "skirt.bin"
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as z:
+        z.writestr("skirt.gltf", gltf.to_json())
+        z.writestr("skirt.bin", blob)
+        for name, data in files.items():
+            z.writestr(name, data)
+    return out.getvalue(), "skirt.zip"
+
+
+@pytest.mark.parametrize("kind", ["data-uri", "zip"])
+def test_gltf_json_keeps_its_images_embedded_or_beside_it(kind):
+    data, filename = gltf_variant(kind)
+    source = read_garment_file(data, filename)
+    (material,) = source.materials
+    assert source.images[material["base_color_texture"]["image"]].data == checkerboard_png()
+    assert source.images[material["normal_texture"]["image"]].data == normal_map_png()
+    assert source.corner_uvs is not None and source.warnings == []
+
+
 def test_a_greyscale_bump_map_is_dropped_with_a_warning():
     grey = io.BytesIO()
     Image.fromarray(np.full((32, 32), 128, np.uint8), "L").save(grey, format="PNG")
