@@ -58,7 +58,9 @@ TRUNK_BINS = 24
 RATIO_LIMITS = (0.5, 2.0)
 SNAP_MAX_M = 0.06
 SNAP_MIN_NORMAL_DOT = 0.3
-SMOOTH_RADIUS_M = 0.025
+SMOOTH_RADIUS_M = 0.05
+FIELD_SMOOTH_M = 0.06
+FIELD_NEIGHBOURS = 96
 SURFACE_SAMPLES = 150_000
 
 
@@ -434,6 +436,14 @@ def snap_to_surface(
     return disp, ok
 
 
+def smooth_field(points: Array, field: Array, radius_m: float = FIELD_SMOOTH_M) -> Array:
+    """A vector field over points, Gaussian-averaged over neighbours within ~`radius_m`."""
+    k = min(FIELD_NEIGHBOURS, len(points))
+    dist, idx = cKDTree(points).query(points, k=k)
+    w = np.exp(-((dist / radius_m) ** 2))
+    return np.einsum("nk,nkd->nd", w, field[idx]) / w.sum(axis=1)[:, None]
+
+
 def spread_displacements(
     from_points: Array, displacement: Array, trusted: NDArray[np.bool_], to_points: Array
 ) -> Array:
@@ -444,7 +454,7 @@ def spread_displacements(
     # A common shift moves everything; only what varies is blended locally and fades out.
     common = np.median(displacement[trusted], axis=0)
     disp = displacement[trusted] - common
-    k = min(16, len(src))
+    k = min(FIELD_NEIGHBOURS, len(src))
     dist, idx = cKDTree(src).query(to_points, k=k)
     w = np.exp(-((dist / SMOOTH_RADIUS_M) ** 2))
     w_sum = w.sum(axis=1)
@@ -477,15 +487,23 @@ def _exact_skin_match(source: TwinBody, target: TwinBody) -> NDArray[np.float64]
     return None
 
 
+def same_mesh(source: TwinBody, target: TwinBody) -> bool:
+    """Whether `target` is `source`'s mesh (same topology, or the same surface shifted)."""
+    return _exact_skin_match(source, target) is not None
+
+
 def correspond(
     source: TwinBody,
     source_points: Array,
     source_point_skin: SkinWeights,
     source_skin_index: NDArray[np.int64],
     target: TwinBody,
+    match_proportions: bool = True,
 ) -> Correspondence:
     """Map `source_points` (any points bound to the source body: its skin, helper shells) onto
-    `target`. `source_skin_index[i]` is the row of `source_points` of source vertex i."""
+    `target`. `source_skin_index[i]` is the row of `source_points` of source vertex i.
+    `match_proportions=False` skips step 2 (the part maps) for a source already made to the
+    target's measurements: only the pose and the snap are left to do."""
     from spatialtwin.body.pose import skinning_matrices
     from spatialtwin.body.skinning import Skinner
 
@@ -513,8 +531,19 @@ def correspond(
     posed_skin = posed_points[source_skin_index]
     sv, sf = _welded(source, posed_skin)
     frame = BodyFrame.of(source.skeleton, sv, sf, skin_of_welded, pose)
-    maps = fit_part_maps(sv, sf, skin_of_welded, frame, target)
-    mapped = map_points(posed_points, source_point_skin, maps)
+    if match_proportions:
+        maps = fit_part_maps(sv, sf, skin_of_welded, frame, target)
+        mapped = map_points(posed_points, source_point_skin, maps)
+        # Where two parts blend (armpits, crotch) their maps can disagree by centimetres
+        # between neighbouring points; a garment bound there would tear. Smooth the field.
+        mapped = posed_points + smooth_field(posed_points, mapped - posed_points)
+    else:
+        # Same measurements, but each rig puts the hips over the origin its own way: line up
+        # the two trunks' axes (x, z); both stand on y = 0.
+        tv, tf = target.welded()
+        target_frame = BodyFrame.of(target.skeleton, tv, tf, _welded_skin(target), None)
+        shift = target_frame.trunk_centre - frame.trunk_centre
+        mapped = posed_points + np.array([shift[0], 0.0, shift[1]])
     mapped_skin = mapped[source_skin_index]
     mv, mf = _welded(source, mapped_skin)
     disp, ok = snap_to_surface(mv, vertex_normals_of(mv, mf), target)

@@ -89,6 +89,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help="the avatar a garment file was made on (GLB/OBJ/PLY exported beside it); "
         "a MakeHuman .mhclo beside X.obj (X.mhclo) is picked up by itself",
     )
+    p.add_argument(
+        "--estimate-body",
+        action="store_true",
+        help="for garment files with no authoring body: estimate one from the garment's own "
+        "sleeves and legs and refit through it (default: placed by translation)",
+    )
     p.add_argument("--json", action="store_true", help="print the look report as JSON")
     p.set_defaults(func=run_drape)
 
@@ -188,7 +194,11 @@ def _load_garment(ref: str, args: argparse.Namespace) -> Any:
     from spatialtwin.garment.look import LookGarment
     from spatialtwin.garment.pipeline import prepare_garment
     from spatialtwin.garment.refit import GarmentRefit
-    from spatialtwin.services.authoring import resolve_authoring
+    from spatialtwin.services.authoring import (
+        estimation_template,
+        resolve_authoring,
+        stored_authoring,
+    )
     from spatialtwin.store.look_repository import look_garment
 
     if not _is_file_ref(ref):
@@ -227,7 +237,23 @@ def _load_garment(ref: str, args: argparse.Namespace) -> Any:
     data = path.read_bytes()
     attachment = garment_attachment(path, getattr(args, "authoring_body", None))
     authoring, _, _ = resolve_authoring(data, path.name, attachment)
-    prepared = prepare_garment(data, path.name, category, units, authoring=authoring)
+    prepared = prepare_garment(
+        data,
+        path.name,
+        category,
+        units,
+        authoring=authoring,
+        estimate_from=(
+            estimation_template()
+            if authoring is None and getattr(args, "estimate_body", False)
+            else None
+        ),
+    )
+    authoring = authoring or (
+        stored_authoring({"authoring_body": prepared.summary()["authoring_body"]}, None)
+        if prepared.authoring
+        else None
+    )
     colour = prepared.materials[0]["base_color"] if prepared.materials else None
     refit = (
         GarmentRefit(prepared.render, prepared.binding, authoring)

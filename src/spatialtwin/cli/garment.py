@@ -34,6 +34,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help="the avatar the garment was made on (GLB/OBJ/PLY); a sibling X.mhclo of X.obj "
         "is used by itself",
     )
+    add.add_argument(
+        "--estimate-body",
+        action="store_true",
+        help="without an authoring body: estimate one from the garment's sleeves and legs "
+        "(the template human posed to them) so the garment refits onto any twin",
+    )
     add.add_argument("--json", action="store_true", help="print the stored record as JSON")
     add.set_defaults(func=run_add)
     lst = gsub.add_parser("list", help="list stored garments")
@@ -88,6 +94,7 @@ def run_add(args: argparse.Namespace) -> int:
         "size_label": args.size,
         "fabric": args.fabric,
         "units": args.units,
+        "estimate_body": bool(args.estimate_body),
     }
     data = args.file.read_bytes()
     bar = ProgressBar()

@@ -183,6 +183,9 @@ class AuthoringBody:
     proxy: ProxyBinding | None = None
     proxy_source_positions: Array | None = None
     source_transform: Array = field(default_factory=lambda: np.eye(4))
+    # hm08 in its own bind pose, for template-made bodies (hm08, estimated): the refit makes
+    # a stand-in of the twin's measurements from it, so the two bodies share one topology.
+    template_body: Any = None
 
     @classmethod
     def from_template(
@@ -200,6 +203,7 @@ class AuthoringBody:
             skin_index=template.body_base_index,
             proxy=proxy,
             proxy_source_positions=obj_positions,
+            template_body=template.body,
         )
 
     @classmethod

@@ -25,6 +25,7 @@ from spatialtwin.garment.checks import (
     check_triangle_budget,
     degenerate_faces,
 )
+from spatialtwin.garment.estimate import estimate_authoring
 from spatialtwin.garment.mesh import GarmentMesh, edge_lengths_m
 from spatialtwin.garment.pieces import Piece, check_category, describe_pieces
 from spatialtwin.garment.placement import CLEARANCE_MARGIN_M, push_out_of_body
@@ -88,7 +89,8 @@ class PreparedGarment:
     target_edge_m: float
     warnings: list[dict[str, Any]] = field(default_factory=list)
     binding: GarmentBinding | None = None  # per render vertex, when an authoring body came
-    authoring: str | None = None  # "hm08" | "avatar"
+    authoring: str | None = None  # "hm08" | "avatar" | "estimated"
+    estimate: dict[str, Any] | None = None  # what was estimated of a bare garment's body
     images: list[TextureImage] = field(default_factory=list)  # materials' textures, as uploaded
 
     @property
@@ -123,7 +125,11 @@ class PreparedGarment:
             "materials": self.materials,
             "warnings": self.warnings,
             "authoring_body": (
-                {"kind": self.authoring, "bound_vertices": self.render.vertex_count}
+                {
+                    "kind": self.authoring,
+                    "bound_vertices": self.render.vertex_count,
+                    **({"estimate": self.estimate} if self.estimate else {}),
+                }
                 if self.authoring
                 else None
             ),
@@ -142,13 +148,16 @@ def prepare_garment(
     options: IngestOptions = INGEST_DEFAULTS,
     progress: Progress = _noop,
     authoring: AuthoringBody | None = None,
+    estimate_from: AuthoringBody | None = None,
 ) -> PreparedGarment:
     """Run the whole ingest; raises `SpatialTwinError` naming the first problem found.
 
     With an `authoring` body (a `.mhclo` onto hm08, or an avatar exported beside the garment)
     the garment is taken as worn on that body — its positions from the binding or the avatar's
     frame, in metres — and every render vertex gets its binding, so looks can refit it onto any
-    twin. Without one, units and axes are decided from the garment's own extent.
+    twin. Without one, units and axes are decided from the garment's own extent, and with
+    `estimate_from` (the template human) an authoring body is estimated from the garment's own
+    sleeves and legs (`garment.estimate`) so that it refits the same way.
     """
     if category not in CATEGORIES:
         raise SpatialTwinError(
@@ -227,6 +236,23 @@ def prepare_garment(
         )
     pieces = describe_pieces(mesh, category)
     check_category(pieces, category, float(np.ptp(mesh.vertices_m[:, 1])))
+    estimate_report = None
+    if authoring is None and estimate_from is not None:
+        progress("estimating its body", 0.45)
+        try:
+            authoring, vertices_on, estimate_report = estimate_authoring(
+                mesh, pieces, estimate_from
+            )
+            mesh = mesh.replace(vertices_m=vertices_on)
+        except (SpatialTwinError, ValueError) as exc:
+            # Placement on the twin by translation still works without one.
+            authoring, estimate_report = None, None
+            warnings.append(
+                {
+                    "code": "authoring_body_not_estimated",
+                    "message": f"no authoring body could be estimated: {exc}",
+                }
+            )
     # (4) the simulation mesh
     progress("remeshing", 0.5)
     sim = remesh_for_cloth(mesh, RemeshOptions(target_edge_m=options.target_edge_m))
@@ -261,6 +287,7 @@ def prepare_garment(
         warnings=warnings,
         binding=binding,
         authoring=authoring.kind if authoring is not None else None,
+        estimate=estimate_report,
     )
 
 

@@ -21,18 +21,22 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.spatial import cKDTree
 
-from spatialtwin.body.correspondence import Correspondence, correspond
+from spatialtwin.body.correspondence import Correspondence, correspond, same_mesh
+from spatialtwin.body.parametric import Measurements, create_twin_body, measured
 from spatialtwin.body.twin_body import TwinBody
 from spatialtwin.cloth.fabric import Fabric
+from spatialtwin.errors import SpatialTwinError
 from spatialtwin.garment.binding import AuthoringBody, GarmentBinding
 from spatialtwin.garment.embedding import embed_points
 from spatialtwin.garment.mesh import GarmentMesh
 from spatialtwin.garment.pieces import Piece
 from spatialtwin.garment.placement import (
     CLEARANCE_MARGIN_M,
+    WAISTBAND_DEPTH_M,
     PlacedGarment,
     push_out_of_body,
 )
+from spatialtwin.garment.remesh import boundary_vertices
 
 
 @dataclass(frozen=True)
@@ -44,10 +48,44 @@ class GarmentRefit:
     authoring: AuthoringBody
 
 
+def stand_in(template: TwinBody, twin: TwinBody) -> TwinBody | None:
+    """The template made to the twin's tape measurements (None where they cannot be met)."""
+    m = measured(twin)
+    limits = Measurements.LIMITS
+    # A stylised body (CesiumMan: 22 cm shoulders) still gets the nearest plausible stand-in.
+    values = {
+        name: float(np.clip(getattr(m, name), *limits[name])) for name in limits
+    }
+    try:
+        wanted = Measurements(**values)
+        wanted.validate()
+        return create_twin_body(wanted, template)
+    except (SpatialTwinError, ValueError):
+        return None
+
+
 def correspond_authoring(authoring: AuthoringBody, twin: TwinBody) -> Correspondence:
-    """Where the authoring body's bound points lie on `twin` (metres, bind pose)."""
+    """Where the authoring body's bound points lie on `twin` (metres, bind pose).
+
+    A template-made authoring body (hm08, or hm08 posed to a bare garment) goes by way of a
+    stand-in: hm08 made to the twin's own measurements, so that the step onto the twin's
+    surface is small and smooth. Mapping hm08 straight onto a body of other proportions
+    blends trunk and limb maps at the armpits and crotch, and garments bound there tear.
+    """
+    points = authoring.points_m
+    template = authoring.template_body
+    if template is not None and not same_mesh(authoring.body, twin):
+        proxy = stand_in(template, twin)
+        if proxy is not None:
+            onto_proxy = correspond(
+                authoring.body, points, authoring.point_skin, authoring.skin_index, proxy
+            )
+            points = onto_proxy.points_m
+            return correspond(
+                proxy, points, authoring.point_skin, authoring.skin_index, twin, True
+            )
     return correspond(
-        authoring.body, authoring.points_m, authoring.point_skin, authoring.skin_index, twin
+        authoring.body, points, authoring.point_skin, authoring.skin_index, twin
     )
 
 
@@ -84,6 +122,33 @@ def support_pins(
     return np.unique(np.concatenate(pins)).astype(np.int64) if pins else np.zeros(0, np.int64)
 
 
+def follow_render(
+    sim: GarmentMesh, render: GarmentMesh, render_moved_m: NDArray[np.float64]
+) -> NDArray[np.float64]:
+    """Simulation vertices carried by the render mesh's move, piece by piece.
+
+    A shirt's hem lies over the jeans' waistband in an outfit file: embedded in the nearest
+    render triangle regardless of piece, a hem vertex would ride on the jeans and be torn
+    from its neighbours wherever the two pieces refit differently.
+    """
+    out = np.empty_like(sim.vertices_m)
+    done = np.zeros(sim.vertex_count, dtype=bool)
+    sim_piece = np.full(sim.vertex_count, -1, dtype=np.int64)
+    sim_piece[sim.faces.ravel()] = np.repeat(sim.face_piece, 3)
+    for piece in np.unique(sim_piece):
+        rows = np.flatnonzero(sim_piece == piece)
+        faces = render.faces[render.face_piece == piece] if piece >= 0 else render.faces
+        if len(faces) == 0:
+            faces = render.faces
+        embedding = embed_points(sim.vertices_m[rows], render.vertices_m, faces)
+        out[rows] = embedding.apply(render_moved_m)
+        done[rows] = True
+    if not done.all():  # vertices no face uses: carried by the nearest render vertex
+        _, nearest = cKDTree(render.vertices_m).query(sim.vertices_m[~done])
+        out[~done] = sim.vertices_m[~done] + (render_moved_m - render.vertices_m)[nearest]
+    return out
+
+
 def refit_garment(
     render: GarmentMesh,
     sim: GarmentMesh,
@@ -95,8 +160,7 @@ def refit_garment(
 ) -> PlacedGarment:
     """The simulation mesh refitted onto `twin` and outside it (steps 2–4 of the module doc)."""
     render_on_twin = refit_render(binding, correspondence)
-    sim_in_render = embed_points(sim.vertices_m, render.vertices_m, render.faces)
-    start = sim_in_render.apply(render_on_twin)
+    start = follow_render(sim, render, render_on_twin)
     thickness = fabric.thickness_m if fabric is not None else 0.001
     positions, pushed, clearance = push_out_of_body(
         start, sim.faces, twin, thickness + CLEARANCE_MARGIN_M
@@ -105,6 +169,14 @@ def refit_garment(
     vertex_piece = np.full(n, -1, dtype=np.int32)
     vertex_piece[sim.faces.ravel()] = np.repeat(sim.face_piece, 3)
     pinned = support_pins(sim.vertices_m, positions, vertex_piece, twin)
+    # A waistband holds whether or not it touches (a belt): its whole top edge is pinned.
+    boundary = boundary_vertices(sim.faces, n)
+    for piece in pieces:
+        if piece.hangs_from == "waist":
+            sel = vertex_piece == piece.index
+            top = sim.vertices_m[sel, 1].max()
+            band = sel & boundary & (sim.vertices_m[:, 1] > top - WAISTBAND_DEPTH_M)
+            pinned = np.union1d(pinned, np.flatnonzero(band))
     moved = np.linalg.norm(positions - sim.vertices_m, axis=1)
     return PlacedGarment(
         positions_m=positions,

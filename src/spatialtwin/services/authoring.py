@@ -16,6 +16,7 @@ from typing import Any
 from spatialtwin.body.importer import import_body
 from spatialtwin.errors import SpatialTwinError
 from spatialtwin.garment.binding import AuthoringBody
+from spatialtwin.garment.estimate import posed_template
 from spatialtwin.gltf.archive import is_zip, read_zip
 from spatialtwin.gltf.body_arrays import body_from_npz, body_to_npz
 from spatialtwin.gltf.makehuman import obj_vertex_positions, read_mhclo
@@ -120,4 +121,12 @@ def stored_authoring(record: dict[str, Any], avatar_npz: bytes | None) -> Author
         import numpy as np
 
         return AuthoringBody.from_avatar(body_from_npz(avatar_npz), np.eye(4))
+    template = AuthoringBody.from_template(shipped_template())
+    if kind == "estimated":
+        return posed_template(template, (info.get("estimate") or {}).get("rotations") or {})
+    return template
+
+
+def estimation_template() -> AuthoringBody:
+    """The body a bare garment's authoring body is estimated from (hm08, shipped)."""
     return AuthoringBody.from_template(shipped_template())

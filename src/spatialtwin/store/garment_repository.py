@@ -37,7 +37,12 @@ from spatialtwin.garment.refit import GarmentRefit
 from spatialtwin.garment.render_mesh import RenderBinding
 from spatialtwin.garment.units import CATEGORIES, UNITS
 from spatialtwin.rights.license import now_utc
-from spatialtwin.services.authoring import Attachment, resolve_authoring, stored_authoring
+from spatialtwin.services.authoring import (
+    Attachment,
+    estimation_template,
+    resolve_authoring,
+    stored_authoring,
+)
 from spatialtwin.store.base import Store
 
 KIND = "garments"
@@ -94,7 +99,16 @@ def parse_metadata(meta: Any) -> dict[str, Any]:
             {"units": units},
             status=422,
         )
+    estimate = meta.get("estimate_body", False)
+    if not isinstance(estimate, bool):
+        raise SpatialTwinError(
+            "invalid_metadata",
+            "estimate_body must be true or false",
+            {"estimate_body": estimate},
+            status=422,
+        )
     return {
+        "estimate_body": estimate,
         "sku": sku,
         "name": str(meta.get("name") or sku)[:200],
         "category": category,
@@ -175,7 +189,14 @@ class GarmentRepository:
         )
         prepared = await self._run(
             lambda: prepare_garment(
-                data, filename, meta["category"], meta["units"], self.options, progress, authoring
+                data,
+                filename,
+                meta["category"],
+                meta["units"],
+                self.options,
+                progress,
+                authoring,
+                estimation_template() if authoring is None and meta["estimate_body"] else None,
             )
         )
         progress("storing", 0.9)
@@ -191,7 +212,9 @@ class GarmentRepository:
             "created_at": now_utc().isoformat(),
             **prepared.summary(),
             "authoring_body": (
-                {**authoring_info, **prepared.summary()["authoring_body"]} if authoring else None
+                {**authoring_info, **prepared.summary()["authoring_body"]}
+                if prepared.authoring
+                else None
             ),
             "images": [image.describe() for image in prepared.images],
         }
