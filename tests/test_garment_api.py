@@ -252,8 +252,12 @@ async def test_fabric_presets_and_custom_fabrics(api):
 
 
 async def test_preview_glb_has_twin_and_placed_garment(api):
-    r = await api.post("/api/v1/garments", data=form(outfit_bytes("female_casualsuit01"), "a.obj"))
+    fd = form(outfit_bytes("female_casualsuit01"), "a.obj")
+    binding = shared("garments", "female_casualsuit01.mhclo").read_bytes()
+    fd.add_field("binding", binding, filename="a.mhclo", content_type="text/plain")
+    r = await api.post("/api/v1/garments", data=fd)
     rec = await r.json()
+    assert r.status == 201 and rec["authoring_body"]["kind"] == "hm08"
     r = await api.get(f"{rec['links']['preview']}?twin={api.twin_id}&channel=ecommerce")
     assert r.status == 200 and r.content_type == "model/gltf-binary"
     gltf = pygltflib.GLTF2.load_from_bytes(await r.read())
@@ -262,7 +266,11 @@ async def test_preview_glb_has_twin_and_placed_garment(api):
     node = names[f"garment:{rec['id']}"]
     pos = gltf.accessors[gltf.meshes[node.mesh].primitives[0].attributes.POSITION]
     assert pos.max[1] == pytest.approx(1.47 + 0.05, abs=0.08)  # collar near the neck (1.47 m)
-    assert np.ptp([pos.min[0], pos.max[0]]) == pytest.approx(rec["extent_m"][0], abs=0.03)
+    # Refitted through hm08 onto Ava, whose chest (0.90 m) is larger than hm08's (0.79 m):
+    # the refit follows the body before the solver pulls the cloth back to its own size, so it
+    # is no narrower than as authored, and wider by at most the chest ratio.
+    width = float(np.ptp([pos.min[0], pos.max[0]]))
+    assert rec["extent_m"][0] - 0.01 <= width <= rec["extent_m"][0] * 0.90 / 0.79
     prov = gltf.asset.extras["spatialtwin"]
     assert prov["twinId"] == api.twin_id and prov["garment"]["id"] == rec["id"]
     r = await api.get(f"{rec['links']['preview']}?twin={api.twin_id}&channel=ar")

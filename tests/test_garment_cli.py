@@ -30,7 +30,10 @@ def test_add_prints_the_stored_record(tmp_path, capsys):
     assert code == 0
     record = json.loads(capsys.readouterr().out)
     assert record["units"] == "dm" and record["units_detected"] is True
-    assert record["extent_m"][1] == pytest.approx(1.285, abs=0.002)
+    # The sibling .mhclo is picked up: the outfit as fitted on hm08 (13.14 dm tall there,
+    # SOURCES.md), never rescaled.
+    assert record["authoring_body"]["kind"] == "hm08"
+    assert record["extent_m"][1] == pytest.approx(1.314, abs=0.002)
     assert record["triangles"] == 2 * 1718
     assert record["id"].startswith("gar_")
     assert EmbeddedStore(tmp_path).snapshot() == {"records": 1, "blobs": 2}

@@ -33,7 +33,7 @@ from spatialtwin.garment.pipeline import (
     prepared_to_npz,
 )
 from spatialtwin.garment.placement import BodyLandmarks, PlacedGarment, place_garment
-from spatialtwin.garment.refit import GarmentRefit
+from spatialtwin.garment.refit import GarmentRefit, correspond_authoring, refit_garment
 from spatialtwin.garment.render_mesh import RenderBinding
 from spatialtwin.garment.units import CATEGORIES, UNITS
 from spatialtwin.rights.license import now_utc
@@ -318,10 +318,24 @@ class GarmentRepository:
         return await self._run(RenderBinding.of, render, sim, appearance)
 
     async def place_on(self, record: dict[str, Any], body: TwinBody) -> PlacedGarment:
-        """The garment's simulation mesh placed on `body`: what the drape step starts from."""
+        """The garment's simulation mesh placed on `body`: what the drape step starts from
+        (refitted through its authoring body when it has one, else placed by translation)."""
         _, sim = await self.meshes(record)
         pieces = [Piece.from_json(p) for p in record["pieces"]]
         fabric = FabricSpec.from_json(record["fabric"]).to_solver()
+        refit = await self.refit_source(record)
+        if refit is not None:
+            return await self._run(
+                lambda: refit_garment(
+                    refit.render,
+                    sim,
+                    pieces,
+                    refit.binding,
+                    correspond_authoring(refit.authoring, body),
+                    body,
+                    fabric,
+                )
+            )
         marks = self._landmarks.get(id(body))
         if marks is None:
             marks = await self._run(BodyLandmarks.of, body)
