@@ -1,67 +1,216 @@
-"""Benchmark: garment ingest (read → check → units → weld → remesh) and placement.
+"""Benchmark: real garments on real bodies — ingest, refit and drape per outfit, the matrix.
 
-Runs the largest MakeHuman outfit (male_worksuit01, 3493 quads) through `prepare_garment`
-several times and places it on a generated twin; prints medians and the machine.
-Usage: .venv/bin/python bench/garment.py [repeats]
+For every MakeHuman outfit in ../shared/data/garments (with its .mhclo): ingest (read, bind
+to hm08, remesh), then a look on each twin — imported from base.obj (the authoring body
+itself), generated S/M/L from the hm08 template, imported CesiumMan.glb — and posed looks
+(a lunge, arms raised and arms slightly out, tracked from ../shared/data/people photos) on
+two twins; and the bare OBJ (no .mhclo) with an estimated authoring body. Per drape: wall
+seconds of ingest, refit + drape, frames and stop reason, mean/max edge stretch, the share
+of vertices > 1 mm inside the body and the deepest (trimesh signed distance), body-part
+agreement with the authoring body, the lowest body point (floor), and on the base.obj twin
+the distance to the authored garment (mean, p95).
+
+Usage:
+    .venv/bin/python bench/garment.py            # the whole matrix (make garments)
+    .venv/bin/python bench/garment.py --quick    # each outfit once on base.obj, one posed look
+    .venv/bin/python bench/garment.py --outfits male_casualsuit02 --twins base,M
 """
 
 from __future__ import annotations
 
-import os
-import platform
+import argparse
+import json
 import statistics
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from machine import describe_machine
+from spatialtwin.body.importer import import_body
 from spatialtwin.body.parametric import Measurements, create_twin_body
+from spatialtwin.body.pose import Pose
+from spatialtwin.body.twin_body import TwinBody
+from spatialtwin.garment.binding import AuthoringBody
+from spatialtwin.garment.estimate import posed_template
+from spatialtwin.garment.fabrics import preset
+from spatialtwin.garment.fit_check import body_parts, inside_depth_m
+from spatialtwin.garment.look import LookGarment, drape_look
 from spatialtwin.garment.pipeline import prepare_garment
-from spatialtwin.garment.placement import BodyLandmarks, place_garment
-from spatialtwin.garment.remesh import remesh_for_cloth
+from spatialtwin.garment.refit import GarmentRefit
+from spatialtwin.gltf.makehuman import obj_vertex_positions, read_mhclo
 from spatialtwin.gltf.template_npz import shipped_template
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "garments"
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+OUTFITS = (
+    "male_casualsuit02",
+    "male_casualsuit06",
+    "male_worksuit01",
+    "female_casualsuit01",
+    "female_elegantsuit01",
+    "female_sportsuit01",
+)
+SIZES = {
+    "S": Measurements(1.62, 0.84, 0.68, 0.92, 0.74, 0.36),
+    "M": Measurements(1.70, 0.90, 0.74, 0.98, 0.78, 0.38),
+    "L": Measurements(1.78, 0.98, 0.84, 1.04, 0.82, 0.41),
+}
+PHOTOS = {"lunge": "war0.jpg", "arms_up": "y1.jpg", "arms_out": "tada_photo.jpg"}
+
+
+def twin(name: str) -> TwinBody:
+    if name == "base":
+        return import_body(SHARED / "bodies" / "base.obj").body
+    if name == "cesium":
+        return import_body(SHARED / "bodies" / "CesiumMan.glb").body
+    return create_twin_body(SIZES[name], shipped_template().body)
+
+
+def tracked_pose(photo: str, body: TwinBody) -> Pose:
+    """The pose MediaPipe sees in a photo, retargeted onto `body`'s skeleton."""
+    import cv2
+
+    from spatialtwin.tracking.tracker import TwinPoseTracker
+
+    image = cv2.cvtColor(cv2.imread(str(SHARED / "people" / photo)), cv2.COLOR_BGR2RGB)
+    with TwinPoseTracker(body.skeleton) as tracker:
+        return tracker.track(image, 0.0).pose
+
+
+def one_look(
+    outfit: str, body: TwinBody, pose: Pose | None, bare: bool, base_shift: np.ndarray | None
+) -> dict[str, object]:
+    template = shipped_template()
+    obj = (SHARED / "garments" / f"{outfit}.obj").read_bytes()
+    t0 = time.perf_counter()
+    if bare:
+        prepared = prepare_garment(
+            obj, f"{outfit}.obj", "outfit", estimate_from=AuthoringBody.from_template(template)
+        )
+        authoring = (
+            posed_template(
+                AuthoringBody.from_template(template), prepared.estimate["rotations"]
+            )
+            if prepared.estimate
+            else None
+        )
+    else:
+        proxy = read_mhclo((SHARED / "garments" / f"{outfit}.mhclo").read_bytes())
+        bound = AuthoringBody.from_template(template, proxy, obj_vertex_positions(obj))
+        prepared = prepare_garment(obj, f"{outfit}.obj", "outfit", authoring=bound)
+        authoring = AuthoringBody.from_template(template)
+    ingest_s = time.perf_counter() - t0
+    refit = (
+        GarmentRefit(prepared.render, prepared.binding, authoring)
+        if authoring is not None and prepared.binding is not None
+        else None
+    )
+    garment = LookGarment(
+        outfit,
+        prepared.simulation,
+        prepared.pieces,
+        preset("cotton-jersey").to_solver(),
+        meta={"category": "outfit"},
+        refit=refit,
+    )
+    t0 = time.perf_counter()
+    look = drape_look(body, [garment], pose)
+    look_s = time.perf_counter() - t0
+    draped = look.garments[0]
+    depth = inside_depth_m(look.body_vertices_m, look.body_faces, draped.positions_m)
+    auth_body = authoring.body if authoring is not None else template.body
+    before = body_parts(auth_body.vertices_m, auth_body.skin, prepared.simulation.vertices_m)
+    posed_v = body.posed_vertices(look.pose) if pose is not None else body.vertices_m
+    after = body_parts(posed_v, body.skin, draped.positions_m)
+    row: dict[str, object] = {
+        "ingest_s": round(ingest_s, 2),
+        "look_s": round(look_s, 2),
+        "frames": draped.frames,
+        "stop": draped.stop_reason,
+        "mean_stretch_pct": round(100 * draped.mean_stretch, 2),
+        "max_stretch_pct": round(100 * draped.max_stretch, 1),
+        "inside_over_1mm_pct": round(100 * float(np.mean(depth > 0.001)), 2),
+        "deepest_mm": round(1000 * float(depth.max()), 1),
+        "part_agreement_pct": round(100 * float(np.mean(before == after)), 1),
+        "lowest_body_y_m": round(float(posed_v[:, 1].min()), 4),
+    }
+    if base_shift is not None and pose is None and not bare:
+        authored_m = prepared.simulation.vertices_m + base_shift
+        d = np.linalg.norm(draped.positions_m - authored_m, axis=1)
+        row["authored_mean_cm"] = round(100 * float(d.mean()), 2)
+        row["authored_p95_cm"] = round(100 * float(np.percentile(d, 95)), 2)
+    return row
 
 
 def main() -> None:
-    repeats = int(sys.argv[1]) if len(sys.argv) > 1 else 5
-    path = DATA / "male_worksuit01.obj"
-    data = path.read_bytes()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="the suite's representative slice")
+    parser.add_argument("--outfits", default=",".join(OUTFITS))
+    parser.add_argument("--twins", default="base,S,M,L,cesium")
+    parser.add_argument("--posed-twins", default="base,M")
+    parser.add_argument("--no-posed", action="store_true")
+    parser.add_argument("--no-bare", action="store_true")
+    parser.add_argument("--json", type=Path, help="also write the rows as JSON")
+    args = parser.parse_args()
+    print(describe_machine())
+    outfits = args.outfits.split(",")
+    twins = ["base"] if args.quick else args.twins.split(",")
+    posed_twins = ["base"] if args.quick else args.posed_twins.split(",")
+    poses = ["lunge"] if args.quick else list(PHOTOS)
+    bodies = {name: twin(name) for name in {*twins, *posed_twins, "base"}}
+    template = shipped_template()
+    base_shift = bodies["base"].vertices_m.mean(0) - template.body.vertices_m.mean(0)
+    plan = [(o, t, None, False) for o in outfits for t in twins]
+    if not args.no_posed:
+        plan += [
+            (o, t, p, False)
+            for o in (outfits[:1] if args.quick else outfits)
+            for t in posed_twins
+            for p in poses
+        ]
+    if not args.no_bare:
+        plan += [(o, "base", None, True) for o in (outfits[:1] if args.quick else outfits)]
+    pose_cache: dict[tuple[str, str], Pose] = {}
+    rows = []
+    header = (
+        "| outfit | twin | pose | ingest s | look s | frames | stop | mean % | max % | "
+        ">1 mm in % | deepest mm | parts % | floor m | authored mean/p95 cm |"
+    )
+    print(header)
+    print("|" + "---|" * 14)
+    for outfit, tname, pname, bare in plan:
+        body = bodies[tname]
+        pose = None
+        if pname is not None:
+            key = (tname, pname)
+            if key not in pose_cache:
+                pose_cache[key] = tracked_pose(PHOTOS[pname], body)
+            pose = pose_cache[key]
+        row = one_look(outfit, body, pose, bare, base_shift if tname == "base" else None)
+        row.update(outfit=outfit, twin=tname, pose=pname or "rest", bare=bare)
+        rows.append(row)
+        authored = "–"
+        if "authored_mean_cm" in row:
+            authored = f"{row['authored_mean_cm']} / {row['authored_p95_cm']}"
+        print(
+            f"| {outfit}{' (bare OBJ)' if bare else ''} | {tname} | {row['pose']} | "
+            f"{row['ingest_s']} | {row['look_s']} | {row['frames']} | {row['stop']} | "
+            f"{row['mean_stretch_pct']} | {row['max_stretch_pct']} | "
+            f"{row['inside_over_1mm_pct']} | "
+            f"{row['deepest_mm']} | {row['part_agreement_pct']} | {row['lowest_body_y_m']} | "
+            f"{authored} |",
+            flush=True,
+        )
+    per_outfit = [float(r["ingest_s"]) + float(r["look_s"]) for r in rows if r["pose"] == "rest"]
     print(
-        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}, {platform.platform()}"
+        f"ingest + refit + drape per outfit: median {statistics.median(per_outfit):.1f} s, "
+        f"p95 {np.percentile(per_outfit, 95):.1f} s over {len(per_outfit)} rest-pose looks"
     )
-    ingest, remesh = [], []
-    prepared = None
-    for _ in range(repeats):
-        t = time.perf_counter()
-        prepared = prepare_garment(data, path.name, "outfit")
-        ingest.append(time.perf_counter() - t)
-        t = time.perf_counter()
-        remesh_for_cloth(prepared.render)
-        remesh.append(time.perf_counter() - t)
-    assert prepared is not None
-    s = prepared.summary()
-    print(
-        f"{path.name}: {len(data)} bytes, {s['triangles']} source triangles → "
-        f"{s['simulation']['triangles']} simulation triangles "
-        f"(target edge {s['edge_length_m']} m, mean {s['simulation']['edge_length_m']['mean']})"
-    )
-    print(f"ingest (whole pipeline) median {statistics.median(ingest):.3f} s over {repeats}")
-    print(f"remesh alone            median {statistics.median(remesh):.3f} s over {repeats}")
-    body = create_twin_body(
-        Measurements(1.76, 0.92, 0.74, 0.98, 0.81, 0.40), shipped_template().body
-    )
-    marks = BodyLandmarks.of(body)
-    place = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        placed = place_garment(prepared.simulation, prepared.pieces, body, landmarks=marks)
-        place.append(time.perf_counter() - t)
-    print(
-        f"placement on a twin     median {statistics.median(place):.3f} s over {repeats} "
-        f"(max push {placed.max_push_m:.3f} m)"
-    )
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
 
 
 if __name__ == "__main__":

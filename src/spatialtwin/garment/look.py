@@ -41,7 +41,7 @@ from scipy.spatial.transform import Rotation
 
 from spatialtwin.body.correspondence import Correspondence
 from spatialtwin.body.pose import Pose, skinning_matrices
-from spatialtwin.body.skeleton import JOINT_INDEX, JOINT_NAMES
+from spatialtwin.body.skeleton import JOINT_NAMES
 from spatialtwin.body.skinning import Skinner, SkinWeights
 from spatialtwin.body.twin_body import TwinBody
 from spatialtwin.cloth.collider import DrapeLayer
@@ -241,18 +241,14 @@ def posed_body(body: TwinBody, pose: Pose | None) -> TwinBody:
     return body.with_vertices(body.posed_vertices(pose))
 
 
-FOOT_JOINTS = ("leftFoot", "leftToes", "rightFoot", "rightToes")
-
-
 def grounded(body: TwinBody, pose: Pose) -> Pose:
-    """`pose` with its root height set so the lowest foot vertex stands on y = 0.
+    """`pose` with its root height set so the body's lowest point stands on y = 0.
 
     Tracked and hand-made poses say how the limbs bend, not where the floor is; a lunge whose
     root keeps the rest height puts the bent leg's foot 10 cm below the floor.
     """
-    positions = body.posed_vertices(pose)
-    feet = np.isin(body.skin.joints[:, 0], [JOINT_INDEX[n] for n in FOOT_JOINTS])
-    lowest = float(positions[feet, 1].min()) if feet.any() else float(positions[:, 1].min())
+    # The lowest point of the body: a foot standing, a knee kneeling; nothing below the floor.
+    lowest = float(body.posed_vertices(pose)[:, 1].min())
     root = np.array(pose.root_m, dtype=np.float64)
     root[1] -= lowest
     return Pose(root, dict(pose.rotations))
