@@ -10,7 +10,7 @@ MODELS_STAMP := models/.built
 DEMO_DATA ?= var/demo
 APT_PACKAGES := redis-server chromium fonts-liberation nginx
 
-.PHONY: demo test install system-deps models lint bench clean
+.PHONY: demo test install system-deps models lint bench garments clean
 
 install: $(PY_STAMP) $(NPM_STAMP) $(MODELS_STAMP)
 
@@ -51,6 +51,11 @@ test: install system-deps lint
 
 bench: install system-deps
 	for b in bench/*.py; do $(BIN)/python $$b || exit 1; done
+
+# The whole real-garment matrix of issue #6 (every MakeHuman outfit on five twins, posed looks,
+# bare OBJs): about an hour on two cores. `make test` runs a slice of it.
+garments: install
+	$(BIN)/python bench/garment.py
 
 clean:
 	rm -rf $(VENV) node_modules models var
