@@ -30,6 +30,7 @@ from numpy.typing import NDArray
 from scipy.spatial import cKDTree
 from scipy.spatial.transform import Rotation
 
+from spatialtwin.body.autorig import vertex_normals
 from spatialtwin.body.measure import crotch_height, measure_body, midline_xz
 from spatialtwin.body.pose import Pose, forward_kinematics
 from spatialtwin.body.skeleton import BONE_CHILD, JOINT_INDEX, JOINT_NAMES, LEAF_JOINTS, Skeleton
@@ -396,20 +397,7 @@ def _surface_samples(vertices: Array, faces: NDArray[np.int64], count: int) -> t
     t = tri[pick]
     points = t[:, 0] + u[:, None] * (t[:, 1] - t[:, 0]) + v[:, None] * (t[:, 2] - t[:, 0])
     # Add the vertices so thin parts (fingers) are never missed.
-    vn = np.zeros_like(vertices)
-    for k in range(3):
-        np.add.at(vn, faces[:, k], cross)
-    vn /= np.maximum(np.linalg.norm(vn, axis=1, keepdims=True), 1e-18)
-    return np.vstack([points, vertices]), np.vstack([normal[pick], vn])
-
-
-def vertex_normals_of(vertices: Array, faces: NDArray[np.int64]) -> Array:
-    tri = vertices[faces]
-    cross = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-    vn = np.zeros_like(vertices)
-    for k in range(3):
-        np.add.at(vn, faces[:, k], cross)
-    return vn / np.maximum(np.linalg.norm(vn, axis=1, keepdims=True), 1e-18)
+    return np.vstack([points, vertices]), np.vstack([normal[pick], vertex_normals(vertices, faces)])
 
 
 def snap_to_surface(
@@ -546,7 +534,7 @@ def correspond(
         mapped = posed_points + np.array([shift[0], 0.0, shift[1]])
     mapped_skin = mapped[source_skin_index]
     mv, mf = _welded(source, mapped_skin)
-    disp, ok = snap_to_surface(mv, vertex_normals_of(mv, mf), target)
+    disp, ok = snap_to_surface(mv, vertex_normals(mv, mf), target)
     keep = _weld_keep(source)
     moved = spread_displacements(mv, disp, ok, mapped)
     points = mapped + moved
