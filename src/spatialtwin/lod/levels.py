@@ -171,8 +171,32 @@ def simplify_scene(
     out: list[list[LodMesh]] = [[] for _ in ratios]
     for (li, mi), res in zip(owners, results, strict=True):
         if len(res.faces):
-            out[li].append(full.meshes[mi].with_faces(res.faces))
+            m = full.meshes[mi]
+            faces = np.asarray(res.faces)
+            if m.role == "body":
+                faces = _keep_extremes(m.faces, faces, prepared[mi][3])
+            out[li].append(m.with_faces(faces))
     return [replace(full, meshes=meshes) for meshes in out]
+
+
+def _keep_extremes(
+    full_faces: NDArray[np.int64], faces: NDArray[np.int64], extreme: NDArray[np.bool_]
+) -> NDArray[np.int64]:
+    """`faces` plus one original triangle of each bounding-box vertex no face uses any more.
+
+    meshoptimizer keeps a locked vertex where it is but may still leave it with no triangle
+    (a toe tip among tiny triangles); a level must keep the twin's true size all the same.
+    """
+    used = np.zeros(len(extreme), dtype=bool)
+    used[faces.ravel()] = True
+    missing = np.flatnonzero(extreme & ~used)
+    if len(missing) == 0:
+        return faces
+    owner = np.full(len(extreme), -1, dtype=np.int64)
+    for k in range(3):
+        owner[full_faces[::-1, k]] = np.arange(len(full_faces))[::-1]
+    extra = np.unique(owner[missing][owner[missing] >= 0])
+    return np.vstack([faces, full_faces[extra]])
 
 
 def clear_garments(scene: LodScene, min_clearance_m: float) -> tuple[LodScene, int, float]:
