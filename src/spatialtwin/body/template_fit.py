@@ -61,7 +61,7 @@ from spatialtwin.body.skinning import Skinner
 from spatialtwin.body.twin_body import TwinBody
 
 if TYPE_CHECKING:
-    from spatialtwin.body.parametric import Measurements
+    from spatialtwin.body.measurements import Measurements
 
 Array = NDArray[np.float64]
 
