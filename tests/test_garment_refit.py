@@ -10,14 +10,12 @@ signed distance, nearest-vertex body parts). `bench/garment.py` runs the whole m
 from __future__ import annotations
 
 import io
-import json
 import zipfile
 
 import numpy as np
 import pytest
 
 from spatialtwin.body.importer import import_body
-from spatialtwin.body.pose import Pose
 from spatialtwin.errors import SpatialTwinError
 from spatialtwin.garment.binding import AuthoringBody
 from spatialtwin.garment.fabrics import preset
@@ -156,7 +154,6 @@ def test_a_lunge_tracked_from_a_photo_stands_on_the_floor_dressed(average_body):
     image = cv2.cvtColor(cv2.imread(str(shared("people", "war0.jpg"))), cv2.COLOR_BGR2RGB)
     with TwinPoseTracker(average_body.skeleton) as tracker:
         pose = tracker.track(image, 0.0).pose
-    assert isinstance(pose, Pose)
     prepared = bound("female_sportsuit01")
     look = drape_look(average_body, [look_garment(prepared)], pose)
     posed = average_body.posed_vertices(look.pose)
@@ -270,4 +267,3 @@ def test_cli_drape_picks_up_the_sibling_mhclo(tmp_path, base_twin):
     prov = gltf.asset.extras["spatialtwin"]
     placement = prov["garments"][0]["placement"]
     assert placement["method"] == "refit from hm08"
-    assert json.dumps(prov)  # provenance stays JSON

@@ -33,7 +33,7 @@ from scipy.spatial.transform import Rotation
 from spatialtwin.body.autorig import vertex_normals
 from spatialtwin.body.measure import crotch_height, measure_body, midline_xz
 from spatialtwin.body.pose import Pose, forward_kinematics
-from spatialtwin.body.skeleton import BONE_CHILD, JOINT_INDEX, JOINT_NAMES, LEAF_JOINTS, Skeleton
+from spatialtwin.body.skeleton import BONE_CHILD, JOINT_INDEX, JOINT_NAMES, Skeleton
 from spatialtwin.body.skinning import SkinWeights
 from spatialtwin.body.twin_body import TwinBody
 
@@ -562,5 +562,3 @@ def _welded_skin(body: TwinBody) -> SkinWeights:
     keep = _weld_keep(body)
     return SkinWeights(body.skin.joints[keep], body.skin.weights[keep])
 
-
-__all__ = ["LEAF_JOINTS", "Correspondence", "correspond", "pose_alike"]

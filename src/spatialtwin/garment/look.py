@@ -438,7 +438,9 @@ def drape_look(
     correspondences: dict[str, Correspondence] = {}
     for garment in garments:
         kind = garment.refit.authoring.kind if garment.refit is not None else None
-        if garment.refit is not None and kind not in correspondences and kind != "avatar":
+        # Every hm08 garment shares one correspondence; an avatar or an estimated body is
+        # its garment's own, so it is found in `drape_one`.
+        if garment.refit is not None and kind == "hm08" and kind not in correspondences:
             progress("fitting the authoring body", 0.06)
             correspondences[str(kind)] = correspond_authoring(garment.refit.authoring, body)
     order = draping_order([g.meta.get("category") for g in garments], layer_order)

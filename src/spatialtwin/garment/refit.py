@@ -89,11 +89,6 @@ def correspond_authoring(authoring: AuthoringBody, twin: TwinBody) -> Correspond
     )
 
 
-def refit_render(binding: GarmentBinding, correspondence: Correspondence) -> NDArray[np.float64]:
-    """Render vertices of the garment on the twin (metres)."""
-    return binding.place(correspondence.points_m)
-
-
 SUPPORT_BAND_M = 0.03  # the top of each piece, as authored, where it rests on the body
 SUPPORT_CONTACT_M = 0.015  # … and only where it touches the twin
 
@@ -159,7 +154,7 @@ def refit_garment(
     fabric: Fabric | None,
 ) -> PlacedGarment:
     """The simulation mesh refitted onto `twin` and outside it (steps 2–4 of the module doc)."""
-    render_on_twin = refit_render(binding, correspondence)
+    render_on_twin = binding.place(correspondence.points_m)
     start = follow_render(sim, render, render_on_twin)
     thickness = fabric.thickness_m if fabric is not None else 0.001
     positions, pushed, clearance = push_out_of_body(
