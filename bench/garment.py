@@ -63,7 +63,7 @@ PHOTOS = {"lunge": "war0.jpg", "arms_up": "y1.jpg", "arms_out": "tada_photo.jpg"
 
 def twin(name: str) -> TwinBody:
     if name == "base":
-        return import_body(SHARED / "bodies" / "base.obj").body
+        return import_body(SHARED / "bodies" / "base.obj", template=shipped_template().body).body
     if name == "cesium":
         return import_body(SHARED / "bodies" / "CesiumMan.glb").body
     return create_twin_body(SIZES[name], shipped_template().body)

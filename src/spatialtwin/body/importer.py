@@ -33,6 +33,7 @@ from spatialtwin.body.normalise import (
     scan_up_axis,
 )
 from spatialtwin.body.parametric import cylindrical_uvs
+from spatialtwin.body.rig_transfer import transfer_template_skin
 from spatialtwin.body.skeleton import JOINT_INDEX, JOINT_NAMES, Skeleton
 from spatialtwin.body.skinning import SkinWeights
 from spatialtwin.body.twin_body import TwinBody
@@ -103,8 +104,13 @@ def import_body(
     filename: str | None = None,
     units: str = "auto",
     joint_map: dict[str, str] | None = None,
+    template: TwinBody | None = None,
 ) -> ImportedTwin:
-    """Import a GLB/glTF/OBJ/PLY body as a canonical twin (metres, +Y up, facing +Z)."""
+    """Import a GLB/glTF/OBJ/PLY body as a canonical twin (metres, +Y up, facing +Z).
+
+    An unrigged scan is auto-rigged; with `template` (the shipped hm08 body) it then takes the
+    template's skin weights (`body.rig_transfer`), so every human twin shares one partition.
+    """
     # (1) Read.
     if isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
         if not filename:
@@ -118,7 +124,9 @@ def import_body(
         path = Path(path_or_bytes)
         data = path.read_bytes()
         filename = filename or path.name
-    return import_scene(read_scene(data, filename), filename, units=units, joint_map=joint_map)
+    return import_scene(
+        read_scene(data, filename), filename, units=units, joint_map=joint_map, template=template
+    )
 
 
 def import_scene(
@@ -127,6 +135,7 @@ def import_scene(
     *,
     units: str = "auto",
     joint_map: dict[str, str] | None = None,
+    template: TwinBody | None = None,
 ) -> ImportedTwin:
     """Steps (2)–(8) over a scene already read (a file, or arrays assembled by a caller)."""
     report = ImportReport(
@@ -218,6 +227,11 @@ def import_scene(
         skeleton, wskin = autorig(wv, wf)
         skin = SkinWeights(wskin.joints[welded_index], wskin.weights[welded_index])
         report.rig = "autorig"
+        if template is not None:
+            skin, note = _template_skin(template, v, scene.faces, weld, skeleton, skin)
+            report.rig = "autorig" if note else "autorig (template weights)"
+            if note:
+                report.notes.append(note)
     hips = skeleton.position("hips")
     recentre = np.array([-hips[0], 0.0, -hips[2]])
     v = v + recentre
@@ -275,6 +289,35 @@ def import_scene(
 
 
 # ---------------------------------------------------------------- steps
+
+
+def _template_skin(
+    template: TwinBody,
+    v: Array,
+    faces: NDArray[np.integer],
+    weld: NDArray[np.int64],
+    skeleton: Skeleton,
+    skin: SkinWeights,
+) -> tuple[SkinWeights, str]:
+    """The template's weights on the scan, or its own bone-heat weights and why not.
+
+    The scan is passed whole (seam duplicates and all) so that a scan of the template's own
+    surface (base.obj) is recognised as such and takes the weights vertex for vertex.
+    """
+    keep = np.unique(weld)
+    scan = TwinBody(
+        vertices_m=v,
+        faces=np.asarray(faces, dtype=np.int64),
+        normals=vertex_normals(v, np.asarray(faces, dtype=np.int64)),
+        uvs=np.zeros((len(v), 2)),
+        skin=skin,
+        skeleton=skeleton,
+        weld_map=weld if len(keep) < len(v) else None,
+    )
+    try:
+        return transfer_template_skin(template, scan), ""
+    except (SpatialTwinError, ValueError, np.linalg.LinAlgError) as exc:
+        return skin, f"template weights could not be carried over ({exc}); bone-heat weights kept"
 
 
 def _keep_skin(scene: SceneMesh, report: ImportReport) -> SceneMesh:

@@ -153,16 +153,16 @@ def _stores(data: Path) -> tuple[Any, Any]:
 
 
 def _load_twin(ref: str, args: argparse.Namespace) -> _Twin:
-    from spatialtwin.body.importer import import_body
     from spatialtwin.gltf.look_glb import glb_provenance
     from spatialtwin.rights.license import check_use, provenance
+    from spatialtwin.services.twins import import_twin
 
     if _is_file_ref(ref):
         path = Path(ref)
         if not path.is_file():
             raise SpatialTwinError("file_not_found", f"no such twin file: {path}")
         data = path.read_bytes()
-        imported = import_body(data, filename=path.name, units=args.units)
+        imported = import_twin(data, path.name, units=args.units)
         written = glb_provenance(data) or {}
         prov = {**written, "twinId": written.get("twinId") or path.stem, "source": path.name}
         return _Twin(imported.body, prov)

@@ -95,7 +95,7 @@ def run_create(args: argparse.Namespace) -> int:
 
 
 def run_import(args: argparse.Namespace) -> int:
-    from spatialtwin.body.importer import import_body
+    from spatialtwin.services.twins import import_twin
 
     if not args.file.is_file():
         raise SpatialTwinError("file_not_found", f"no such file: {args.file}")
@@ -105,8 +105,8 @@ def run_import(args: argparse.Namespace) -> int:
             joint_map = json.loads(args.joint_map.read_text())
         except (OSError, json.JSONDecodeError) as exc:
             raise SpatialTwinError("invalid_joint_map", f"cannot read joint map: {exc}") from exc
-    imported = import_body(
-        args.file.read_bytes(), filename=args.file.name, units=args.units, joint_map=joint_map
+    imported = import_twin(
+        args.file.read_bytes(), args.file.name, units=args.units, joint_map=joint_map
     )
     if not args.json:
         print(json.dumps(imported.report.to_json(), indent=2), file=sys.stderr)

@@ -21,11 +21,10 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.spatial import cKDTree
 
-from spatialtwin.body.correspondence import Correspondence, correspond, same_mesh
-from spatialtwin.body.parametric import Measurements, create_twin_body, measured
+from spatialtwin.body.correspondence import Correspondence
+from spatialtwin.body.rig_transfer import template_points_on
 from spatialtwin.body.twin_body import TwinBody
 from spatialtwin.cloth.fabric import Fabric
-from spatialtwin.errors import SpatialTwinError
 from spatialtwin.garment.binding import AuthoringBody, GarmentBinding
 from spatialtwin.garment.embedding import embed_points
 from spatialtwin.garment.mesh import GarmentMesh
@@ -36,7 +35,7 @@ from spatialtwin.garment.placement import (
     PlacedGarment,
     push_out_of_body,
 )
-from spatialtwin.garment.remesh import boundary_vertices
+from spatialtwin.geometry import boundary_vertices
 
 
 @dataclass(frozen=True)
@@ -48,44 +47,20 @@ class GarmentRefit:
     authoring: AuthoringBody
 
 
-def stand_in(template: TwinBody, twin: TwinBody) -> TwinBody | None:
-    """The template made to the twin's tape measurements (None where they cannot be met)."""
-    m = measured(twin)
-    limits = Measurements.LIMITS
-    # A stylised body (CesiumMan: 22 cm shoulders) still gets the nearest plausible stand-in.
-    values = {
-        name: float(np.clip(getattr(m, name), *limits[name])) for name in limits
-    }
-    try:
-        wanted = Measurements(**values)
-        wanted.validate()
-        return create_twin_body(wanted, template)
-    except (SpatialTwinError, ValueError):
-        return None
-
-
 def correspond_authoring(authoring: AuthoringBody, twin: TwinBody) -> Correspondence:
     """Where the authoring body's bound points lie on `twin` (metres, bind pose).
 
     A template-made authoring body (hm08, or hm08 posed to a bare garment) goes by way of a
-    stand-in: hm08 made to the twin's own measurements, so that the step onto the twin's
-    surface is small and smooth. Mapping hm08 straight onto a body of other proportions
-    blends trunk and limb maps at the armpits and crotch, and garments bound there tear.
+    stand-in (`body.rig_transfer.template_points_on`): hm08 made to the twin's own
+    measurements, so that the step onto the twin's surface is small and smooth.
     """
-    points = authoring.points_m
-    template = authoring.template_body
-    if template is not None and not same_mesh(authoring.body, twin):
-        proxy = stand_in(template, twin)
-        if proxy is not None:
-            onto_proxy = correspond(
-                authoring.body, points, authoring.point_skin, authoring.skin_index, proxy
-            )
-            points = onto_proxy.points_m
-            return correspond(
-                proxy, points, authoring.point_skin, authoring.skin_index, twin, True
-            )
-    return correspond(
-        authoring.body, points, authoring.point_skin, authoring.skin_index, twin
+    return template_points_on(
+        authoring.body,
+        authoring.points_m,
+        authoring.point_skin,
+        authoring.skin_index,
+        twin,
+        authoring.template_body,
     )
 
 

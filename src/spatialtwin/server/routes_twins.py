@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import json
-
 from aiohttp import web
 
 from spatialtwin.body.pose import Pose, PoseError
 from spatialtwin.errors import SpatialTwinError
 from spatialtwin.rights.license import Rights
 from spatialtwin.server.keys import SETTINGS, TWINS
-from spatialtwin.server.requests import json_body, multipart_upload
+from spatialtwin.server.requests import json_body, upload_form
+from spatialtwin.server.validate import joint_map as checked_joint_map
+from spatialtwin.server.validate import optional_string, parse_json, pose_json
 from spatialtwin.store.twin_repository import public_view
 
 routes = web.RouteTableDef()
+MAX_POSE_CHARS = 16_384  # every joint's quaternion in full is ~4 kB
 
 
 @routes.get("/api/v1/twins")
@@ -26,19 +27,20 @@ async def list_twins(request: web.Request) -> web.Response:
 async def create_twin(request: web.Request) -> web.Response:
     twins = request.app[TWINS]
     if request.content_type.startswith("multipart/"):
-        filename, data, meta = await multipart_upload(
-            request, request.app[SETTINGS]["max_upload_bytes"]
-        )
-        from spatialtwin.body.importer import import_body
+        async with upload_form(request, request.app[SETTINGS]["max_upload_bytes"]) as form:
+            meta = form.metadata
+            rights = Rights.from_json(meta)
+            units = optional_string(meta.get("units"), "units", 16) or "auto"
+            joint_map = checked_joint_map(meta.get("joint_map"))
+            name = optional_string(meta.get("name"), "name", 200)
+            filename, data = form.file.filename, await form.file.read()
+        from spatialtwin.services.twins import import_twin
 
-        rights = Rights.from_json(meta)
-        units = str(meta.get("units", "auto"))
-        joint_map = meta.get("joint_map")
         imported = await twins._run(
-            lambda: import_body(data, filename=filename, units=units, joint_map=joint_map)
+            lambda: import_twin(data, filename, units=units, joint_map=joint_map)
         )
         record = await twins.create_from_body(
-            meta.get("name"),
+            name,
             imported.body,
             rights,
             {"kind": "import", "filename": filename, **imported.report.to_json()},
@@ -58,10 +60,12 @@ def _pose_param(request: web.Request) -> Pose | None:
     raw = request.query.get("pose")
     if not raw:
         return None
+    if len(raw) > MAX_POSE_CHARS:
+        raise SpatialTwinError(
+            "invalid_pose", f"pose is limited to {MAX_POSE_CHARS} characters", status=414
+        )
     try:
-        return Pose.from_json(json.loads(raw))
-    except json.JSONDecodeError as exc:
-        raise SpatialTwinError("invalid_pose", f"pose is not JSON: {exc.msg}") from exc
+        return Pose.from_json(pose_json(parse_json(raw, "pose", "invalid_pose")))
     except PoseError as exc:
         raise SpatialTwinError("invalid_pose", str(exc), status=422) from exc
 

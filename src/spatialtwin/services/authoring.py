@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
 
-from spatialtwin.body.importer import import_body
 from spatialtwin.errors import SpatialTwinError
 from spatialtwin.garment.binding import AuthoringBody
 from spatialtwin.garment.estimate import posed_template
@@ -21,6 +20,7 @@ from spatialtwin.gltf.archive import is_zip, read_zip
 from spatialtwin.gltf.body_arrays import body_from_npz, body_to_npz
 from spatialtwin.gltf.makehuman import obj_vertex_positions, read_mhclo
 from spatialtwin.gltf.template_npz import shipped_template
+from spatialtwin.services.twins import import_twin
 
 AVATAR_SUFFIXES = (".glb", ".gltf", ".obj", ".ply")
 MAX_AVATAR_BYTES = 64 * 1024 * 1024
@@ -87,7 +87,7 @@ def resolve_authoring(
                 {"limit_bytes": MAX_AVATAR_BYTES},
                 status=413,
             )
-        imported = import_body(attachment.data, filename=attachment.filename)
+        imported = import_twin(attachment.data, attachment.filename)
         authoring = AuthoringBody.from_avatar(imported.body, imported.transform)
         record = {
             "kind": "avatar",
