@@ -35,3 +35,33 @@ def generated_twin(m: Measurements) -> TwinBody:
 @pytest.fixture(scope="session")
 def average_body() -> TwinBody:
     return generated_twin(AVERAGE)
+
+
+HOSTILE_RIGHTS = {
+    "owner": {"model": "Mara Test", "agency": "North Models"},
+    "license": {
+        "id": "lic_hostile",
+        "channels": ["ecommerce", "mirror"],
+        "valid_from": "2026-01-01T00:00:00+00:00",
+    },
+    "consent": {"given_at": "2026-01-01T00:00:00+00:00"},
+}
+
+
+@pytest.fixture
+async def twin_api(aiohttp_client, tmp_path, average_body):
+    """A live app on an embedded store (no seeding) holding one twin made from `average_body`;
+    the client carries `twin_id`, `store` and `app`."""
+    from spatialtwin.rights.license import Rights
+    from spatialtwin.server.app import create_app
+    from spatialtwin.server.keys import STORE, TWINS
+
+    app = create_app(tmp_path / "data", seed=False)
+    client = await aiohttp_client(app)
+    record = await app[TWINS].create_from_body(
+        "Mara", average_body, Rights.from_json(HOSTILE_RIGHTS), {"kind": "measurements"}
+    )
+    client.twin_id = record["id"]
+    client.store = app[STORE]
+    client.app_ = app
+    return client

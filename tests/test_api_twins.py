@@ -223,6 +223,7 @@ async def test_failed_write_rolls_back_blobs(app_client, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(store, "put_record", broken_put_record)
+    monkeypatch.setattr(store, "create_record", broken_put_record)  # creates are create-only
     payload = {"measurements": {**AVERAGE.to_json(), "height_m": 1.80, "inseam_m": 0.83}, **RIGHTS}
     r = await app_client.post("/api/v1/twins", json=payload)
     assert r.status == 500

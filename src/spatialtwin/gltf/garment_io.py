@@ -41,6 +41,7 @@ from spatialtwin.gltf.garment_material import (
     split_glb,
     tagged_for_trimesh,
 )
+from spatialtwin.gltf.obj_text import as_utf8
 
 MESH_EXTENSIONS = {".obj": "obj", ".glb": "glb", ".gltf": "gltf", ".ply": "ply", ".stl": "stl"}
 SUPPORTED = (*sorted(MESH_EXTENSIONS), ".zip")
@@ -200,11 +201,16 @@ def read_garment_file(
         if entries is not None:
             resolver = _DictResolver(entries, folder)
     elif fmt == "obj":
+        data = as_utf8(data)  # a Latin-1 comment must not reach trimesh's encoding guess
         polygons = _check_obj_text(data, filename)
         appearance = mtl_appearance(data, find if entries is not None else None, image_limits)
         if entries is not None:
             # trimesh would decode every texture: it only needs the MTL.
-            shown = {k: v for k, v in entries.items() if not is_image_name(k)}
+            shown = {
+                k: as_utf8(v) if k.lower().endswith(".mtl") else v
+                for k, v in entries.items()
+                if not is_image_name(k)
+            }
             resolver = _DictResolver(shown, folder)
     else:
         appearance = ReadAppearance()

@@ -7,6 +7,8 @@ a revoked twin is never served again (410 Gone), a use outside the license is re
 
 from __future__ import annotations
 
+import math
+import re
 import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -21,6 +23,69 @@ DISCLOSURE = (
 )
 
 
+_LICENSE_ID = re.compile(r"^[^\x00-\x1f\x7f]{1,128}$")  # the agency's own reference, printable
+
+
+def _wrong_type(code: str, field_name: str, expected: str) -> SpatialTwinError:
+    """A JSON value of the wrong type (400): named, never echoed (it may be huge or NaN)."""
+    return SpatialTwinError(
+        code, f"{field_name} must be {expected}", {"field": field_name, "expected": expected}
+    )
+
+
+def _object(data: Any, code: str, field_name: str) -> dict[str, Any]:
+    """`data` as an object: absent (None) reads as {}, any other non-object is refused."""
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise _wrong_type(code, field_name, "a JSON object")
+    return data
+
+
+def _string(data: dict[str, Any], key: str, code: str, default: str, max_chars: int) -> str:
+    value = data.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, str):
+        raise _wrong_type(code, key, "a string")
+    return value[:max_chars]
+
+
+def _boolean(data: dict[str, Any], key: str, default: bool) -> bool:
+    """A JSON boolean: true or false, never 0, 1, "false" or null standing in for one."""
+    value = data.get(key, default)
+    if not isinstance(value, bool):
+        raise _wrong_type("invalid_license", key, "true or false")
+    return value
+
+
+def _fee(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _wrong_type("invalid_license", "fee_per_use_eur", "a number")
+    try:
+        fee = float(value)
+    except OverflowError:
+        fee = math.inf
+    if not math.isfinite(fee) or fee < 0:
+        raise SpatialTwinError(
+            "invalid_license",
+            "fee_per_use_eur must be a finite, non-negative number",
+            {"fee_per_use_eur": fee if math.isfinite(fee) else str(fee)},
+            status=422,
+        )
+    return fee
+
+
+def _license_id(value: Any) -> str:
+    if value is None or value == "":
+        return f"lic_{uuid.uuid4().hex[:12]}"
+    if not isinstance(value, str) or not _LICENSE_ID.match(value):
+        raise _wrong_type("invalid_license", "id", "a string of 1–128 printable characters")
+    return value
+
+
 def _parse_time(value: Any, field_name: str) -> datetime | None:
     if value is None or value == "":
         return None
@@ -28,7 +93,7 @@ def _parse_time(value: Any, field_name: str) -> datetime | None:
         raise SpatialTwinError(
             "invalid_license",
             f"{field_name} must be an ISO 8601 string",
-            {field_name: value},
+            {"field": field_name, "expected": "an ISO 8601 string"},
             status=422,
         )
     try:
@@ -37,7 +102,7 @@ def _parse_time(value: Any, field_name: str) -> datetime | None:
         raise SpatialTwinError(
             "invalid_license",
             f"{field_name} is not an ISO 8601 time",
-            {field_name: value},
+            {field_name: value[:64]},
             status=422,
         ) from exc
     return t if t.tzinfo else t.replace(tzinfo=UTC)
@@ -58,8 +123,8 @@ class Owner:
             raise SpatialTwinError(
                 "invalid_owner", 'owner must be {"model": ..., "agency": ...}', status=422
             )
-        model = str(data.get("model", "")).strip()
-        agency = str(data.get("agency", "")).strip()
+        model = _string(data, "model", "invalid_owner", "", 200).strip()
+        agency = _string(data, "agency", "invalid_owner", "", 200).strip()
         if not model or not agency:
             raise SpatialTwinError(
                 "invalid_owner",
@@ -83,7 +148,9 @@ class License:
 
     @classmethod
     def from_json(cls, data: Any) -> License:
-        data = dict(data or {})
+        """A license from JSON; every field is type-checked (a wrong JSON type is a 400, a
+        wrong value a 422), so nothing stored can later fail to serialise or compare."""
+        data = _object(data, "invalid_license", "license")
         channels = data.get("channels", list(CHANNELS))
         if (
             not isinstance(channels, list)
@@ -105,23 +172,17 @@ class License:
                 {"valid_from": start.isoformat(), "valid_until": end.isoformat()},
                 status=422,
             )
-        fee = data.get("fee_per_use_eur")
-        if fee is not None and (not isinstance(fee, int | float) or fee < 0):
-            raise SpatialTwinError(
-                "invalid_license",
-                "fee_per_use_eur must be a non-negative number",
-                {"fee_per_use_eur": fee},
-                status=422,
-            )
+        revoked = _boolean(data, "revoked", False)
+        revoked_at = _parse_time(data.get("revoked_at"), "revoked_at")
         return cls(
-            id=str(data.get("id") or f"lic_{uuid.uuid4().hex[:12]}"),
+            id=_license_id(data.get("id")),
             channels=sorted(set(channels), key=CHANNELS.index),
             valid_from=start.isoformat(),
             valid_until=None if end is None else end.isoformat(),
-            revoked=bool(data.get("revoked", False)),
-            revoked_at=data.get("revoked_at"),
-            fee_per_use_eur=None if fee is None else float(fee),
-            terms=str(data.get("terms", ""))[:2000],
+            revoked=revoked,
+            revoked_at=None if revoked_at is None else data["revoked_at"],
+            fee_per_use_eur=_fee(data.get("fee_per_use_eur")),
+            terms=_string(data, "terms", "invalid_license", "", 2000),
         )
 
 
@@ -133,12 +194,12 @@ class Consent:
 
     @classmethod
     def from_json(cls, data: Any, owner: Owner) -> Consent:
-        data = dict(data or {})
+        data = _object(data, "invalid_consent", "consent")
         given_at = _parse_time(data.get("given_at"), "given_at") or now_utc()
         return cls(
-            given_by=str(data.get("given_by") or owner.model),
+            given_by=_string(data, "given_by", "invalid_consent", "", 200) or owner.model,
             given_at=given_at.isoformat(),
-            scope=str(data.get("scope") or cls.scope)[:2000],
+            scope=_string(data, "scope", "invalid_consent", "", 2000) or cls.scope,
         )
 
 
@@ -150,7 +211,8 @@ class Rights:
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Rights:
+    def from_json(cls, data: Any) -> Rights:
+        data = _object(data, "invalid_request", "the request")
         owner = Owner.from_json(data.get("owner"))
         return cls(
             owner,

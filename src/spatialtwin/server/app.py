@@ -18,7 +18,7 @@ from aiohttp import web
 
 from spatialtwin import __version__
 from spatialtwin.server import keys
-from spatialtwin.server.middleware import json_errors
+from spatialtwin.server.middleware import install_http_layer_errors, json_errors
 from spatialtwin.server.routes_twins import routes as twin_routes
 from spatialtwin.server.seed import seed_twins
 from spatialtwin.store.embedded import EmbeddedStore
@@ -87,6 +87,7 @@ def create_app(
         executor.shutdown(wait=True, cancel_futures=True)
         await store.close()
 
+    install_http_layer_errors(app)
     app.cleanup_ctx.append(services)
     app.router.add_get("/healthz", healthz)
     app.add_routes(twin_routes)

@@ -17,7 +17,7 @@ from spatialtwin.garment.sizes import size_run
 from spatialtwin.gltf.garment_io import garment_on_twin_glb
 from spatialtwin.rights.license import check_use, provenance
 from spatialtwin.server.keys import EXECUTOR, PROJECT_ROOT, SETTINGS, STORE, TWINS
-from spatialtwin.server.requests import json_body, multipart_upload
+from spatialtwin.server.requests import UploadForm, json_body, multipart_upload
 from spatialtwin.server.seed import seed_garments
 from spatialtwin.services.authoring import Attachment
 from spatialtwin.store.garment_repository import GarmentRepository, public_view
@@ -57,28 +57,40 @@ AUTHORING_PARTS = ("binding", "authoring_body")
 @routes.post("/api/v1/garments")
 async def upload_garment(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
-    filename, data, metadata, extras = await multipart_upload(
-        request, settings["max_upload_bytes"], AUTHORING_PARTS
-    )
-    if len(extras) > 1:
-        raise SpatialTwinError(
-            "ambiguous_authoring_body",
-            "send either a 'binding' (.mhclo) or an 'authoring_body' part, not both",
-            {"parts": sorted(extras)},
-            status=422,
-        )
-    attachment = Attachment(*next(iter(extras.values()))) if extras else None
     garments = request.app[GARMENTS]
-    if len(data) <= settings.get("garment_inline_max_bytes", INLINE_MAX_BYTES):
-        record = await garments.ingest(data, filename, metadata, attachment=attachment)
-        return web.json_response(public_view(record), status=201)
+    form = await multipart_upload(request, settings["max_upload_bytes"], AUTHORING_PARTS)
 
     async def work(progress: Any) -> dict[str, Any]:
-        return public_view(
-            await garments.ingest(data, filename, metadata, progress, attachment=attachment)
-        )
+        try:
+            data, attachment = await _upload_bytes(form)
+            return public_view(
+                await garments.ingest(
+                    data, form.file.filename, form.metadata, progress, attachment=attachment
+                )
+            )
+        finally:
+            form.discard()
 
-    job = await request.app[JOBS].start("garment_ingest", work)
+    job_owns_files = False
+    try:
+        if len(form.extras) > 1:
+            raise SpatialTwinError(
+                "ambiguous_authoring_body",
+                "send either a 'binding' (.mhclo) or an 'authoring_body' part, not both",
+                {"parts": sorted(form.extras)},
+                status=422,
+            )
+        if form.file.size_bytes <= settings.get("garment_inline_max_bytes", INLINE_MAX_BYTES):
+            data, attachment = await _upload_bytes(form)
+            record = await garments.ingest(
+                data, form.file.filename, form.metadata, attachment=attachment
+            )
+            return web.json_response(public_view(record), status=201)
+        job = await request.app[JOBS].start("garment_ingest", work)
+        job_owns_files = True  # the uploaded files are read, then discarded, by the job
+    finally:
+        if not job_owns_files:
+            form.discard()
     return web.json_response(
         {
             "job": {k: job[k] for k in ("id", "status", "progress")},
@@ -86,6 +98,13 @@ async def upload_garment(request: web.Request) -> web.Response:
         },
         status=202,
     )
+
+
+async def _upload_bytes(form: UploadForm) -> tuple[bytes, Attachment | None]:
+    """The uploaded file's bytes and the optional authoring-body part, read from disk."""
+    extra = next(iter(form.extras.values()), None)
+    attachment = None if extra is None else Attachment(extra.filename, await extra.read())
+    return await form.file.read(), attachment
 
 
 @routes.get("/api/v1/garments/{garment_id}")

@@ -23,6 +23,7 @@ from spatialtwin.garment.look import LookOptions
 from spatialtwin.server.keys import EXECUTOR, SETTINGS, STORE, TWINS
 from spatialtwin.server.requests import json_body
 from spatialtwin.server.routes_garments import GARMENTS, JOBS
+from spatialtwin.server.validate import pose_json
 from spatialtwin.store.look_repository import LookRepository, public_view
 
 LOOKS = web.AppKey("looks", LookRepository)
@@ -33,7 +34,10 @@ routes = web.RouteTableDef()
 @routes.post("/api/v1/looks")
 async def create_look(request: web.Request) -> web.Response:
     looks = request.app[LOOKS]
-    checked = await looks.check_request(await json_body(request))
+    payload = await json_body(request)
+    if isinstance(payload, dict):
+        pose_json(payload.get("pose"))  # a pose part of the wrong JSON type: 400
+    checked = await looks.check_request(payload)
 
     async def work(progress: Any) -> dict[str, Any]:
         return public_view(await looks.create(checked, progress))

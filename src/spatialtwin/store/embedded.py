@@ -1,24 +1,38 @@
 """The embedded default store: a data directory, no external service.
 
-Layout: `records/<kind>/<id>.json` and `blobs/<aa>/<sha256>`. Every write goes to a temporary
-file in the same directory and is renamed into place, so a crash leaves the old version or the
-new one, never half a file. Pub/sub is in-process (one server), which is what a single mirror
-or a developer's machine needs.
+Layout: `records/<kind>/<id>.json`, `blobs/<aa>/<sha256>` and `tmp/` (uploads in transit).
+Every write goes to a temporary file in the same directory and is renamed into place, so a
+crash leaves the old version or the new one, never half a file; the temporary files a killed
+process leaves behind are removed when a store opens the directory (`atomic.is_leftover`:
+their writer's pid is gone, or they are an hour old). Creates hard-link the complete file into
+place (refused when the id is taken); compare-and-set replaces hold `records/<kind>/.lock`
+(`flock`, so they exclude other processes on the directory too) from reading the revision to
+the rename. Pub/sub is in-process (one server), which is what a single mirror or a
+developer's machine needs.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import hashlib
 import json
 import re
+import time
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-from spatialtwin.store.atomic import write_bytes_atomic, write_json_atomic
-from spatialtwin.store.base import Store
+from spatialtwin.store.atomic import (
+    TEMP_SUFFIX,
+    create_bytes_exclusive,
+    is_leftover,
+    json_bytes,
+    write_bytes_atomic,
+)
+from spatialtwin.store.base import RecordChangedError, RecordExistsError, Store
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _SHA = re.compile(r"^[0-9a-f]{64}$")
@@ -30,12 +44,47 @@ def _check_id(value: str, what: str) -> str:
     return value
 
 
+def _revision(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
 class EmbeddedStore(Store):
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
-        (self.root / "records").mkdir(parents=True, exist_ok=True)
-        (self.root / "blobs").mkdir(parents=True, exist_ok=True)
+        for folder in ("records", "blobs", "tmp"):
+            (self.root / folder).mkdir(parents=True, exist_ok=True)
         self._subscribers: dict[str, set[asyncio.Queue[dict[str, Any]]]] = defaultdict(set)
+        self.leftovers_removed = self.remove_leftovers()
+
+    def remove_leftovers(self) -> int:
+        """Delete the temporary files of writers that are gone; returns how many."""
+        now_s = time.time()
+        candidates = [
+            *(self.root / "records").rglob(f".*{TEMP_SUFFIX}"),
+            *(self.root / "blobs").rglob(f".*{TEMP_SUFFIX}"),
+            *(p for p in (self.root / "tmp").iterdir() if p.is_file()),
+        ]
+        removed = 0
+        for path in candidates:
+            if is_leftover(path, now_s):
+                path.unlink(missing_ok=True)
+                removed += 1
+        return removed
+
+    def scratch_dir(self) -> Path:
+        return self.root / "tmp"
+
+    @contextlib.contextmanager
+    def _kind_lock(self, kind: str) -> Iterator[None]:
+        """Exclusive lock on a kind's records, across threads and processes (`flock`)."""
+        folder = self.root / "records" / _check_id(kind, "kind")
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(folder / ".lock", "a+b") as fh:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
     def _record_path(self, kind: str, record_id: str) -> Path:
         return (
@@ -49,7 +98,49 @@ class EmbeddedStore(Store):
         return path if path.exists() else None
 
     async def put_record(self, kind: str, record_id: str, record: dict[str, Any]) -> None:
-        await asyncio.to_thread(write_json_atomic, self._record_path(kind, record_id), record)
+        path, data = self._record_path(kind, record_id), json_bytes(record)
+
+        def write() -> None:
+            with self._kind_lock(kind):
+                write_bytes_atomic(path, data)
+
+        await asyncio.to_thread(write)
+
+    async def create_record(self, kind: str, record_id: str, record: dict[str, Any]) -> str:
+        path, data = self._record_path(kind, record_id), json_bytes(record)
+        if not await asyncio.to_thread(create_bytes_exclusive, path, data):
+            raise RecordExistsError(kind, record_id)
+        return _revision(data)
+
+    async def get_record_revision(
+        self, kind: str, record_id: str
+    ) -> tuple[dict[str, Any], str] | None:
+        try:
+            path = self._record_path(kind, record_id)
+            data = await asyncio.to_thread(path.read_bytes)
+        except (ValueError, FileNotFoundError):
+            return None
+        return json.loads(data), _revision(data)
+
+    async def replace_record(
+        self, kind: str, record_id: str, record: dict[str, Any], revision: str
+    ) -> str:
+        path, data = self._record_path(kind, record_id), json_bytes(record)
+
+        def compare_and_set() -> bool:
+            with self._kind_lock(kind):
+                try:
+                    current = path.read_bytes()
+                except FileNotFoundError:
+                    return False
+                if _revision(current) != revision:
+                    return False
+                write_bytes_atomic(path, data)
+                return True
+
+        if not await asyncio.to_thread(compare_and_set):
+            raise RecordChangedError(kind, record_id)
+        return _revision(data)
 
     async def get_record(self, kind: str, record_id: str) -> dict[str, Any] | None:
         try:
@@ -73,10 +164,19 @@ class EmbeddedStore(Store):
 
     async def delete_record(self, kind: str, record_id: str) -> bool:
         try:
-            self._record_path(kind, record_id).unlink()
-            return True
-        except (FileNotFoundError, ValueError):
+            path = self._record_path(kind, record_id)
+        except ValueError:
             return False
+
+        def delete() -> bool:
+            with self._kind_lock(kind):
+                try:
+                    path.unlink()
+                except FileNotFoundError:
+                    return False
+                return True
+
+        return await asyncio.to_thread(delete)
 
     async def put_blob(self, data: bytes) -> tuple[str, bool]:
         key = hashlib.sha256(data).hexdigest()
@@ -112,8 +212,26 @@ class EmbeddedStore(Store):
         finally:
             self._subscribers[channel].discard(queue)
 
-    def snapshot(self) -> dict[str, int]:
-        """Counts of records and blobs: what a test compares before and after a refusal."""
-        records = sum(1 for _ in (self.root / "records").rglob("*.json"))
-        blobs = sum(1 for p in (self.root / "blobs").rglob("*") if p.is_file())
-        return {"records": records, "blobs": blobs}
+    def _stored_files(self) -> list[Path]:
+        records = [p for p in (self.root / "records").rglob("*.json") if not p.name.startswith(".")]
+        blobs = [p for p in (self.root / "blobs").rglob("*") if p.is_file() and _SHA.match(p.name)]
+        return sorted(records) + sorted(blobs)
+
+    def snapshot(self, content: bool = False) -> dict[str, Any]:
+        """Counts of records and blobs and, with `content`, `sha256`: a hash of every record's
+        and blob's path and bytes. A test compares it before and after a refusal, so a
+        refusal that rewrote a record (same count, other bytes) fails the test."""
+        files = self._stored_files()
+        records = sum(1 for p in files if p.suffix == ".json")
+        snap: dict[str, Any] = {"records": records, "blobs": len(files) - records}
+        if content:
+            snap["sha256"] = self.content_digest(files)
+        return snap
+
+    def content_digest(self, files: list[Path] | None = None) -> str:
+        """SHA-256 over every stored record and blob: (relative path, SHA-256 of its bytes)."""
+        digest = hashlib.sha256()
+        for path in self._stored_files() if files is None else files:
+            digest.update(path.relative_to(self.root).as_posix().encode() + b"\0")
+            digest.update(hashlib.sha256(path.read_bytes()).digest())
+        return digest.hexdigest()

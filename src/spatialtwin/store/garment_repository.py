@@ -43,7 +43,7 @@ from spatialtwin.services.authoring import (
     resolve_authoring,
     stored_authoring,
 )
-from spatialtwin.store.base import Store
+from spatialtwin.store.base import RecordExistsError, Store
 
 KIND = "garments"
 FABRIC_KIND = "fabrics"
@@ -61,6 +61,12 @@ def public_view(record: dict[str, Any]) -> dict[str, Any]:
 
 def _noop(stage: str, fraction: float) -> None:
     return None
+
+
+def _fabric_exists(fabric_id: str) -> SpatialTwinError:
+    return SpatialTwinError(
+        "fabric_exists", f"a fabric with id {fabric_id!r} exists", {"id": fabric_id}, status=409
+    )
 
 
 def parse_metadata(meta: Any) -> dict[str, Any]:
@@ -143,15 +149,13 @@ class GarmentRepository:
     async def create_fabric(self, payload: Any) -> dict[str, Any]:
         spec = FabricSpec.from_json(payload)
         if spec.id in PRESETS or await self.store.get_record(FABRIC_KIND, spec.id) is not None:
-            raise SpatialTwinError(
-                "fabric_exists",
-                f"a fabric with id {spec.id!r} exists",
-                {"id": spec.id},
-                status=409,
-            )
+            raise _fabric_exists(spec.id)
         record = spec.to_json()
         record["created_at"] = now_utc().isoformat()
-        await self.store.put_record(FABRIC_KIND, spec.id, record)
+        try:
+            await self.store.create_record(FABRIC_KIND, spec.id, record)
+        except RecordExistsError as exc:  # another create of this id won the race
+            raise _fabric_exists(spec.id) from exc
         return record
 
     async def resolve_fabric(self, ref: Any) -> FabricSpec:
@@ -239,10 +243,17 @@ class GarmentRepository:
                 if new:
                     created.append(avatar_key)
                 record["blobs"]["authoring_npz"] = avatar_key
-            await self.store.put_record(KIND, garment_id, record)
-        except BaseException:
+            await self.store.create_record(KIND, garment_id, record)
+        except BaseException as exc:
             for key in created:
                 await self.store.delete_blob(key)
+            if isinstance(exc, RecordExistsError):
+                raise SpatialTwinError(
+                    "garment_exists",
+                    f"a garment with id {garment_id!r} exists",
+                    {"id": garment_id},
+                    status=409,
+                ) from exc
             raise
         self._mesh_cache[garment_id] = (prepared.render, prepared.simulation)
         return record

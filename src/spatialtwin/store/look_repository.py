@@ -98,6 +98,11 @@ def parse_pose(raw: Any) -> Pose | None:
         return Pose.from_json(raw)
     except PoseError as exc:
         raise SpatialTwinError("invalid_pose", str(exc), {"pose": raw}, status=422) from exc
+    except (TypeError, ValueError) as exc:  # a part of the wrong JSON type (root an object)
+        raise SpatialTwinError(
+            "invalid_pose",
+            "pose 'root' must be three numbers and each joint four numbers [x, y, z, w]",
+        ) from exc
 
 
 def look_garment(
@@ -329,7 +334,7 @@ class LookRepository:
                 created.append(key)
             record["blobs"] = {"glb": key}
             record["glb_bytes"] = len(glb)
-            await self.store.put_record(KIND, look_id, record)
+            await self.store.create_record(KIND, look_id, record)
         except BaseException:
             for key in created:
                 await self.store.delete_blob(key)

@@ -3,15 +3,19 @@
 Each twin is a record (`twins/<id>`) plus two content-addressed blobs: the body's arrays (NPZ,
 the working copy) and its bind-pose GLB. A create writes blobs first and the record last; if
 anything fails, the blobs this call created are removed, so a refused or failed create leaves
-the store as it was.
+the store as it was. Creates are create-only (a taken id is a 409, also when two creates race
+for it) and license changes compare-and-set on the record's revision, so no write silently
+replaces another.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Executor
+from dataclasses import asdict
 from typing import Any
 
 from spatialtwin.body.parametric import Measurements, create_twin_body, measured
@@ -22,10 +26,34 @@ from spatialtwin.errors import NotFoundError, SpatialTwinError
 from spatialtwin.gltf.body_arrays import body_from_npz, body_to_npz
 from spatialtwin.gltf.template_npz import shipped_template
 from spatialtwin.gltf.twin_glb import twin_to_glb
-from spatialtwin.rights.license import Rights, check_use, now_utc, provenance
-from spatialtwin.store.base import Store
+from spatialtwin.rights.license import License, Rights, check_use, now_utc, provenance
+from spatialtwin.store.base import RecordChangedError, RecordExistsError, Store
 
 KIND = "twins"
+SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+LICENSE_FIELDS = ("channels", "valid_from", "valid_until", "revoked", "terms", "fee_per_use_eur")
+CAS_ATTEMPTS = 4
+
+
+def check_twin_id(value: Any) -> str | None:
+    """None, or an id a client may give a twin (what the store can name a record)."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not SAFE_ID.match(value) or ".." in value:
+        raise SpatialTwinError(
+            "invalid_id",
+            "a twin id is 1–128 letters, digits, '_', '.' or '-' (no '..')",
+            {"field": "id"},
+        )
+    return value
+
+
+def check_name(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise SpatialTwinError("invalid_request", "name must be a string", {"field": "name"})
+    return value
 
 
 def public_view(record: dict[str, Any]) -> dict[str, Any]:
@@ -57,8 +85,12 @@ class TwinRepository:
     async def create_from_measurements(self, payload: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(payload, dict):
             raise SpatialTwinError("invalid_request", "expected a JSON object")
+        twin_id = check_twin_id(payload.get("id"))
+        name = check_name(payload.get("name"))
         measurements = Measurements.from_json(payload.get("measurements"))
         rights = Rights.from_json(payload)
+        if twin_id is not None:
+            await self._refuse_taken(twin_id)  # before seconds of work; the create re-checks
         template = self.template
         if template is None:
             template = await self._run(shipped_template)
@@ -68,9 +100,7 @@ class TwinRepository:
             "requested": measurements.to_json(),
             "template": template.name,
         }
-        return await self._save(
-            payload.get("name"), body, rights, source, twin_id=payload.get("id")
-        )
+        return await self._save(name, body, rights, source, twin_id=twin_id)
 
     async def create_from_body(
         self, name: str | None, body: TwinBody, rights: Rights, source: dict[str, Any]
@@ -86,10 +116,7 @@ class TwinRepository:
         twin_id: Any = None,
     ) -> dict[str, Any]:
         twin_id = str(twin_id or f"twn_{uuid.uuid4().hex[:12]}")
-        if await self.store.get_record(KIND, twin_id) is not None:
-            raise SpatialTwinError(
-                "twin_exists", f"a twin with id {twin_id!r} exists", {"id": twin_id}, status=409
-            )
+        await self._refuse_taken(twin_id)
         got = await self._run(measured, body)
         record: dict[str, Any] = {
             "id": twin_id,
@@ -117,13 +144,19 @@ class TwinRepository:
                 created.append(glb_key)
             record["blobs"] = {"body_npz": npz_key, "bind_glb": glb_key}
             record["glb_bytes"] = len(glb)
-            await self.store.put_record(KIND, twin_id, record)
-        except BaseException:
+            await self.store.create_record(KIND, twin_id, record)
+        except BaseException as exc:
             for key in created:
                 await self.store.delete_blob(key)
+            if isinstance(exc, RecordExistsError):
+                raise _twin_exists(twin_id) from exc
             raise
         self._body_cache[twin_id] = body
         return record
+
+    async def _refuse_taken(self, twin_id: str) -> None:
+        if await self.store.get_record(KIND, twin_id) is not None:
+            raise _twin_exists(twin_id)
 
     async def list(self) -> list[dict[str, Any]]:
         return await self.store.list_records(KIND)
@@ -157,37 +190,69 @@ class TwinRepository:
         body = await self.body(record)
         return await self._run(lambda: twin_to_glb(body, pose=pose, provenance=provenance(record)))
 
-    async def update_license(self, twin_id: str, changes: dict[str, Any]) -> dict[str, Any]:
-        """Change channels/validity, or revoke (irreversible: a revoked twin stays revoked)."""
-        record = await self.get(twin_id)
-        if not isinstance(changes, dict):
-            raise SpatialTwinError("invalid_request", "expected a JSON object")
-        lic = dict(record["license"])
-        if lic.get("revoked") and changes.get("revoked") is False:
-            raise SpatialTwinError(
-                "license_revoked",
-                "a revoked license cannot be reinstated; the owner must grant a new one",
-                {"twinId": twin_id},
-                status=409,
-            )
-        allowed = {"channels", "valid_from", "valid_until", "revoked", "terms", "fee_per_use_eur"}
-        unknown = sorted(set(changes) - allowed)
-        if unknown:
-            raise SpatialTwinError(
-                "invalid_license",
-                f"unknown license fields {unknown}",
-                {"allowed": sorted(allowed)},
-                status=422,
-            )
-        lic.update(changes)
-        from spatialtwin.rights.license import License
+    async def update_license(self, twin_id: str, changes: Any) -> dict[str, Any]:
+        """Change channels/validity, or revoke (irreversible: a revoked twin stays revoked).
 
-        checked = License.from_json(lic)
-        if checked.revoked and not record["license"].get("revoked"):
-            checked.revoked_at = now_utc().isoformat()
-        record["license"] = checked.__dict__
-        await self.store.put_record(KIND, twin_id, record)
+        Read, check, compare-and-set: a record changed by another writer between the read and
+        the write is read again and the change re-checked against it (so a revocation that
+        lands meanwhile is never undone); a refused change writes nothing.
+        """
+        for _ in range(CAS_ATTEMPTS):
+            got = await self.store.get_record_revision(KIND, twin_id)
+            if got is None:
+                raise NotFoundError("twin", twin_id)
+            record, revision = got
+            record["license"] = changed_license(twin_id, record["license"], changes)
+            try:
+                await self.store.replace_record(KIND, twin_id, record, revision)
+            except RecordChangedError:
+                continue
+            break
+        else:
+            raise RecordChangedError(KIND, twin_id)
         await self.store.publish(
-            "twins", {"event": "license_changed", "twinId": twin_id, "revoked": checked.revoked}
+            "twins",
+            {
+                "event": "license_changed",
+                "twinId": twin_id,
+                "revoked": record["license"]["revoked"],
+            },
         )
         return record
+
+
+def changed_license(twin_id: str, stored: dict[str, Any], changes: Any) -> dict[str, Any]:
+    """The stored license with `changes` applied and checked; raises, changing nothing."""
+    if not isinstance(changes, dict):
+        raise SpatialTwinError("invalid_request", "expected a JSON object")
+    unknown = sorted(set(changes) - set(LICENSE_FIELDS))
+    if unknown:
+        raise SpatialTwinError(
+            "invalid_license",
+            f"unknown license fields {unknown}",
+            {"allowed": sorted(LICENSE_FIELDS)},
+            status=422,
+        )
+    if "revoked" in changes and not isinstance(changes["revoked"], bool):
+        raise SpatialTwinError(
+            "invalid_license",
+            "revoked must be true or false",
+            {"field": "revoked", "expected": "true or false"},
+        )
+    if stored.get("revoked") and changes.get("revoked", True) is not True:
+        raise SpatialTwinError(
+            "license_revoked",
+            "a revoked license cannot be reinstated; the owner must grant a new one",
+            {"twinId": twin_id},
+            status=409,
+        )
+    checked = License.from_json({**stored, **changes})
+    if checked.revoked and not stored.get("revoked"):
+        checked.revoked_at = now_utc().isoformat()
+    return asdict(checked)
+
+
+def _twin_exists(twin_id: str) -> SpatialTwinError:
+    return SpatialTwinError(
+        "twin_exists", f"a twin with id {twin_id!r} exists", {"id": twin_id}, status=409
+    )
