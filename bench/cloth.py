@@ -48,7 +48,7 @@ from spatialtwin.cloth.solver import (  # noqa: E402
     edge_stretch,
     step,
 )
-from spatialtwin.cloth.topology import unique_edges  # noqa: E402
+from spatialtwin.geometry import unique_edges  # noqa: E402
 from spatialtwin.gltf.bvh import read_bvh  # noqa: E402
 from spatialtwin.gltf.template_npz import shipped_template  # noqa: E402
 

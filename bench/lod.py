@@ -38,13 +38,13 @@ sys.path.insert(0, str(ROOT))
 from machine import describe_machine  # noqa: E402
 from spatialtwin.body.parametric import Measurements, create_twin_body  # noqa: E402
 from spatialtwin.garment.look import transfer_skin_weights  # noqa: E402
+from spatialtwin.gltf.level_glb import PositionGrid, write_level  # noqa: E402
 from spatialtwin.gltf.read_glb import read_glb_scene  # noqa: E402
 from spatialtwin.gltf.template_npz import shipped_template  # noqa: E402
-from spatialtwin.lod.level_glb import PositionGrid, write_level  # noqa: E402
 from spatialtwin.lod.levels import geometric_error  # noqa: E402
-from spatialtwin.lod.pipeline import build_lod_for_scene  # noqa: E402
 from spatialtwin.lod.scene import LodScene, scene_from_twin_body  # noqa: E402
 from spatialtwin.lod.topology import border_vertices  # noqa: E402
+from spatialtwin.services.lod import build_lod_for_scene  # noqa: E402
 from tests.browser_harness import free_loopback_port, start_spatialtwin_server  # noqa: E402
 
 LOOK_GARMENTS = ("tshirt", "trousers")

@@ -1,7 +1,7 @@
 """The project's sample garments are real cloth meshes cut around the sample twin Ava.
 
 The samples are regenerated from scratch into a temporary folder (`python -m
-spatialtwin.garment.samples --out …`) and measured against Ava's own body in metres: where the
+spatialtwin.cli.samples --out …`) and measured against Ava's own body in metres: where the
 hems, waistband and collar sit, that no vertex is inside her, that the fitted zones are snug,
 that the triangles have the edge length a cloth solver was promised, and that the files
 committed under `assets/garments/` are what the generator makes today.
@@ -21,6 +21,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import ConvexHull
 
+from spatialtwin.cli import samples as sample_cli
 from spatialtwin.garment import samples
 from tests.gltf_validation import assert_valid_glbs
 
@@ -71,13 +72,13 @@ def read_garment(glb_path: Path) -> Garment:
 @pytest.fixture(scope="module")
 def regenerated(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Garment]:
     out = tmp_path_factory.mktemp("garment-samples")
-    assert samples.main(["--out", str(out)]) == 0
+    assert sample_cli.main(["--out", str(out)]) == 0
     return {key: read_garment(out / f"{stem}.glb") for key, stem in STEMS.items()}
 
 
 @pytest.fixture(scope="module")
 def ava() -> samples.FittingBody:
-    _, body = samples.sample_twin_body()
+    _, body = sample_cli.sample_twin_body()
     return samples.FittingBody.from_body(body)
 
 

@@ -13,17 +13,17 @@ import pygltflib
 import pytest
 from scipy.spatial import cKDTree
 
-from spatialtwin.gltf.meshopt_codec import decode_meshopt_glb
+from spatialtwin.geometry import face_normals, weld_map
+from spatialtwin.gltf.level_glb import decode_meshopt_glb, quantize_weights
 from spatialtwin.gltf.read_glb import read_glb_scene
 from spatialtwin.lod.clearance import garment_probes, signed_clearance
 from spatialtwin.lod.deform import posed_positions
 from spatialtwin.lod.distance import SurfaceDistance
-from spatialtwin.lod.level_glb import quantize_weights
 from spatialtwin.lod.levels import DEFAULTS, LevelOptions
-from spatialtwin.lod.pipeline import build_lod_for_scene
 from spatialtwin.lod.scene import LodMaterial, LodMesh, LodScene, scene_from_twin_body
 from spatialtwin.lod.selection import pick_level
-from spatialtwin.lod.topology import border_vertices, face_normals, weld_map
+from spatialtwin.lod.topology import border_vertices
+from spatialtwin.services.lod import build_lod_for_scene
 from tests.conftest import AVERAGE
 from tests.gltf_validation import assert_valid_glbs
 

@@ -35,6 +35,9 @@ from spatialtwin.body.measure import (
 from spatialtwin.body.skeleton import JOINT_INDEX, JOINT_NAMES, Skeleton
 from spatialtwin.body.skinning import SkinWeights
 from spatialtwin.errors import SpatialTwinError
+from spatialtwin.geometry import vertex_normals
+
+UP = (0.0, 1.0, 0.0)  # the normal of a vertex whose triangles have no area
 
 Array = NDArray[np.float64]
 
@@ -263,17 +266,6 @@ def _closest_on_segments(p: Array, a: Array, b: Array) -> tuple[Array, Array]:
     return q, np.linalg.norm(p[:, None, :] - q, axis=2)
 
 
-def vertex_normals(vertices: Array, faces: NDArray[np.int64]) -> Array:
-    """Area-weighted smooth vertex normals (unit length)."""
-    tri = vertices[faces]
-    fn = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-    n = np.zeros_like(vertices)
-    for k in range(3):
-        np.add.at(n, faces[:, k], fn)
-    length = np.linalg.norm(n, axis=1, keepdims=True)
-    return np.where(length > 1e-20, n / np.maximum(length, 1e-20), [0.0, 1.0, 0.0])
-
-
 def cotangent_laplacian(vertices: Array, faces: NDArray[np.int64]) -> tuple[sp.csr_matrix, Array]:
     """Stiffness matrix K (positive semi-definite; cotangents clamped at 0) and lumped areas.
 
@@ -342,7 +334,7 @@ def heat_weights(vertices_m: Array, faces: NDArray[np.int64], skeleton: Skeleton
     """Bone-heat skin weights (Baran & Popović 2007) of a welded mesh, ≤ 4 per vertex."""
     v = np.asarray(vertices_m, dtype=np.float64)
     f = np.asarray(faces, dtype=np.int64)
-    normals = vertex_normals(v, f)
+    normals = vertex_normals(v, f, fallback=UP)
     bone, d = nearest_visible_bone(v, normals, skeleton)
     K, mass = cotangent_laplacian(v, f)
     h = HEAT_SHARPNESS * mass / np.maximum(d, MIN_BONE_DISTANCE_M) ** 2

@@ -30,12 +30,12 @@ from numpy.typing import NDArray
 from scipy.spatial import cKDTree
 from scipy.spatial.transform import Rotation
 
-from spatialtwin.body.autorig import vertex_normals
 from spatialtwin.body.measure import crotch_height, measure_body, midline_xz
 from spatialtwin.body.pose import Pose, forward_kinematics
 from spatialtwin.body.skeleton import BONE_CHILD, JOINT_INDEX, JOINT_NAMES, Skeleton
 from spatialtwin.body.skinning import SkinWeights
 from spatialtwin.body.twin_body import TwinBody
+from spatialtwin.geometry import vertex_normals
 
 Array = NDArray[np.float64]
 

@@ -46,7 +46,7 @@ from scipy import ndimage
 from scipy.interpolate import PchipInterpolator
 from scipy.spatial.transform import Rotation
 
-from spatialtwin.body.autorig import vertex_normals
+from spatialtwin.body.autorig import UP
 from spatialtwin.body.measure import (
     CHEST_BAND,
     BodyMeasurements,
@@ -59,6 +59,7 @@ from spatialtwin.body.pose import Pose, forward_kinematics, skinning_matrices
 from spatialtwin.body.skeleton import BONE_CHILD, JOINT_INDEX, JOINT_NAMES, PARENTS, Skeleton
 from spatialtwin.body.skinning import Skinner
 from spatialtwin.body.twin_body import TwinBody
+from spatialtwin.geometry import vertex_normals
 
 if TYPE_CHECKING:
     from spatialtwin.body.measurements import Measurements
@@ -638,7 +639,7 @@ def fit_template_to_measurements(
         return q * [1.0, stretch, 1.0]
 
     welded = place(widened)
-    normals = vertex_normals(welded, mesh.faces)
+    normals = vertex_normals(welded, mesh.faces, fallback=UP)
     skeleton = Skeleton(place(J), {k: place(t) for k, t in skeleton.leaf_tips_m.items()})
     return TwinBody(
         vertices_m=welded[mesh.inverse],

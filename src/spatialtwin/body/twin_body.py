@@ -10,6 +10,10 @@ from numpy.typing import NDArray
 from spatialtwin.body.pose import Pose, skinning_matrices
 from spatialtwin.body.skeleton import Skeleton
 from spatialtwin.body.skinning import Skinner, SkinWeights
+from spatialtwin.geometry import welded
+
+# The colour a twin is drawn in where it has no texture (linear RGBA), in every GLB and level.
+SKIN_TONE = (0.80, 0.66, 0.56, 1.0)
 
 
 @dataclass
@@ -49,10 +53,7 @@ class TwinBody:
 
     def welded(self) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
         """Vertices and faces with UV-seam duplicates merged: one closed surface."""
-        if self.weld_map is None:
-            return self.vertices_m, self.faces
-        keep, inverse = np.unique(self.weld_map, return_inverse=True)
-        return self.vertices_m[keep], inverse[self.faces]
+        return welded(self.vertices_m, self.faces, self.weld_map)
 
     def with_vertices(self, vertices_m: NDArray[np.float64]) -> TwinBody:
         return replace(self, vertices_m=vertices_m, _skinner=None)

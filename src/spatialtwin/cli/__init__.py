@@ -13,7 +13,7 @@ import sys
 
 from spatialtwin.errors import SpatialTwinError
 
-COMMAND_MODULES = ("serve", "twin", "garment", "drape", "lod", "track", "template")
+COMMAND_MODULES = ("serve", "twin", "garment", "drape", "lod", "track", "template", "samples")
 
 
 def build_parser() -> argparse.ArgumentParser:

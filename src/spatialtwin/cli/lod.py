@@ -34,7 +34,7 @@ def _ratios(text: str) -> tuple[float, ...]:
 def run_lod(args: argparse.Namespace) -> int:
     from spatialtwin.gltf.read_glb import read_glb_scene
     from spatialtwin.lod.levels import DEFAULTS
-    from spatialtwin.lod.pipeline import build_lod_for_scene
+    from spatialtwin.services.lod import build_lod_for_scene
 
     if not args.input.is_file():
         raise SpatialTwinError("file_not_found", f"no such file: {args.input}")

@@ -15,10 +15,11 @@ import numpy as np
 
 from spatialtwin.body.importer import import_scene
 from spatialtwin.body.skinning import SkinWeights
+from spatialtwin.body.source_mesh import SourceRig
 from spatialtwin.body.template import HM08, TemplateBody
 from spatialtwin.errors import SpatialTwinError
 from spatialtwin.gltf.makehuman import HM08_VERTEX_COUNT, read_mhskel, read_mhw
-from spatialtwin.gltf.read_scene import SourceRig, read_scene
+from spatialtwin.gltf.read_scene import read_scene
 from spatialtwin.gltf.template_npz import TEMPLATE_PATH, template_to_npz
 
 SOURCE_INFLUENCES = 8

@@ -30,6 +30,7 @@ from scipy.sparse.csgraph import connected_components
 
 from spatialtwin.cloth.kernels import closest_point_on_triangle, vertex_normals
 from spatialtwin.errors import SpatialTwinError
+from spatialtwin.geometry import coincident_groups
 
 
 def vertex_vertex_adjacency(
@@ -43,8 +44,7 @@ def vertex_vertex_adjacency(
     f = np.asarray(faces, dtype=np.int64)
     e = np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]])
     if vertices_m is not None:
-        _, group = np.unique(np.round(np.asarray(vertices_m) * 1e6), axis=0, return_inverse=True)
-        group = group.ravel()
+        _, group = coincident_groups(vertices_m, decimals=6)
         order = np.argsort(group, kind="stable")
         same = group[order][1:] == group[order][:-1]
         e = np.concatenate([e, np.stack([order[:-1][same], order[1:][same]], axis=1)])

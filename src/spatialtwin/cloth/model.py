@@ -22,9 +22,9 @@ from spatialtwin.cloth.topology import (
     long_range_tethers,
     pin_attachments,
     two_ring_csr,
-    unique_edges,
 )
 from spatialtwin.errors import SpatialTwinError
+from spatialtwin.geometry import unique_edges
 
 # Discrete isometric bending energy ½·B/A·|ΣK x|² matches the continuum ½·B·κ² per unit area
 # (checked on a sheet rolled onto a cylinder), so hinge stiffness is B / A.
@@ -153,7 +153,7 @@ def build_cloth_model(
     inv_mass = 1.0 / mass
     inv_mass[pins] = 0.0
 
-    mesh_edges = unique_edges(f)
+    mesh_edges = unique_edges(f).astype(np.int32)
     d = rest[mesh_edges[:, 1]] - rest[mesh_edges[:, 0]]
     rest_len = np.linalg.norm(d, axis=1)
     # area of the triangles beside each edge

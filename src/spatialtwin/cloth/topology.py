@@ -13,14 +13,6 @@ from numpy.typing import NDArray
 from scipy.sparse.csgraph import dijkstra
 
 
-def unique_edges(faces: NDArray[np.integer]) -> NDArray[np.int32]:
-    """Undirected edges (E, 2), each once with the smaller index first, sorted."""
-    f = np.asarray(faces, dtype=np.int64)
-    e = np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]])
-    e.sort(axis=1)
-    return np.unique(e, axis=0).astype(np.int32)
-
-
 def hinge_stencils(
     faces: NDArray[np.integer], weld: NDArray[np.integer] | None = None
 ) -> tuple[NDArray[np.int32], NDArray[np.int32]]:

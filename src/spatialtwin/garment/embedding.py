@@ -34,6 +34,7 @@ import trimesh
 from numpy.typing import NDArray
 
 from spatialtwin.errors import SpatialTwinError
+from spatialtwin.geometry import vertex_normals
 
 # Below this length a blended normal or an edge is treated as degenerate (metres or unitless).
 _TINY = 1e-12
@@ -105,17 +106,6 @@ class Embedding:
         return v
 
 
-def _vertex_normals(vertices: NDArray[np.float64], faces: NDArray[np.int64]) -> NDArray[np.float64]:
-    """Area-weighted vertex normals (unit, or zero where no face has area)."""
-    tri = vertices[faces]
-    face_n = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])  # length = 2 × area
-    out = np.zeros_like(vertices)
-    for corner in range(3):
-        np.add.at(out, faces[:, corner], face_n)
-    length = np.linalg.norm(out, axis=1, keepdims=True)
-    return np.divide(out, length, out=np.zeros_like(out), where=length > _TINY)
-
-
 def _unit(x: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
     length = np.linalg.norm(x, axis=1, keepdims=True)
     ok = length[:, 0] > _TINY
@@ -129,7 +119,7 @@ def _frames_at(
     barycentric: NDArray[np.float64],
 ) -> NDArray[np.float64]:
     """(P, 3, 3) rows tangent, bitangent, normal of the local frame at each bound point."""
-    vn = _vertex_normals(vertices, faces)
+    vn = vertex_normals(vertices, faces)
     corners = faces[triangle]
     tri = vertices[corners]
     face_n, face_ok = _unit(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]))

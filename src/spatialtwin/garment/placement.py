@@ -29,7 +29,7 @@ from spatialtwin.cloth.collider import BodyCollider
 from spatialtwin.cloth.fabric import Fabric
 from spatialtwin.garment.mesh import GarmentMesh
 from spatialtwin.garment.pieces import Piece
-from spatialtwin.garment.remesh import boundary_vertices
+from spatialtwin.geometry import boundary_vertices
 
 CLEARANCE_MARGIN_M = 0.004
 NECKLINE_HALF_WIDTH_M = 0.06

@@ -119,16 +119,6 @@ def refine_to_edge_length(
     return mesh
 
 
-def boundary_vertices(faces: NDArray[np.int64], n: int) -> NDArray[np.bool_]:
-    keys = _face_edge_keys(faces, n).ravel()
-    uniq, counts = np.unique(keys, return_counts=True)
-    edge = uniq[counts == 1]
-    out = np.zeros(n, dtype=bool)
-    out[edge // n] = True
-    out[edge % n] = True
-    return out
-
-
 def collapse_short_edges(
     mesh: GarmentMesh, min_edge_m: float, max_edge_m: float, rounds: int = 4
 ) -> GarmentMesh:

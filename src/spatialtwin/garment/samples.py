@@ -18,26 +18,22 @@ is what the cloth solver's stretch and bending constraints assume. The UVs are a
 projection in metres (1 UV unit = 1 m of fabric), seamless, so the mesh stays one connected
 sheet with no UV-seam duplicates for a solver to weld.
 
-    python -m spatialtwin.garment.samples --out assets/garments
+    python -m spatialtwin.cli.samples --out assets/garments
 
-writes `<name>.glb` plus a `<name>.json` sidecar (sku, name, category, size_label, fabric,
-fitted_to) for each sample. The run is deterministic: the twin is regenerated from
-`assets/twins/ava.json` on the shipped hm08 template, and nothing random is involved.
+writes `<name>.glb` (`gltf.sample_glb`) plus a `<name>.json` sidecar (sku, name, category,
+size_label, fabric, fitted_to) for each sample. The run is deterministic: the twin is
+regenerated from `assets/twins/ava.json` on the shipped hm08 template, and nothing random is
+involved.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import gpytoolbox
 import numpy as np
-import pygltflib as g
 from numpy.typing import NDArray
 from scipy import ndimage
 from scipy.sparse import coo_matrix
@@ -45,21 +41,15 @@ from scipy.sparse.csgraph import connected_components
 from scipy.spatial import ConvexHull, cKDTree
 from skimage.measure import marching_cubes
 
-from spatialtwin import __version__
 from spatialtwin.body.measure import BodyMeasurements, measure_body, torso_loop
-from spatialtwin.body.parametric import Measurements, create_twin_body
 from spatialtwin.body.skeleton import JOINT_INDEX
 from spatialtwin.body.twin_body import TwinBody
-from spatialtwin.gltf.builder import GlbBuilder
-from spatialtwin.gltf.template_npz import shipped_template
-from spatialtwin.store.atomic import write_bytes_atomic, write_json_atomic
+from spatialtwin.geometry import boundary_edges, coincident_groups, unique_edges, vertex_normals
 
 Array = NDArray[np.float64]
 Faces = NDArray[np.int64]
 CutField = Callable[[Array], Array]  # metres-like signed value, > 0 on the side cut away
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
-SAMPLE_TWIN_PATH = REPO_ROOT / "assets" / "twins" / "ava.json"
 TARGET_EDGE_M = 0.015
 GRID_SPACING_M = 0.006
 DISTANCE_BAND_M = 0.045  # exact distances are computed only this close to the skin
@@ -134,8 +124,8 @@ class FittingBody:
         f = np.asarray(f, dtype=np.int64)
         # Edge midpoints as well as vertices: ~5 mm apart, so the tangent-plane distance below
         # is exact to a tenth of a millimetre at the ease distances used here.
-        edges = np.unique(np.sort(f[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2), axis=1), axis=0)
-        normals = _vertex_normals(v, f)
+        edges = unique_edges(f)
+        normals = vertex_normals(v, f)
         mid_n = normals[edges[:, 0]] + normals[edges[:, 1]]
         samples = np.concatenate([v, 0.5 * (v[edges[:, 0]] + v[edges[:, 1]])])
         sample_normals = np.concatenate([normals, mid_n])
@@ -172,39 +162,8 @@ class FittingBody:
         return np.where(unknown, sign * DISTANCE_BAND_M, sd), np.asarray(lo_m, dtype=np.float64)
 
 
-def sample_twin_body(
-    twin_json: Path = SAMPLE_TWIN_PATH, template: TwinBody | None = None
-) -> tuple[str, TwinBody]:
-    """The sample twin's id and body, generated from its tape measurements on `template`
-    (by default the shipped hm08 template, as the server makes it)."""
-    spec = json.loads(Path(twin_json).read_text())
-    body = template if template is not None else shipped_template().body
-    return str(spec["id"]), create_twin_body(Measurements.from_json(spec["measurements"]), body)
-
-
 # ---------------------------------------------------------------------------------------------
 # Mesh steps: plain functions over (vertices, faces).
-
-
-def _vertex_normals(v: Array, f: Faces) -> Array:
-    tri = v[f]
-    fn = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])  # area-weighted
-    n = np.zeros_like(v)
-    for k in range(3):
-        np.add.at(n, f[:, k], fn)
-    length = np.linalg.norm(n, axis=1, keepdims=True)
-    return n / np.where(length > 0, length, 1.0)
-
-
-def unique_edges(faces: Faces) -> NDArray[np.int64]:
-    return np.unique(np.sort(faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2), axis=1), axis=0)
-
-
-def boundary_edges(faces: Faces) -> NDArray[np.int64]:
-    """Edges used by one triangle only: the openings of an open surface."""
-    e = np.sort(faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2), axis=1)
-    edges, counts = np.unique(e, axis=0, return_counts=True)
-    return edges[counts == 1]
 
 
 def drop_unused_vertices(v: Array, f: Faces) -> tuple[Array, Faces]:
@@ -212,11 +171,10 @@ def drop_unused_vertices(v: Array, f: Faces) -> tuple[Array, Faces]:
     return v[used], inverse.reshape(-1, 3).astype(np.int64)
 
 
-def weld_coincident(v: Array, f: Faces, tolerance_m: float = 1e-7) -> tuple[Array, Faces]:
-    """Merge vertices closer than `tolerance_m` and drop the triangles that collapse."""
-    key = np.round(v / tolerance_m).astype(np.int64)
-    _, first, inverse = np.unique(key, axis=0, return_index=True, return_inverse=True)
-    f = inverse.reshape(-1)[f]
+def weld_coincident(v: Array, f: Faces, decimals: int = 7) -> tuple[Array, Faces]:
+    """Merge vertices equal to `decimals` places of a metre and drop the triangles that collapse."""
+    first, group = coincident_groups(v, decimals)
+    f = group[f]
     ok = (f[:, 0] != f[:, 1]) & (f[:, 1] != f[:, 2]) & (f[:, 0] != f[:, 2])
     return drop_unused_vertices(v[first], f[ok])
 
@@ -356,7 +314,7 @@ def build_garment_surface(
 
 def finish_garment(v: Array, f: Faces, body: FittingBody) -> SampleMesh:
     """Wind the triangles so that normals face away from the skin; add normals and UVs."""
-    normals = _vertex_normals(v, f)
+    normals = vertex_normals(v, f)
     _, nearest = body._tree.query(v)
     outward = v - body._samples_m[nearest]
     if np.nanmean(np.einsum("ij,ij->i", normals, outward)) < 0:
@@ -521,43 +479,7 @@ BUILDERS: dict[str, Callable[[FittingBody], SampleMesh]] = {
 
 
 # ---------------------------------------------------------------------------------------------
-# Files.
-
-
-def garment_glb(mesh: SampleMesh, spec: SampleSpec, fitted_to: str) -> bytes:
-    """A static GLB: one double-sided primitive with positions, normals, UVs; provenance."""
-    builder = GlbBuilder(generator=f"SpatialTwin {__version__}")
-    attrs = g.Attributes(
-        POSITION=builder.accessor(mesh.vertices_m.astype(np.float32), with_bounds=True),
-        NORMAL=builder.accessor(mesh.normals.astype(np.float32)),
-        TEXCOORD_0=builder.accessor(mesh.uvs.astype(np.float32)),
-    )
-    material = builder.material(spec.fabric, spec.colour_rgba, roughness=0.85, double_sided=True)
-    mesh_index = builder.mesh(
-        spec.name,
-        [
-            g.Primitive(
-                attributes=attrs,
-                indices=builder.indices(mesh.faces, len(mesh.vertices_m)),
-                material=material,
-                mode=g.TRIANGLES,
-            )
-        ],
-    )
-    node = builder.node(name=spec.file_stem, mesh=mesh_index)
-    builder.scene([node], name=spec.name)
-    builder.set_extras(
-        {
-            "spatialtwin": {
-                "version": __version__,
-                "kind": "sample_garment",
-                "sku": spec.sku,
-                "fitted_to": fitted_to,
-                "target_edge_m": TARGET_EDGE_M,
-            }
-        }
-    )
-    return builder.to_bytes()
+# Catalogue facts.
 
 
 def sidecar(spec: SampleSpec, mesh: SampleMesh, fitted_to: str) -> dict[str, Any]:
@@ -577,39 +499,10 @@ def sidecar(spec: SampleSpec, mesh: SampleMesh, fitted_to: str) -> dict[str, Any
             "min": [round(float(x), 4) for x in lo],
             "max": [round(float(x), 4) for x in hi],
         },
-        "generated_by": "python -m spatialtwin.garment.samples",
+        "generated_by": "python -m spatialtwin.cli.samples",
     }
 
 
 def build_samples(body: TwinBody) -> dict[str, SampleMesh]:
     fitting = FittingBody.from_body(body)
     return {key: build(fitting) for key, build in BUILDERS.items()}
-
-
-def write_samples(out_dir: Path, twin_json: Path = SAMPLE_TWIN_PATH) -> list[Path]:
-    """Regenerate every sample garment into `out_dir`; returns the GLB paths written."""
-    twin_id, body = sample_twin_body(twin_json)
-    written = []
-    for key, mesh in build_samples(body).items():
-        spec = SPECS[key]
-        glb_path = Path(out_dir) / f"{spec.file_stem}.glb"
-        write_bytes_atomic(glb_path, garment_glb(mesh, spec, twin_id))
-        write_json_atomic(glb_path.with_suffix(".json"), sidecar(spec, mesh, twin_id))
-        written.append(glb_path)
-    return written
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m spatialtwin.garment.samples", description=__doc__.splitlines()[0]
-    )
-    parser.add_argument("--out", type=Path, default=REPO_ROOT / "assets" / "garments")
-    parser.add_argument("--twin", type=Path, default=SAMPLE_TWIN_PATH, help="twin JSON")
-    args = parser.parse_args(argv)
-    for path in write_samples(args.out, args.twin):
-        print(f"{path} ({path.stat().st_size / 1024:.0f} KiB)")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

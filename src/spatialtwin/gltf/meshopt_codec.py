@@ -1,14 +1,14 @@
 """EXT_meshopt_compression: encoding buffer views and decoding whole GLBs.
 
 Encoding uses the PyPI meshoptimizer binding's vertex codec (format version 0, the one the
-EXT_meshopt_compression specification defines) and index codec (version 1). Decoding is used
-for two things: reading any compressed GLB (gltfpack's, ours) into arrays, and writing a plain
-copy of a level for the Khronos validator, which does not look inside compressed payloads.
+EXT_meshopt_compression specification defines) and index codec (version 1). `decode_view`
+decodes one view whose extension fields the caller has checked (`glb_reader` does, against
+the bytes present); it serves reading any compressed GLB (gltfpack's, ours) into arrays and
+writing a plain copy of a level for the Khronos validator (`level_glb.decode_meshopt_glb`).
 """
 
 from __future__ import annotations
 
-import copy
 import json
 import struct
 from typing import Any
@@ -109,40 +109,3 @@ def decode_view(ext: dict[str, Any], source: bytes) -> bytes:
     else:
         idx = mo.decode_index_sequence(count, 4, data.tobytes())
     return np.asarray(idx).astype(dtype).tobytes()
-
-
-def view_bytes(doc: g.GLTF2, view_index: int, blobs: dict[int, bytes]) -> bytes:
-    """A buffer view's bytes, decompressed when it carries the meshopt extension."""
-    view = doc.bufferViews[view_index]
-    ext = (view.extensions or {}).get(EXT) or (view.extensions or {}).get(KHR_EXT)
-    if ext is not None and int(ext["buffer"]) in blobs:
-        return decode_view(ext, blobs[int(ext["buffer"])])
-    blob = blobs[view.buffer]
-    start = view.byteOffset or 0
-    return blob[start : start + view.byteLength]
-
-
-def decode_meshopt_glb(glb: bytes) -> bytes:
-    """A plain GLB with every compressed view decoded into one buffer and the extension gone."""
-    doc = g.GLTF2.load_from_bytes(glb)
-    blobs = {0: doc.binary_blob() or b""}
-    out = bytearray()
-    new_views = []
-    for i, view in enumerate(doc.bufferViews):
-        data = view_bytes(doc, i, blobs)
-        while len(out) % 4:
-            out.append(0)
-        nv = copy.deepcopy(view)
-        nv.buffer, nv.byteOffset, nv.byteLength = 0, len(out), len(data)
-        nv.extensions = {
-            k: v for k, v in (view.extensions or {}).items() if k not in (EXT, KHR_EXT)
-        }
-        out.extend(data)
-        new_views.append(nv)
-    while len(out) % 4:
-        out.append(0)
-    doc.bufferViews = new_views
-    doc.buffers = [g.Buffer(byteLength=len(out))]
-    doc.extensionsUsed = [e for e in doc.extensionsUsed or [] if e not in (EXT, KHR_EXT)]
-    doc.extensionsRequired = [e for e in doc.extensionsRequired or [] if e not in (EXT, KHR_EXT)]
-    return pack_glb(doc, bytes(out))

@@ -1,72 +1,28 @@
-"""Reading body files (GLB, glTF, OBJ, PLY) into plain arrays, in the source's own units.
+"""Reading body files (GLB, glTF, OBJ, PLY) into a `body.source_mesh.SceneMesh`, source units.
 
-Every format the importer accepts is parsed here and nowhere else. The result is one triangle
-mesh in world space: glTF node transforms are applied and skinned meshes are posed by their
-joints' rest transforms (which is what a viewer shows), so that vertex and joint positions agree.
-Nothing is rescaled or re-oriented here: units and axes are the importer's decisions.
+Every format the importer accepts is parsed in `gltf/`: glTF through the one glTF reader
+(`glb_reader`, which checks the file against its bytes), OBJ and PLY here. The result is one
+triangle mesh in world space: glTF node transforms are applied and skinned meshes are posed by
+their joints' rest transforms (which is what a viewer shows), so that vertex and joint
+positions agree. Nothing is rescaled or re-oriented here: units and axes are the importer's
+decisions.
 
 UVs are returned in glTF's convention (v runs down the image); OBJ's v is flipped to match.
 """
 
 from __future__ import annotations
 
-import base64
 import io
-from dataclasses import dataclass, field
 
 import numpy as np
-import pygltflib as g
 import trimesh
-from numpy.typing import NDArray
-from scipy.spatial.transform import Rotation
 
+from spatialtwin.body.source_mesh import SceneMesh, SourceRig
 from spatialtwin.errors import SpatialTwinError
+from spatialtwin.gltf.glb_reader import GltfScene, parse_glb, parse_gltf_json
+from spatialtwin.gltf.obj_text import decode_obj_text
 
 SUPPORTED_SUFFIXES = (".glb", ".gltf", ".obj", ".ply")
-
-_COMPONENT_DTYPES = {
-    5120: np.int8,
-    5121: np.uint8,
-    5122: np.int16,
-    5123: np.uint16,
-    5125: np.uint32,
-    5126: np.float32,
-}
-_TYPE_WIDTH = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4, "MAT2": 4, "MAT3": 9, "MAT4": 16}
-_TRIANGLES = 4
-
-
-@dataclass
-class SourceRig:
-    """A source file's skeleton: joint names, parent indices (-1 for roots), rest positions."""
-
-    joint_names: list[str]
-    parents: NDArray[np.int64]
-    rest_positions: NDArray[np.float64]  # (J, 3) world space, source units
-
-
-@dataclass
-class SceneMesh:
-    """One triangle mesh gathered from a file, world space, source units.
-
-    `weld_map` maps each vertex to the first vertex at the same position (UV seams split
-    vertices); `face_groups` indexes `group_names` (OBJ groups, glTF mesh names).
-    `skin_joints` index `rig.joint_names`.
-    """
-
-    format: str
-    vertices: NDArray[np.float64]
-    faces: NDArray[np.int64]
-    normals: NDArray[np.float64] | None = None
-    uvs: NDArray[np.float64] | None = None
-    face_groups: NDArray[np.int64] | None = None
-    group_names: list[str] = field(default_factory=list)
-    skin_joints: NDArray[np.int64] | None = None
-    skin_weights: NDArray[np.float64] | None = None
-    rig: SourceRig | None = None
-    # Index of each vertex's position in the source file (OBJ `v` lines), where vertices were
-    # split by UV seams; binding files such as MakeHuman's `.mhclo` address these indices.
-    source_index: NDArray[np.int64] | None = None
 
 
 def read_scene(data: bytes, filename: str) -> SceneMesh:
@@ -83,9 +39,9 @@ def read_scene(data: bytes, filename: str) -> SceneMesh:
         raise SpatialTwinError("corrupt_file", f"{filename!r} is empty", {"filename": filename})
     try:
         if suffix == ".glb":
-            scene = _read_gltf(_load_glb(data, filename), None, filename)
+            scene = _read_gltf(parse_glb(data, filename).scene())
         elif suffix == ".gltf":
-            scene = _read_gltf(*_load_gltf_json(data, filename), filename)
+            scene = _read_gltf(parse_gltf_json(data, filename).scene())
         elif suffix == ".obj":
             scene = _read_obj(data, filename)
         else:
@@ -129,202 +85,45 @@ def _checked(scene: SceneMesh, filename: str) -> SceneMesh:
 # ---------------------------------------------------------------- glTF / GLB
 
 
-def _load_glb(data: bytes, filename: str) -> g.GLTF2:
-    if len(data) < 20 or data[:4] != b"glTF":
-        raise SpatialTwinError(
-            "corrupt_file",
-            f"{filename!r} is not a GLB file (no 'glTF' magic)",
-            {"filename": filename},
-        )
-    return g.GLTF2.load_from_bytes(data)
-
-
-def _load_gltf_json(data: bytes, filename: str) -> tuple[g.GLTF2, list[bytes]]:
-    doc = g.GLTF2.from_json(data.decode("utf-8"))
-    buffers = []
-    for buf in doc.buffers:
-        uri = buf.uri or ""
-        if not uri.startswith("data:"):
-            raise SpatialTwinError(
-                "unsupported_format",
-                f"{filename!r} refers to an external buffer {uri!r}; upload a .glb or a .gltf "
-                "with embedded (data URI) buffers",
-                {"filename": filename, "uri": uri},
-                status=415,
-            )
-        buffers.append(base64.b64decode(uri.split(",", 1)[1]))
-    return doc, buffers
-
-
-def _accessor(doc: g.GLTF2, blobs: list[bytes], index: int) -> NDArray[np.float64]:
-    """An accessor's elements as float64 (count, width), normalised integers scaled to [0, 1]."""
-    acc = doc.accessors[index]
-    if acc.sparse is not None:
-        raise SpatialTwinError("unsupported_format", "sparse glTF accessors are not supported")
-    dtype = np.dtype(_COMPONENT_DTYPES[acc.componentType]).newbyteorder("<")
-    width = _TYPE_WIDTH[acc.type]
-    if acc.bufferView is None:
-        return np.zeros((acc.count, width))
-    view = doc.bufferViews[acc.bufferView]
-    blob = blobs[view.buffer]
-    start = (view.byteOffset or 0) + (acc.byteOffset or 0)
-    elem = dtype.itemsize * width
-    stride = view.byteStride or elem
-    need = stride * (acc.count - 1) + elem if acc.count else 0
-    if start + need > len(blob) or start + need > (view.byteOffset or 0) + view.byteLength:
-        raise SpatialTwinError("corrupt_file", f"glTF accessor {index} runs past its buffer")
-    raw = np.frombuffer(blob, dtype=np.uint8, count=need, offset=start)
-    if stride != elem:
-        rows = np.lib.stride_tricks.as_strided(raw, (acc.count, elem), (stride, 1))
-        raw = np.ascontiguousarray(rows)
-    out = raw.view(dtype).reshape(acc.count, width).astype(np.float64)
-    if acc.normalized and dtype.kind in "iu":
-        out /= float(np.iinfo(dtype).max)
-    return out
-
-
-def _local_matrix(node: g.Node) -> NDArray[np.float64]:
-    if node.matrix is not None:
-        return np.asarray(node.matrix, dtype=np.float64).reshape(4, 4).T  # column-major
-    m = np.eye(4)
-    if node.rotation is not None:
-        m[:3, :3] = Rotation.from_quat(node.rotation).as_matrix()
-    if node.scale is not None:
-        m[:3, :3] = m[:3, :3] * np.asarray(node.scale, dtype=np.float64)
-    if node.translation is not None:
-        m[:3, 3] = node.translation
-    return m
-
-
-def _world_matrices(doc: g.GLTF2) -> tuple[dict[int, NDArray[np.float64]], dict[int, int]]:
-    """World matrices of the nodes of the default scene, and each node's parent."""
-    parent: dict[int, int] = {}
-    for i, node in enumerate(doc.nodes):
-        for c in node.children or []:
-            parent[c] = i
-    scene_index = doc.scene if doc.scene is not None else 0
-    roots = (
-        doc.scenes[scene_index].nodes
-        if doc.scenes
-        else [i for i in range(len(doc.nodes)) if i not in parent]
-    )
-    world: dict[int, NDArray[np.float64]] = {}
-    stack = [(r, np.eye(4)) for r in roots]
-    while stack:
-        i, above = stack.pop()
-        if i in world:
-            raise SpatialTwinError("corrupt_file", "glTF node hierarchy has a cycle")
-        world[i] = above @ _local_matrix(doc.nodes[i])
-        stack.extend((c, world[i]) for c in doc.nodes[i].children or [])
-    return world, parent
-
-
-def _read_gltf(doc: g.GLTF2, blobs: list[bytes] | None, filename: str) -> SceneMesh:
-    if blobs is None:
-        blob = doc.binary_blob()
-        blobs = [blob or b""]
-    world, parent = _world_matrices(doc)
-
-    # (1) The skeleton: the union of all skins' joints, parents = nearest joint ancestor.
-    joint_nodes: list[int] = sorted({j for skin in doc.skins for j in skin.joints})
-    joint_of_node = {n: k for k, n in enumerate(joint_nodes)}
+def _read_gltf(scene: GltfScene) -> SceneMesh:
+    """All primitives merged into one mesh; an unskinned part of a rigged file follows the root."""
     rig = None
-    if joint_nodes:
-        parents = []
-        for n in joint_nodes:
-            p = parent.get(n)
-            while p is not None and p not in joint_of_node:
-                p = parent.get(p)
-            parents.append(-1 if p is None else joint_of_node[p])
-        positions = np.array([world.get(n, np.eye(4))[:3, 3] for n in joint_nodes])
-        names = [doc.nodes[n].name or f"joint{n}" for n in joint_nodes]
-        rig = SourceRig(names, np.asarray(parents, dtype=np.int64), positions)
-
-    # (2) Every triangle primitive of every mesh node, in world space.
+    if scene.rig is not None:
+        rig = SourceRig(scene.rig.names, scene.rig.parents, scene.rig.rest_world[:, :3, 3].copy())
     verts, faces, normals, uvs, groups, sj, sw = [], [], [], [], [], [], []
     group_names: list[str] = []
     offset = 0
-    for node_index, mat in world.items():
-        node = doc.nodes[node_index]
-        if node.mesh is None:
-            continue
-        mesh = doc.meshes[node.mesh]
-        skin = doc.skins[node.skin] if node.skin is not None else None
-        for prim in mesh.primitives:
-            if (prim.mode if prim.mode is not None else _TRIANGLES) != _TRIANGLES:
-                continue
-            attrs = prim.attributes
-            if attrs.POSITION is None:
-                continue
-            p = _accessor(doc, blobs, attrs.POSITION)
-            n = len(p)
-            idx = (
-                _accessor(doc, blobs, prim.indices).astype(np.int64).reshape(-1)
-                if prim.indices is not None
-                else np.arange(n)
-            )
-            tri = idx[: len(idx) // 3 * 3].reshape(-1, 3)
-            nrm = _accessor(doc, blobs, attrs.NORMAL) if attrs.NORMAL is not None else None
-            skinned = (
-                skin is not None and attrs.JOINTS_0 is not None and attrs.WEIGHTS_0 is not None
-            )
-            if skinned:
-                assert skin is not None and rig is not None
-                local_joints = _accessor(doc, blobs, attrs.JOINTS_0).astype(np.int64)
-                weights = _accessor(doc, blobs, attrs.WEIGHTS_0)
-                ibm = (
-                    _accessor(doc, blobs, skin.inverseBindMatrices)
-                    .reshape(-1, 4, 4)
-                    .transpose(0, 2, 1)
-                    if skin.inverseBindMatrices is not None
-                    else np.tile(np.eye(4), (len(skin.joints), 1, 1))
-                )
-                joint_mats = np.stack([world[j] @ ibm[k] for k, j in enumerate(skin.joints)])
-                totals = weights.sum(axis=1, keepdims=True)
-                weights = weights / np.where(totals > 0, totals, 1.0)
-                blended = np.einsum("nk,nkab->nab", weights, joint_mats[local_joints])
-                p = np.einsum("nab,nb->na", blended[:, :3, :3], p) + blended[:, :3, 3]
-                if nrm is not None:
-                    nrm = np.einsum("nab,nb->na", blended[:, :3, :3], nrm)
-                sj.append(np.asarray([joint_of_node[j] for j in skin.joints])[local_joints])
-                sw.append(weights)
-            else:
-                p = p @ mat[:3, :3].T + mat[:3, 3]
-                if nrm is not None:
-                    nrm = nrm @ np.linalg.inv(mat[:3, :3])
-                if rig is not None:  # an unskinned part of a rigged file follows the root
-                    sj.append(np.zeros((n, 4), dtype=np.int64))
-                    sw.append(np.tile([1.0, 0.0, 0.0, 0.0], (n, 1)))
-            if np.linalg.det(mat[:3, :3]) < 0 and not skinned:
-                tri = tri[:, ::-1]
-            verts.append(p)
-            faces.append(tri + offset)
-            normals.append(nrm)
-            uvs.append(
-                _accessor(doc, blobs, attrs.TEXCOORD_0) if attrs.TEXCOORD_0 is not None else None
-            )
-            name = mesh.name or node.name or f"mesh{node.mesh}"
-            if name not in group_names:
-                group_names.append(name)
-            groups.append(np.full(len(tri), group_names.index(name)))
-            offset += n
+    for prim in scene.primitives:
+        n = len(prim.positions)
+        if prim.skinned:
+            sj.append(prim.joints)
+            sw.append(prim.weights)
+        elif rig is not None:
+            sj.append(np.zeros((n, 4), dtype=np.int64))
+            sw.append(np.tile([1.0, 0.0, 0.0, 0.0], (n, 1)))
+        verts.append(prim.positions)
+        faces.append(prim.faces + offset)
+        normals.append(prim.normals)
+        uvs.append(prim.uvs)
+        name = prim.mesh_name or prim.node_name or f"mesh{prim.mesh_index}"
+        if name not in group_names:
+            group_names.append(name)
+        groups.append(np.full(len(prim.faces), group_names.index(name)))
+        offset += n
     if not verts:
         return SceneMesh("gltf", np.zeros((0, 3)), np.zeros((0, 3), dtype=np.int64))
-    all_normals = (
-        np.concatenate(normals) if all(x is not None for x in normals) else None  # type: ignore[arg-type]
-    )
-    all_uvs = np.concatenate(uvs) if all(x is not None for x in uvs) else None  # type: ignore[arg-type]
+    rigged = rig is not None and len(sj) == len(verts)
     return SceneMesh(
         format="gltf",
         vertices=np.concatenate(verts),
         faces=np.concatenate(faces),
-        normals=all_normals,
-        uvs=all_uvs,
+        normals=np.concatenate(normals) if all(x is not None for x in normals) else None,
+        uvs=np.concatenate(uvs) if all(x is not None for x in uvs) else None,
         face_groups=np.concatenate(groups),
         group_names=group_names,
-        skin_joints=np.concatenate(sj) if sj and len(sj) == len(verts) else None,
-        skin_weights=np.concatenate(sw) if sw and len(sw) == len(verts) else None,
-        rig=rig if sj and len(sj) == len(verts) else None,
+        skin_joints=np.concatenate(sj) if rigged else None,
+        skin_weights=np.concatenate(sw) if rigged else None,
+        rig=rig if rigged else None,
     )
 
 
@@ -337,7 +136,7 @@ def _read_obj(data: bytes, filename: str) -> SceneMesh:
     trimesh's OBJ reader drops group membership, which the importer needs (a MakeHuman base
     mesh keeps its skin in group `body` beside helper geometry), so OBJ is parsed here.
     """
-    text = data.decode("utf-8", errors="strict")
+    text = decode_obj_text(data)  # UTF-8, or Latin-1 where a line is not (a comment's accent)
     positions: list[str] = []
     texcoords: list[str] = []
     corners: list[tuple[int, int]] = []  # (position index, texcoord index or -1)

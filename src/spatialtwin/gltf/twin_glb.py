@@ -15,10 +15,8 @@ import pygltflib as g
 from spatialtwin import __version__
 from spatialtwin.body.pose import Pose
 from spatialtwin.body.skeleton import JOINT_NAMES, PARENTS
-from spatialtwin.body.twin_body import TwinBody
+from spatialtwin.body.twin_body import SKIN_TONE, TwinBody
 from spatialtwin.gltf.builder import GlbBuilder
-
-SKIN_TONE = (0.80, 0.66, 0.56, 1.0)
 
 
 def add_skinned_twin(

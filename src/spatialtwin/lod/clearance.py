@@ -17,8 +17,9 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
+from spatialtwin.geometry import face_normals, weld_map
 from spatialtwin.lod.distance import SurfaceDistance
-from spatialtwin.lod.topology import face_normals, weld_map
+from spatialtwin.lod.topology import WELD_DECIMALS
 
 _PROBES = np.array(
     [
@@ -58,7 +59,7 @@ def push_out(
     body = SurfaceDistance(body_pos, body_faces)
     normals = face_normals(body_pos, body_faces)
     pos = garment_pos.copy()
-    welded = weld_map(garment_pos)
+    welded = weld_map(garment_pos, WELD_DECIMALS)
     moved = np.zeros(len(pos), dtype=bool)
     residual_m = 0.0
     for round_index in range(max_iterations + 1):

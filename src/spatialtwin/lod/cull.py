@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from spatialtwin.geometry import vertex_normals
 from spatialtwin.lod.deform import bent_poses, posed_positions, skinning_matrices
 from spatialtwin.lod.distance import SurfaceDistance
 from spatialtwin.lod.scene import LodMesh, LodScene
@@ -27,22 +28,11 @@ class CullOptions:
     min_alignment: float = 0.8  # cosine between the body normal and the way to the garment
 
 
-def _vertex_normals(
-    positions: NDArray[np.float64], faces: NDArray[np.int64]
-) -> NDArray[np.float64]:
-    tri = positions[faces]
-    fn = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-    vn = np.zeros_like(positions)
-    for k in range(3):
-        np.add.at(vn, faces[:, k], fn)
-    return vn / np.maximum(np.linalg.norm(vn, axis=1, keepdims=True), 1e-20)
-
-
 def covered_vertices(
     body: LodMesh, garments: list[LodMesh], mats: NDArray[np.float64] | None, opts: CullOptions
 ) -> NDArray[np.bool_]:
     pos = posed_positions(body, mats)
-    normals = _vertex_normals(pos, body.faces)
+    normals = vertex_normals(pos, body.faces)
     g_pos = [posed_positions(g, mats) for g in garments]
     offsets = np.cumsum([0] + [len(p) for p in g_pos])
     all_pos = np.concatenate(g_pos)

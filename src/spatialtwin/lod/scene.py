@@ -16,6 +16,9 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 
+from spatialtwin.body.skeleton import JOINT_NAMES, PARENTS
+from spatialtwin.body.twin_body import SKIN_TONE
+
 Role = Literal["body", "garment", "other"]
 
 
@@ -137,9 +140,6 @@ def scene_from_twin_body(
     body: Any, *, name: str = "twin", extras: dict[str, Any] | None = None
 ) -> LodScene:
     """A twin (`spatialtwin.body.twin_body.TwinBody`) as a one-mesh scene with its VRM rig."""
-    from spatialtwin.body.skeleton import JOINT_NAMES, PARENTS
-    from spatialtwin.gltf.twin_glb import SKIN_TONE
-
     offsets = body.skeleton.rest_local_offsets()
     rig = LodRig(
         list(JOINT_NAMES),

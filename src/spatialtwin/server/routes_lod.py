@@ -123,9 +123,9 @@ def lod_inputs(record: dict[str, Any]) -> dict[str, str]:
 @routes.get("/api/v1/twins/{twin_id}/lod/manifest.json")
 async def twin_lod_manifest(request: web.Request) -> web.StreamResponse:
     from spatialtwin.lod.levels import DEFAULTS
-    from spatialtwin.lod.pipeline import PIPELINE_VERSION, build_lod_for_scene
     from spatialtwin.lod.scene import scene_from_twin_body
     from spatialtwin.lod.simplifier import backend_name
+    from spatialtwin.services.lod import PIPELINE_VERSION, build_lod_for_scene
 
     twins = request.app[keys.TWINS]
     record = await twins.get(request.match_info["twin_id"])
@@ -176,9 +176,9 @@ async def look_lod_manifest(request: web.Request) -> web.StreamResponse:
     """
     from spatialtwin.gltf.read_glb import read_glb_scene
     from spatialtwin.lod.levels import DEFAULTS
-    from spatialtwin.lod.pipeline import PIPELINE_VERSION, build_lod_for_scene
     from spatialtwin.lod.simplifier import backend_name
     from spatialtwin.server.routes_looks import LOOKS
+    from spatialtwin.services.lod import PIPELINE_VERSION, build_lod_for_scene
 
     channel = request.query.get("channel", "ecommerce")
     look = await request.app[LOOKS].get(request.match_info["look_id"], channel)

@@ -1,4 +1,6 @@
-"""`build_lod_for_scene`: a scene in, level files and a manifest out.
+"""The LOD service: a scene in, level files and a manifest out (`build_lod_for_scene`).
+
+It joins the numerics of `lod` (levels) to the level writer of `gltf` (`level_glb`).
 
     build = build_lod_for_scene(scene_from_twin_body(body), url_prefix="/api/v1/lod/")
     build.manifest["levels"][-1]["url"]   # the small first level a client shows at once
@@ -17,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from spatialtwin import __version__
-from spatialtwin.lod.level_glb import PositionGrid, write_level
+from spatialtwin.gltf.level_glb import PositionGrid, write_level
 from spatialtwin.lod.levels import DEFAULTS, Level, LevelOptions, build_levels
 from spatialtwin.lod.scene import LodScene
 from spatialtwin.lod.selection import DISPLAY_PROFILES, pick_level

@@ -19,6 +19,7 @@ fetches it and still draws the level. Without it, the GLB is self-contained and 
 
 from __future__ import annotations
 
+import copy
 import io
 import math
 from dataclasses import dataclass
@@ -31,8 +32,10 @@ from numpy.typing import NDArray
 from PIL import Image
 from scipy.spatial.transform import Rotation
 
+from spatialtwin.gltf.glb_reader import parse_glb
 from spatialtwin.gltf.meshopt_codec import (
     EXT,
+    KHR_EXT,
     MODE_ATTRIBUTES,
     MODE_TRIANGLES,
     encode_attributes,
@@ -85,10 +88,8 @@ def quantize_weights(weights: NDArray[np.float64]) -> NDArray[np.uint8]:
 
 def decode_view_rows(oct_rows: NDArray[np.int8]) -> bytes:
     """What a meshopt decoder makes of OCTAHEDRAL rows: the plain int8 normals."""
-    import meshoptimizer as _mo
-
     return bytes(
-        _mo.decode_filter_oct(
+        mo.decode_filter_oct(
             np.ascontiguousarray(oct_rows).view(np.uint8).reshape(-1).copy(), len(oct_rows), 4
         )
         .view(np.uint8)
@@ -182,29 +183,9 @@ class _Writer:
             self.doc.bufferViews[view].byteStride = stride
             return view
         packed = encode_attributes(rows)
-        coff = self._append(self.bin, packed)
-        foff = self._append(self.fallback, data)
-        ext = {
-            "buffer": 0,
-            "byteOffset": coff,
-            "byteLength": len(packed),
-            "byteStride": stride,
-            "mode": MODE_ATTRIBUTES,
-            "count": len(rows),
-        }
-        if filter_name:
-            ext["filter"] = filter_name
-        self.doc.bufferViews.append(
-            g.BufferView(
-                buffer=1,
-                byteOffset=foff,
-                byteLength=len(data),
-                byteStride=stride,
-                target=g.ARRAY_BUFFER,
-                extensions={EXT: ext},
-            )
+        return self._compressed_view(
+            packed, data, stride, MODE_ATTRIBUTES, len(rows), g.ARRAY_BUFFER, filter_name
         )
-        return len(self.doc.bufferViews) - 1
 
     def normal_view(self, normals: NDArray[np.float64], plain: NDArray[np.uint8]) -> int:
         """Normals: OCTAHEDRAL-filtered when compressed; the fallback holds the plain bytes
@@ -212,30 +193,11 @@ class _Writer:
         if not self.compress:
             return self.vertex_view(plain)
         oct_rows = encode_filter_oct(normals)
-        decoded = np.frombuffer(decode_view_rows(oct_rows), dtype=np.uint8).reshape(-1, 4)
+        decoded = decode_view_rows(oct_rows)
         packed = encode_attributes(oct_rows.view(np.uint8))
-        coff = self._append(self.bin, packed)
-        foff = self._append(self.fallback, decoded.tobytes())
-        ext = {
-            "buffer": 0,
-            "byteOffset": coff,
-            "byteLength": len(packed),
-            "byteStride": 4,
-            "mode": MODE_ATTRIBUTES,
-            "filter": "OCTAHEDRAL",
-            "count": len(oct_rows),
-        }
-        self.doc.bufferViews.append(
-            g.BufferView(
-                buffer=1,
-                byteOffset=foff,
-                byteLength=decoded.nbytes,
-                byteStride=4,
-                target=g.ARRAY_BUFFER,
-                extensions={EXT: ext},
-            )
+        return self._compressed_view(
+            packed, decoded, 4, MODE_ATTRIBUTES, len(oct_rows), g.ARRAY_BUFFER, "OCTAHEDRAL"
         )
-        return len(self.doc.bufferViews) - 1
 
     def index_view(self, faces: NDArray[np.int64], vertex_count: int) -> tuple[int, int]:
         dtype = np.uint16 if vertex_count <= 65535 else np.uint32
@@ -245,26 +207,45 @@ class _Writer:
         if not self.compress:
             return self.plain_view(data, g.ELEMENT_ARRAY_BUFFER), comp
         packed = encode_triangles(flat, vertex_count)
+        view = self._compressed_view(
+            packed, data, flat.itemsize, MODE_TRIANGLES, len(flat), g.ELEMENT_ARRAY_BUFFER
+        )
+        return view, comp
+
+    def _compressed_view(
+        self,
+        packed: bytes,
+        plain: bytes,
+        stride: int,
+        mode: str,
+        count: int,
+        target: int,
+        filter_name: str | None = None,
+    ) -> int:
+        """A view whose compressed copy sits in the GLB and whose plain bytes in the fallback."""
         coff = self._append(self.bin, packed)
-        foff = self._append(self.fallback, data)
-        ext = {
+        foff = self._append(self.fallback, plain)
+        ext: dict[str, Any] = {
             "buffer": 0,
             "byteOffset": coff,
             "byteLength": len(packed),
-            "byteStride": flat.itemsize,
-            "mode": MODE_TRIANGLES,
-            "count": len(flat),
+            "byteStride": stride,
+            "mode": mode,
+            "count": count,
         }
+        if filter_name:
+            ext["filter"] = filter_name
         self.doc.bufferViews.append(
             g.BufferView(
                 buffer=1,
                 byteOffset=foff,
-                byteLength=len(data),
-                target=g.ELEMENT_ARRAY_BUFFER,
+                byteLength=len(plain),
+                byteStride=stride if target == g.ARRAY_BUFFER else None,
+                target=target,
                 extensions={EXT: ext},
             )
         )
-        return len(self.doc.bufferViews) - 1, comp
+        return len(self.doc.bufferViews) - 1
 
     def accessor(
         self,
@@ -442,3 +423,33 @@ def _material(w: _Writer, mesh: LodMesh, texture_max_px: int | None) -> int:
         g.Material(name=mat.name, pbrMetallicRoughness=pbr, doubleSided=mat.double_sided or None)
     )
     return len(w.doc.materials) - 1
+
+
+def decode_meshopt_glb(glb: bytes) -> bytes:
+    """A plain GLB with every compressed view decoded into one buffer and the extension gone.
+
+    The Khronos validator does not look inside meshopt payloads; this copy lets it check what
+    a decoder would see. Views are decoded by the one reader, with its checks.
+    """
+    checked = parse_glb(glb, "level.glb")
+    doc = g.GLTF2.load_from_bytes(glb)
+    out = bytearray()
+    new_views = []
+    for i, view in enumerate(doc.bufferViews):
+        data = bytes(checked.view_bytes(i))
+        while len(out) % 4:
+            out.append(0)
+        nv = copy.deepcopy(view)
+        nv.buffer, nv.byteOffset, nv.byteLength = 0, len(out), len(data)
+        nv.extensions = {
+            k: v for k, v in (view.extensions or {}).items() if k not in (EXT, KHR_EXT)
+        }
+        out.extend(data)
+        new_views.append(nv)
+    while len(out) % 4:
+        out.append(0)
+    doc.bufferViews = new_views
+    doc.buffers = [g.Buffer(byteLength=len(out))]
+    doc.extensionsUsed = [e for e in doc.extensionsUsed or [] if e not in (EXT, KHR_EXT)]
+    doc.extensionsRequired = [e for e in doc.extensionsRequired or [] if e not in (EXT, KHR_EXT)]
+    return pack_glb(doc, bytes(out))
