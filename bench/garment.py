@@ -30,7 +30,6 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from machine import describe_machine
-from spatialtwin.body.importer import import_body
 from spatialtwin.body.parametric import Measurements, create_twin_body
 from spatialtwin.body.pose import Pose
 from spatialtwin.body.twin_body import TwinBody
@@ -43,6 +42,7 @@ from spatialtwin.garment.pipeline import prepare_garment
 from spatialtwin.garment.refit import GarmentRefit
 from spatialtwin.gltf.makehuman import obj_vertex_positions, read_mhclo
 from spatialtwin.gltf.template_npz import shipped_template
+from spatialtwin.services.twins import import_body
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 OUTFITS = (

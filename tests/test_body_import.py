@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from spatialtwin.body.importer import ImportedTwin, import_body
+from spatialtwin.body.importer import ImportedTwin
 from spatialtwin.body.skeleton import JOINT_INDEX, JOINT_NAMES
+from spatialtwin.services.twins import import_body
 from tests.conftest import shared
 from tests.test_body_import_checks import STANDARD_POSES, assert_poses_without_tearing
 

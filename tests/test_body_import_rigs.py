@@ -8,12 +8,12 @@ import pytest
 from scipy.spatial import cKDTree
 from scipy.spatial.transform import Rotation
 
-from spatialtwin.body.importer import import_body
 from spatialtwin.body.joint_mapping import split_joint_name
 from spatialtwin.body.pose import Pose
 from spatialtwin.body.skeleton import JOINT_NAMES
 from spatialtwin.errors import SpatialTwinError
 from spatialtwin.gltf.twin_glb import twin_to_glb
+from spatialtwin.services.twins import import_body
 from tests.conftest import shared
 from tests.test_body_import_checks import STANDARD_POSES
 

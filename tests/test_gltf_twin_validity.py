@@ -29,7 +29,7 @@ def test_rest_and_posed_twin_glbs_are_valid(average_body):
 
 
 def test_imported_twin_glbs_are_valid():
-    from spatialtwin.body.importer import import_body
+    from spatialtwin.services.twins import import_body
     from tests.conftest import shared
 
     glbs = []

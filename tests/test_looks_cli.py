@@ -14,7 +14,6 @@ import pytest
 import trimesh
 from scipy.spatial.transform import Rotation
 
-from spatialtwin.body.importer import import_body
 from spatialtwin.body.parametric import Measurements
 from spatialtwin.body.pose import Pose
 from spatialtwin.body.skeleton import JOINT_INDEX
@@ -24,6 +23,7 @@ from spatialtwin.garment.pipeline import prepare_garment
 from spatialtwin.garment.placement import place_garment
 from spatialtwin.gltf.twin_glb import twin_to_glb
 from spatialtwin.rights.license import Rights
+from spatialtwin.services.twins import import_body
 from spatialtwin.store.embedded import EmbeddedStore
 from spatialtwin.store.twin_repository import TwinRepository
 from tests.conftest import generated_twin

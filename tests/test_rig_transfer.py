@@ -11,11 +11,10 @@ import numpy as np
 import pytest
 from scipy.spatial import cKDTree
 
-from spatialtwin.body.importer import import_body
 from spatialtwin.body.rig_transfer import template_points_on
 from spatialtwin.garment.fit_check import body_parts
 from spatialtwin.gltf.template_npz import shipped_template
-from spatialtwin.services.twins import import_twin
+from spatialtwin.services.twins import import_body, import_twin
 from tests.conftest import shared
 
 

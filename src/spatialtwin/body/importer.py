@@ -1,13 +1,14 @@
 """Importing a body file as a twin rigged to the canonical skeleton.
 
 The pipeline is a list of small steps over one body, in the order a careful person would take
-them: (1) read the file, (2) keep the skin (drop helper geometry), (3) decide up and facing,
-(4) decide units from stature, (5) stand it on y = 0 with the hips over the origin, (6) rig it
-(map a source rig's joints and move its weights onto the canonical joints, or auto-rig a scan),
-(7) normals and UVs, (8) measure. Every decision lands in the `ImportReport`.
+them: (1) read the file (in `gltf.read_scene`, before this module: the body stage takes a
+`SceneMesh` of arrays, never bytes), (2) keep the skin (drop helper geometry), (3) decide up and
+facing, (4) decide units from stature, (5) stand it on y = 0 with the hips over the origin,
+(6) rig it (map a source rig's joints and move its weights onto the canonical joints, or
+auto-rig a scan), (7) normals and UVs, (8) measure. Every decision lands in the `ImportReport`.
 
-Example:
-    twin = import_body("CesiumMan.glb")
+Example (`services.twins.import_body` reads the file and calls `import_scene`):
+    twin = import_scene(read_scene(data, "CesiumMan.glb"), "CesiumMan.glb")
     twin.report.to_json()["units"]          # "m"
     twin.body.posed_vertices(pose)          # skinned on the canonical skeleton
 """
@@ -15,13 +16,12 @@ Example:
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from spatialtwin.body.autorig import autorig, vertex_normals
+from spatialtwin.body.autorig import UP, autorig
 from spatialtwin.body.joint_mapping import JointMapping, map_joints, missing_required
 from spatialtwin.body.measure import measure_body
 from spatialtwin.body.normalise import (
@@ -36,15 +36,18 @@ from spatialtwin.body.parametric import cylindrical_uvs
 from spatialtwin.body.rig_transfer import transfer_template_skin
 from spatialtwin.body.skeleton import JOINT_INDEX, JOINT_NAMES, Skeleton
 from spatialtwin.body.skinning import SkinWeights
+from spatialtwin.body.source_mesh import SceneMesh
 from spatialtwin.body.twin_body import TwinBody
 from spatialtwin.errors import SpatialTwinError
-from spatialtwin.gltf.read_scene import SceneMesh, read_scene
+from spatialtwin.geometry import vertex_normals, weld_map
 
 Array = NDArray[np.float64]
 
 # Groups that are never skin: MakeHuman's helper geometry and joint-locator cubes.
 HELPER_GROUP_PREFIXES = ("helper", "joint-")
 SKIN_GROUP_NAMES = ("body",)
+# UV-seam copies are welded when they agree to 1 µm (source files are float32 metres at best).
+WELD_DECIMALS = 6
 
 # Trunk joints' heights as fractions of stature on the generated bodies (parametric.py).
 _TRUNK = ("hips", "spine", "chest", "upperChest", "neck", "head")
@@ -96,37 +99,6 @@ class ImportedTwin:
     transform: NDArray[np.float64] = field(default_factory=lambda: np.eye(4))
     # Per twin vertex, its vertex index in the source file where the reader knew it.
     source_index: NDArray[np.int64] | None = None
-
-
-def import_body(
-    path_or_bytes: str | Path | bytes,
-    *,
-    filename: str | None = None,
-    units: str = "auto",
-    joint_map: dict[str, str] | None = None,
-    template: TwinBody | None = None,
-) -> ImportedTwin:
-    """Import a GLB/glTF/OBJ/PLY body as a canonical twin (metres, +Y up, facing +Z).
-
-    An unrigged scan is auto-rigged; with `template` (the shipped hm08 body) it then takes the
-    template's skin weights (`body.rig_transfer`), so every human twin shares one partition.
-    """
-    # (1) Read.
-    if isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
-        if not filename:
-            raise SpatialTwinError(
-                "missing_filename",
-                "a filename is needed to tell the format "
-                "of uploaded bytes (.glb, .gltf, .obj, .ply)",
-            )
-        data = bytes(path_or_bytes)
-    else:
-        path = Path(path_or_bytes)
-        data = path.read_bytes()
-        filename = filename or path.name
-    return import_scene(
-        read_scene(data, filename), filename, units=units, joint_map=joint_map, template=template
-    )
 
 
 def import_scene(
@@ -201,7 +173,7 @@ def import_scene(
     v = rotated * scale
     shift = np.array([-0.5 * (v[:, 0].min() + v[:, 0].max()), -v[:, 1].min(), 0.0])
     v = v + shift
-    weld = _weld_map(v)
+    weld = weld_map(v, WELD_DECIMALS)
     keep, welded_index = np.unique(weld, return_inverse=True)
     wv, wf = v[keep], welded_index[scene.faces]
 
@@ -247,7 +219,7 @@ def import_scene(
         normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
         report.normals = "source"
     else:
-        normals = vertex_normals(v[keep], wf)[welded_index]
+        normals = vertex_normals(v[keep], wf, fallback=UP)[welded_index]
         report.normals = "computed (smooth)"
     if scene.uvs is not None:
         uvs = scene.uvs
@@ -260,7 +232,7 @@ def import_scene(
         skin = SkinWeights(skin.joints[source], skin.weights[source])
         if scene.source_index is not None:
             scene.source_index = scene.source_index[source]
-        weld = _weld_map(v)
+        weld = weld_map(v, WELD_DECIMALS)
         report.uvs = "generated (cylindrical)"
 
     body = TwinBody(
@@ -308,7 +280,7 @@ def _template_skin(
     scan = TwinBody(
         vertices_m=v,
         faces=np.asarray(faces, dtype=np.int64),
-        normals=vertex_normals(v, np.asarray(faces, dtype=np.int64)),
+        normals=vertex_normals(v, np.asarray(faces, dtype=np.int64), fallback=UP),
         uvs=np.zeros((len(v), 2)),
         skin=skin,
         skeleton=skeleton,
@@ -360,13 +332,6 @@ def _keep_skin(scene: SceneMesh, report: ImportReport) -> SceneMesh:
         skin_weights=pick(scene.skin_weights),
         rig=scene.rig,
     )
-
-
-def _weld_map(v: Array) -> NDArray[np.int64]:
-    """Each vertex's first vertex at the same position (to 1 µm)."""
-    key = np.round(v * 1e6).astype(np.int64)
-    _, first, inverse = np.unique(key, axis=0, return_index=True, return_inverse=True)
-    return first[inverse.ravel()].astype(np.int64)
 
 
 def _top_joint(mapping: JointMapping) -> int:
