@@ -570,3 +570,21 @@ async def test_a_truncated_rigged_glb_upload_is_refused_and_leaves_no_twin(
     listed = await r.json()
     twins = listed["twins"] if isinstance(listed, dict) else listed
     assert twins == []
+
+
+def test_a_garment_glb_with_huge_claimed_counts_is_refused_before_trimesh_allocates():
+    """Garment uploads go on to trimesh, which zero-fills accessors without a view (it took
+    12 s and 1.6 GB for this file); the reader checks every accessor's claim first."""
+    from spatialtwin.gltf.garment_io import read_garment_file
+
+    tracemalloc.start()
+    started = time.perf_counter()
+    try:
+        with pytest.raises(SpatialTwinError) as err:
+            read_garment_file(huge_count_glb(with_view=False), "shirt.glb")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert err.value.code == "corrupt_file" and err.value.status == 422
+    assert peak < 1_000_000
+    assert time.perf_counter() - started < 1.0

@@ -38,9 +38,9 @@ from spatialtwin.gltf.garment_material import (
     join_glb,
     material_index,
     mtl_appearance,
-    split_glb,
     tagged_for_trimesh,
 )
+from spatialtwin.gltf.glb_reader import parse_glb, parse_gltf_json
 from spatialtwin.gltf.obj_text import as_utf8
 
 MESH_EXTENSIONS = {".obj": "obj", ".glb": "glb", ".gltf": "gltf", ".ply": "ply", ".stl": "stl"}
@@ -242,17 +242,19 @@ def _gltf_appearance(
     find: Callable[[str], bytes | None],
     image_limits: ImageLimits,
 ) -> tuple[ReadAppearance, bytes]:
-    """Materials and images of a GLB/glTF, and the file as trimesh should read it (tagged)."""
-    if fmt == "glb":
-        doc, blob = split_glb(data, filename)
-    else:
-        try:
-            doc = json.loads(data)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise _corrupt(filename, f"the glTF JSON is invalid: {exc}") from exc
-        if not isinstance(doc, dict):
-            raise _corrupt(filename, "the glTF JSON is not an object")
-        blob = None
+    """Materials and images of a GLB/glTF, and the file as trimesh should read it (tagged).
+
+    The one glTF reader checks the container and every accessor's claims against the bytes
+    present first, so trimesh never allocates more than the file holds.
+    """
+    try:
+        checked = (parse_glb if fmt == "glb" else parse_gltf_json)(data, filename, find)
+        checked.check_accessors()
+    except SpatialTwinError as exc:
+        status = 422 if exc.status == 400 else exc.status  # garment uploads answer 422
+        raise SpatialTwinError(exc.code, exc.message, exc.detail, status=status) from None
+    doc = checked.json
+    blob = bytes(checked.binary) if checked.binary is not None else None
     buffers = doc.get("buffers") or []
 
     def buffer_bytes(index: int) -> bytes | None:

@@ -216,34 +216,6 @@ def _image_bands(data: bytes) -> int:
 # --- glTF / GLB ---------------------------------------------------------------------------------
 
 
-def split_glb(data: bytes, filename: str) -> tuple[dict[str, Any], bytes | None]:
-    """The JSON document and BIN chunk of a GLB, after checking the container's lengths."""
-    if len(data) < 20 or data[:4] != b"glTF":
-        raise _corrupt(filename, "not a GLB (no 'glTF' magic)")
-    version, total = struct.unpack("<II", data[4:12])
-    if version != 2:
-        raise _corrupt(filename, f"GLB version {version}; only glTF 2.0 is read")
-    if total > len(data):
-        raise _corrupt(filename, f"the header says {total} bytes, the file has {len(data)}")
-    pos, doc, blob = 12, None, None
-    while pos + 8 <= total:
-        length, kind = struct.unpack("<I4s", data[pos : pos + 8])
-        chunk = data[pos + 8 : pos + 8 + length]
-        if len(chunk) != length:
-            raise _corrupt(filename, f"chunk {kind!r} is cut short")
-        if kind == b"JSON" and doc is None:
-            try:
-                doc = json.loads(chunk)
-            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                raise _corrupt(filename, f"the JSON chunk is invalid: {exc}") from exc
-        elif kind == b"BIN\x00" and blob is None:
-            blob = bytes(chunk)
-        pos += 8 + length + (-length % 4)
-    if not isinstance(doc, dict):
-        raise _corrupt(filename, "no JSON chunk")
-    return doc, blob
-
-
 def join_glb(doc: dict[str, Any], blob: bytes | None) -> bytes:
     """A GLB from a JSON document and an optional BIN chunk (both padded as the spec says)."""
     body = json.dumps(doc, separators=(",", ":")).encode()

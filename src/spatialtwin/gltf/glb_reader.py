@@ -31,6 +31,7 @@ import base64
 import binascii
 import json
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +44,7 @@ from spatialtwin.gltf.meshopt_codec import EXT, KHR_EXT, decode_view
 from spatialtwin.lod.scene import LodMaterial
 
 Array = NDArray[np.float64]
+Resolver = Callable[[str], "bytes | None"]
 
 GLB_MAGIC = b"glTF"
 CHUNK_JSON = 0x4E4F534A
@@ -134,14 +136,11 @@ class GltfScene:
 # ---------------------------------------------------------------- entry points
 
 
-def read_gltf_bytes(data: bytes, filename: str) -> GltfScene:
-    """Read a `.glb` (or, by its leading `{`, a `.gltf` with data-URI buffers)."""
-    doc = parse_gltf_json(data, filename) if data[:1] == b"{" else parse_glb(data, filename)
-    return doc.scene()
+def parse_glb(data: bytes, filename: str, resolve: Resolver | None = None) -> GltfDocument:
+    """The GLB container checked against the bytes present, and its JSON.
 
-
-def parse_glb(data: bytes, filename: str) -> GltfDocument:
-    """The GLB container checked against the bytes present, and its JSON."""
+    `resolve` gives the bytes of a buffer's relative uri (a zip's other entries), or None.
+    """
     fail = _Refuser(filename)
     if len(data) < 20 or data[:4] != GLB_MAGIC:
         raise fail("is not a GLB file (no 'glTF' magic)")
@@ -175,13 +174,13 @@ def parse_glb(data: bytes, filename: str) -> GltfDocument:
         raise fail("does not start with a JSON chunk")
     binary = chunks[1][1] if len(chunks) > 1 and chunks[1][0] == CHUNK_BIN else None
     gltf = _load_json(bytes(chunks[0][1]), fail)
-    return GltfDocument(gltf, binary, len(data), fail)
+    return GltfDocument(gltf, binary, len(data), fail, resolve)
 
 
-def parse_gltf_json(data: bytes, filename: str) -> GltfDocument:
-    """A `.gltf` whose buffers are embedded as data URIs (external files are refused)."""
+def parse_gltf_json(data: bytes, filename: str, resolve: Resolver | None = None) -> GltfDocument:
+    """A `.gltf` whose buffers are data URIs or files `resolve` can give (else refused)."""
     fail = _Refuser(filename)
-    return GltfDocument(_load_json(data, fail), None, len(data), fail)
+    return GltfDocument(_load_json(data, fail), None, len(data), fail, resolve)
 
 
 # ---------------------------------------------------------------- checking helpers
@@ -298,10 +297,17 @@ class GltfDocument:
     """A glTF whose buffers, views and accessors are checked as they are first read."""
 
     def __init__(
-        self, gltf: dict[str, Any], binary: memoryview | None, file_bytes: int, fail: _Refuser
+        self,
+        gltf: dict[str, Any],
+        binary: memoryview | None,
+        file_bytes: int,
+        fail: _Refuser,
+        resolve: Resolver | None = None,
     ) -> None:
         self.json = gltf
+        self.binary = binary  # the GLB's BIN chunk as it is, padding included
         self.fail = fail
+        self._resolve = resolve
         self._zero_budget = ZERO_FILL_PER_BYTE * max(file_bytes, 64)
         self.buffers = _items(gltf, "buffers", fail)
         self.views = _items(gltf, "bufferViews", fail)
@@ -348,6 +354,8 @@ class GltfDocument:
             raise self.fail(f"has {where}.uri that is not a string", where=where)
         else:
             decoded = _data_uri(uri, where, self.fail)
+            if decoded is None and self._resolve is not None:
+                decoded = self._resolve(uri)
             if decoded is None:
                 return None  # an external file: fine while nothing reads from it
             data = memoryview(decoded)
@@ -435,6 +443,30 @@ class GltfDocument:
         except (RuntimeError, ValueError) as exc:
             raise self.fail(f"has {where} that does not decode: {exc}", where=where) from None
 
+    def check_accessors(self) -> None:
+        """Every accessor's claims checked against the bytes present, none of them decoded.
+
+        For callers that hand the file to another parser afterwards (garments go on to
+        trimesh): nothing that parser allocates can then exceed what the file holds.
+        """
+        for view_index in range(len(self.views)):
+            self.view_bytes(view_index)  # inside its buffer (meshopt views decode, bounded)
+        for index, acc in enumerate(self.accessors):
+            where = f"accessors[{index}]"
+            comp, kind, _ = self.accessor_kind(index)
+            dtype, width = COMPONENT_DTYPES[comp], TYPE_WIDTH[kind]
+            count = _int(acc, "count", where, self.fail, lo=1)
+            view_index = _index(acc, "bufferView", where, len(self.views), self.fail)
+            if view_index is None:
+                self._charge_zero_fill(count * dtype.itemsize * width, where)
+            else:
+                offset = _int(acc, "byteOffset", where, self.fail, default=0)
+                stride = self._stride(view_index, dtype, width)
+                self._check_span(view_index, offset, stride, count, dtype.itemsize * width, where)
+            sparse = _obj(acc.get("sparse"), f"{where}.sparse", self.fail)
+            if sparse:
+                self._sparse_parts(sparse, comp, width, count, where)
+
     def accessor(self, index: int) -> Array:
         """An accessor's elements as float64 (count, width); normalised integers scaled."""
         if index not in self._accessor_cache:
@@ -467,12 +499,7 @@ class GltfDocument:
             raw = np.zeros((count, width), dtype=dtype)
         else:
             offset = _int(acc, "byteOffset", where, self.fail, default=0)
-            view = self.views[view_index]
-            stride = dtype.itemsize * width
-            if view.get("byteStride") is not None:
-                stride = _int(
-                    view, "byteStride", f"bufferViews[{view_index}]", self.fail, lo=4, hi=MAX_STRIDE
-                )
+            stride = self._stride(view_index, dtype, width)
             raw = self._strided(view_index, offset, stride, count, dtype, width, where)
         if sparse:
             raw = self._sparse(raw, sparse, comp, width, where)
@@ -498,6 +525,29 @@ class GltfDocument:
             )
         self._zero_budget -= nbytes
 
+    def _stride(self, view_index: int, dtype: np.dtype, width: int) -> int:
+        view = self.views[view_index]
+        if view.get("byteStride") is None:
+            return dtype.itemsize * width
+        where = f"bufferViews[{view_index}]"
+        return _int(view, "byteStride", where, self.fail, lo=4, hi=MAX_STRIDE)
+
+    def _check_span(
+        self, view_index: int, offset: int, stride: int, count: int, elem: int, where: str
+    ) -> int:
+        """The bytes `count` elements need from `offset`; refused beyond the view's length."""
+        view_length = _int(self.views[view_index], "byteLength", where, self.fail, lo=1)
+        need = offset + stride * (count - 1) + elem
+        if stride < elem or need > view_length:
+            raise self.fail(
+                f"has {where} running past its buffer view "
+                f"({count} × {stride} bytes from {offset} > {view_length})",
+                where=where,
+                claimed_bytes=need,
+                view_bytes=view_length,
+            )
+        return need
+
     def _strided(
         self,
         view_index: int,
@@ -509,26 +559,17 @@ class GltfDocument:
         where: str,
     ) -> NDArray[Any]:
         elem = dtype.itemsize * width
-        view_length = _int(self.views[view_index], "byteLength", where, self.fail, lo=1)
-        need = offset + stride * (count - 1) + elem
-        if stride < elem or need > view_length:
-            raise self.fail(
-                f"has {where} running past its buffer view "
-                f"({count} × {stride} bytes from {offset} > {view_length})",
-                where=where,
-                claimed_bytes=need,
-                view_bytes=view_length,
-            )
+        need = self._check_span(view_index, offset, stride, count, elem, where)
         data = self.view_bytes(view_index)
         raw = np.frombuffer(data, dtype=np.uint8, count=need - offset, offset=offset)
         if stride != elem:
             raw = np.lib.stride_tricks.as_strided(raw, (count, elem), (stride, 1))
         return np.ascontiguousarray(raw).reshape(count, elem).view(dtype).reshape(count, width)
 
-    def _sparse(
-        self, base: NDArray[Any], sparse: dict[str, Any], comp: int, width: int, where: str
-    ) -> NDArray[Any]:
-        count = len(base)
+    def _sparse_parts(
+        self, sparse: dict[str, Any], comp: int, width: int, count: int, where: str
+    ) -> tuple[int, tuple[int, int, np.dtype], tuple[int, int, np.dtype]]:
+        """(n, (view, offset, dtype) of the indices, the same of the values), spans checked."""
         n = _int(sparse, "count", f"{where}.sparse", self.fail, lo=1, hi=count)
         ind = _obj(sparse.get("indices"), f"{where}.sparse.indices", self.fail)
         val = _obj(sparse.get("values"), f"{where}.sparse.values", self.fail)
@@ -541,16 +582,25 @@ class GltfDocument:
             raise self.fail(f"has {where}.sparse without buffer views", where=where)
         idx_dtype = COMPONENT_DTYPES[int(ind_comp)]
         idx_offset = _int(ind, "byteOffset", where, self.fail, default=0)
-        idx = self._strided(idx_view, idx_offset, idx_dtype.itemsize, n, idx_dtype, 1, where)
-        idx = idx[:, 0].astype(np.int64)
+        self._check_span(idx_view, idx_offset, idx_dtype.itemsize, n, idx_dtype.itemsize, where)
+        dtype = COMPONENT_DTYPES[comp]
+        val_offset = _int(val, "byteOffset", where, self.fail, default=0)
+        elem = dtype.itemsize * width
+        self._check_span(val_view, val_offset, elem, n, elem, where)
+        return n, (idx_view, idx_offset, idx_dtype), (val_view, val_offset, dtype)
+
+    def _sparse(
+        self, base: NDArray[Any], sparse: dict[str, Any], comp: int, width: int, where: str
+    ) -> NDArray[Any]:
+        count = len(base)
+        n, (iv, io, idt), (vv, vo, vdt) = self._sparse_parts(sparse, comp, width, count, where)
+        idx = self._strided(iv, io, idt.itemsize, n, idt, 1, where)[:, 0].astype(np.int64)
         if np.any(np.diff(idx) <= 0) or idx[-1] >= count:
             raise self.fail(
                 f"has {where}.sparse indices that are not increasing and below {count}",
                 where=where,
             )
-        dtype = COMPONENT_DTYPES[comp]
-        val_offset = _int(val, "byteOffset", where, self.fail, default=0)
-        values = self._strided(val_view, val_offset, dtype.itemsize * width, n, dtype, width, where)
+        values = self._strided(vv, vo, vdt.itemsize * width, n, vdt, width, where)
         out = np.array(base, copy=True)
         out[idx] = values
         return out
