@@ -17,21 +17,13 @@
 //
 // Tests read `window.spatialTwinMerchandiser` (see `pageState`).
 
-import * as THREE from 'three';
-import { GLTFLoader } from 'three/addons/loaders/GLTFLoader.js';
-import { OrbitControls } from 'three/addons/controls/OrbitControls.js';
-import { RoomEnvironment } from 'three/addons/environments/RoomEnvironment.js';
-import { MeshoptDecoder } from 'three/addons/libs/meshopt_decoder.module.js';
+import { API_ROOT, ApiError, errorState, getBytes, getJson, listFrom, postForm, postJson, waitForJob } from './lib/api.js';
+import { byIds, chip, el, facts, formatCentimetres } from './lib/dom.js';
 import { FitMap, fitMapControl } from './lib/fit-map.js';
+import { STUDIO, Stage, gltfLoader } from './lib/stage.js';
 
-const API_ROOT = '/api/v1';
-const JOB_POLL_MS = 400;
 // Share of the progress bar given to sending the file; the server's processing gets the rest.
 const UPLOAD_SHARE = 0.3;
-const BACKGROUND = '#eceff3';
-const GRID_CELL_M = 0.5;
-const GRID_SIZE_M = 6;
-const ENVIRONMENT_SIZE_PX = 64; // rough fabric and skin look the same; SwiftShader is 16x faster
 
 // ---------------------------------------------------------------------------------------------
 // State exposed to tests and to anyone debugging in the console.
@@ -53,61 +45,11 @@ const pageState = {
 window.spatialTwinMerchandiser = pageState;
 
 // ---------------------------------------------------------------------------------------------
-// API access: every non-2xx answer becomes an ApiError carrying the server's JSON message.
-
-class ApiError extends Error {
-  constructor(status, code, message, detail) {
-    super(message);
-    this.status = status;
-    this.code = code;
-    this.detail = detail;
-  }
-}
-
-function apiErrorFromBody(status, statusText, body, url) {
-  const err = body && body.error;
-  if (err && typeof err.message === 'string') {
-    return new ApiError(status, err.code ?? null, err.message, err.detail ?? null);
-  }
-  return new ApiError(status, `http_${status}`, `${status} ${statusText || 'error'} from ${url}`, null);
-}
-
-async function apiErrorFrom(response) {
-  let body = null;
-  try {
-    body = await response.json();
-  } catch {
-    // Not JSON (a proxy error page, say): fall back to the HTTP status line.
-  }
-  return apiErrorFromBody(response.status, response.statusText, body, response.url);
-}
-
-async function getJson(path) {
-  const response = await fetch(path, { headers: { Accept: 'application/json' } });
-  if (!response.ok) throw await apiErrorFrom(response);
-  return response.json();
-}
-
-// Lists come as {"<name>": [...]}; accept a bare array as well.
-function listFrom(body, key) {
-  if (Array.isArray(body)) return body;
-  if (body && Array.isArray(body[key])) return body[key];
-  return [];
-}
-
-function errorState(err) {
-  if (err instanceof ApiError) {
-    return { status: err.status, code: err.code, message: err.message, detail: err.detail };
-  }
-  return { status: null, code: err.code ?? 'client_error', message: err.message ?? String(err), detail: err.detail ?? null };
-}
-
-// ---------------------------------------------------------------------------------------------
 // Formatting.
 
 function formatLength(metres) {
   if (typeof metres !== 'number' || !Number.isFinite(metres)) return '—';
-  return metres >= 1 ? `${metres.toFixed(3)} m` : `${(metres * 100).toFixed(1)} cm`;
+  return metres >= 1 ? `${metres.toFixed(3)} m` : formatCentimetres(metres);
 }
 
 function formatExtent(extent) {
@@ -145,78 +87,46 @@ function warningText(w) {
   return w?.message ?? w?.code ?? JSON.stringify(w);
 }
 
-// ---------------------------------------------------------------------------------------------
-// DOM helpers.
-
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs)) {
-    if (value === null || value === undefined || value === false) continue;
-    if (key === 'className') node.className = value;
-    else if (key === 'text') node.textContent = value;
-    else node.setAttribute(key, value === true ? '' : String(value));
-  }
-  for (const child of children) {
-    if (child === null || child === undefined) continue;
-    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
-  }
-  return node;
-}
-
-function chip(text, tone) {
-  return el('span', { className: tone ? `chip chip-${tone}` : 'chip', text });
-}
-
-function facts(rows) {
-  const dl = el('dl', { className: 'facts' });
-  for (const [term, value, id] of rows) {
-    dl.append(el('dt', { text: term }), el('dd', { id }, value ?? '—'));
-  }
-  return dl;
-}
-
-const $ = (id) => document.getElementById(id);
-
-const dom = {
-  form: $('upload-form'),
-  file: $('garment-file'),
-  fileLabel: $('file-label'),
-  dropzone: $('dropzone'),
-  sku: $('garment-sku'),
-  name: $('garment-name'),
-  category: $('garment-category'),
-  size: $('garment-size'),
-  fabric: $('garment-fabric'),
-  fabricSummary: $('fabric-summary'),
-  units: $('garment-units'),
-  uploadButton: $('upload-button'),
-  status: $('upload-status'),
-  phase: $('upload-phase'),
-  percent: $('upload-percent'),
-  progress: $('upload-progress'),
-  stage: $('upload-stage'),
-  error: $('upload-error'),
-  errorTitle: $('upload-error-title'),
-  errorCode: $('upload-error-code'),
-  errorMessage: $('upload-error-message'),
-  errorDetailBox: $('upload-error-detail-box'),
-  errorDetail: $('upload-error-detail'),
-  success: $('upload-success'),
-  twinSelect: $('twin-select'),
-  drapeButton: $('drape-button'),
-  fitMap: $('fit-map'),
-  stageName: $('stage-garment-name'),
-  viewport: $('viewport'),
-  viewportStatus: $('viewport-status'),
-  viewportStatusText: $('viewport-status-text'),
-  viewportError: $('viewport-error'),
-  viewportErrorMessage: $('viewport-error-message'),
-  viewportErrorCode: $('viewport-error-code'),
-  previewSize: $('preview-size'),
-  list: $('garment-list'),
-  count: $('garment-count'),
-  details: $('garment-details'),
-};
+const dom = byIds({
+  form: 'upload-form',
+  file: 'garment-file',
+  fileLabel: 'file-label',
+  dropzone: 'dropzone',
+  sku: 'garment-sku',
+  name: 'garment-name',
+  category: 'garment-category',
+  size: 'garment-size',
+  fabric: 'garment-fabric',
+  fabricSummary: 'fabric-summary',
+  units: 'garment-units',
+  uploadButton: 'upload-button',
+  status: 'upload-status',
+  phase: 'upload-phase',
+  percent: 'upload-percent',
+  progress: 'upload-progress',
+  stage: 'upload-stage',
+  error: 'upload-error',
+  errorTitle: 'upload-error-title',
+  errorCode: 'upload-error-code',
+  errorMessage: 'upload-error-message',
+  errorDetailBox: 'upload-error-detail-box',
+  errorDetail: 'upload-error-detail',
+  success: 'upload-success',
+  twinSelect: 'twin-select',
+  drapeButton: 'drape-button',
+  fitMap: 'fit-map',
+  stageName: 'stage-garment-name',
+  viewport: 'viewport',
+  viewportStatus: 'viewport-status',
+  viewportStatusText: 'viewport-status-text',
+  viewportError: 'viewport-error',
+  viewportErrorMessage: 'viewport-error-message',
+  viewportErrorCode: 'viewport-error-code',
+  previewSize: 'preview-size',
+  list: 'garment-list',
+  count: 'garment-count',
+  details: 'garment-details',
+});
 
 // ---------------------------------------------------------------------------------------------
 // Upload panel.
@@ -296,51 +206,18 @@ function checkForm(meta) {
   }
 }
 
-// XMLHttpRequest rather than fetch: only XHR reports upload progress.
 function sendUpload(file, meta, onProgress) {
-  return new Promise((resolve, reject) => {
-    const body = new FormData();
-    body.append('file', file, file.name);
-    body.append('metadata', new Blob([JSON.stringify(meta)], { type: 'application/json' }), 'metadata.json');
-    const xhr = new XMLHttpRequest();
-    xhr.open('POST', `${API_ROOT}/garments`);
-    xhr.setRequestHeader('Accept', 'application/json');
-    xhr.responseType = 'text';
-    xhr.upload.addEventListener('progress', (event) => {
-      if (event.lengthComputable && event.total > 0) onProgress(event.loaded / event.total);
-    });
-    xhr.addEventListener('load', () => {
-      let json = null;
-      try {
-        json = xhr.responseText ? JSON.parse(xhr.responseText) : null;
-      } catch {
-        // Not JSON: handled below through the status line.
-      }
-      if (xhr.status >= 200 && xhr.status < 300) resolve({ status: xhr.status, body: json });
-      else reject(apiErrorFromBody(xhr.status, xhr.statusText, json, `${API_ROOT}/garments`));
-    });
-    xhr.addEventListener('error', () => reject(new ApiError(null, 'network_error', 'The server could not be reached; check the connection and try again.', null)));
-    xhr.addEventListener('abort', () => reject(new ApiError(null, 'aborted', 'The upload was cancelled.', null)));
-    xhr.send(body);
-  });
+  const body = new FormData();
+  body.append('file', file, file.name);
+  body.append('metadata', new Blob([JSON.stringify(meta)], { type: 'application/json' }), 'metadata.json');
+  return postForm(`${API_ROOT}/garments`, body, onProgress);
 }
 
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-
+// The garment record a processing job made.
 async function followJob(jobUrl, onProgress) {
-  for (;;) {
-    const job = await getJson(jobUrl);
-    onProgress(job);
-    if (job.status === 'done') {
-      if (!job.result) throw new ApiError(null, 'job_without_result', 'The server finished without a garment record.', { job: job.id });
-      return job.result;
-    }
-    if (job.status === 'failed') {
-      const e = job.error ?? {};
-      throw new ApiError(null, e.code ?? 'job_failed', e.message ?? 'Processing failed on the server.', e.detail ?? null);
-    }
-    await sleep(JOB_POLL_MS);
-  }
+  const job = await waitForJob(jobUrl, { onProgress, failedMessage: 'Processing failed on the server.' });
+  if (!job.result) throw new ApiError(null, 'job_without_result', 'The server finished without a garment record.', { job: job.id });
+  return job.result;
 }
 
 async function uploadGarment(events) {
@@ -468,142 +345,7 @@ function renderDetails(g) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// 3D preview: a lit stage with a metre grid, orbit controls, and one loaded GLB at true scale.
-
-class PreviewStage {
-  constructor(container) {
-    this.container = container;
-    this.renderer = new THREE.WebGLRenderer({ antialias: true, preserveDrawingBuffer: true });
-    this.renderer.setPixelRatio(Math.min(window.devicePixelRatio || 1, 2));
-    this.renderer.outputColorSpace = THREE.SRGBColorSpace;
-    this.renderer.toneMapping = THREE.ACESFilmicToneMapping;
-    this.renderer.shadowMap.enabled = true;
-    this.renderer.shadowMap.type = THREE.PCFShadowMap;
-    container.prepend(this.renderer.domElement);
-
-    this.scene = new THREE.Scene();
-    this.scene.background = new THREE.Color(BACKGROUND);
-    const pmrem = new THREE.PMREMGenerator(this.renderer);
-    this.scene.environment = pmrem.fromScene(new RoomEnvironment(), 0.04, 0.1, 100, { size: ENVIRONMENT_SIZE_PX }).texture;
-    this.scene.environmentIntensity = 0.55;
-    pmrem.dispose();
-    this.scene.add(new THREE.HemisphereLight(0xffffff, 0xb9b3aa, 0.6));
-    const key = new THREE.DirectionalLight(0xffffff, 1.6);
-    key.position.set(1.5, 3.2, 2.4);
-    key.castShadow = true;
-    key.shadow.mapSize.set(1024, 1024);
-    Object.assign(key.shadow.camera, { left: -1.5, right: 1.5, top: 1.5, bottom: -1.5, near: 0.5, far: 8 });
-    key.shadow.bias = -0.0005;
-    this.scene.add(key, key.target);
-
-    const ground = new THREE.Mesh(new THREE.PlaneGeometry(GRID_SIZE_M, GRID_SIZE_M), new THREE.ShadowMaterial({ opacity: 0.16 }));
-    ground.rotation.x = -Math.PI / 2;
-    ground.receiveShadow = true;
-    this.scene.add(ground);
-    const grid = new THREE.GridHelper(GRID_SIZE_M, GRID_SIZE_M / GRID_CELL_M, 0x9aa3b2, 0xc8ced8);
-    grid.material.transparent = true;
-    grid.material.opacity = 0.7;
-    grid.position.y = 0.0005;
-    this.scene.add(grid);
-
-    this.camera = new THREE.PerspectiveCamera(35, 1, 0.05, 100);
-    this.camera.position.set(1.2, 1.4, 4.2);
-    this.controls = new OrbitControls(this.camera, this.renderer.domElement);
-    this.controls.enableDamping = true;
-    this.controls.dampingFactor = 0.12;
-    this.controls.target.set(0, 0.9, 0);
-    this.controls.minDistance = 0.4;
-    this.controls.maxDistance = 12;
-    this.controls.maxPolarAngle = Math.PI * 0.495;
-    this.controls.addEventListener('change', () => this.requestFrame());
-    this.controls.update();
-
-    this.object = null;
-    this.resizeObserver = new ResizeObserver(() => this.resize());
-    this.resizeObserver.observe(container);
-    this.resize();
-  }
-
-  resize() {
-    const width = Math.max(1, this.container.clientWidth);
-    const height = Math.max(1, this.container.clientHeight);
-    this.renderer.setSize(width, height, false);
-    this.camera.aspect = width / height;
-    this.camera.updateProjectionMatrix();
-    this.requestFrame();
-  }
-
-  frame(box) {
-    const centre = box.getCenter(new THREE.Vector3());
-    const size = box.getSize(new THREE.Vector3());
-    const vFov = THREE.MathUtils.degToRad(this.camera.fov);
-    const hFov = 2 * Math.atan(Math.tan(vFov / 2) * this.camera.aspect);
-    const distance = Math.max(
-      (size.y * 1.2) / 2 / Math.tan(vFov / 2),
-      (Math.max(size.x, size.z) * 1.3) / 2 / Math.tan(hFov / 2),
-    ) + size.z / 2;
-    const direction = new THREE.Vector3(0.32, 0.12, 1).normalize();
-    this.controls.target.copy(centre);
-    this.camera.position.copy(centre).addScaledVector(direction, distance);
-    this.camera.near = Math.max(0.01, distance / 100);
-    this.camera.far = distance * 20;
-    this.camera.updateProjectionMatrix();
-    this.controls.update();
-    this.scene.fog = new THREE.Fog(BACKGROUND, distance + 1.5, distance + 7);
-  }
-
-  setObject(object) {
-    this.clear();
-    object.traverse((node) => {
-      if (node.isMesh) {
-        node.castShadow = true;
-        node.frustumCulled = false; // skinned bounds change with pose
-      }
-    });
-    this.scene.add(object);
-    this.object = object;
-    this.scene.updateMatrixWorld(true);
-    object.traverse((node) => {
-      if (node.isSkinnedMesh) node.skeleton.update();
-    });
-    const box = new THREE.Box3().setFromObject(object, true);
-    this.frame(box);
-    this.requestFrame();
-    return box;
-  }
-
-  clear() {
-    if (!this.object) return;
-    this.scene.remove(this.object);
-    this.object.traverse((node) => {
-      if (node.geometry) node.geometry.dispose();
-      const materials = Array.isArray(node.material) ? node.material : node.material ? [node.material] : [];
-      for (const material of materials) {
-        for (const value of Object.values(material)) if (value && value.isTexture) value.dispose();
-        material.dispose();
-      }
-    });
-    this.object = null;
-    this.requestFrame();
-  }
-
-  requestFrame() {
-    if (this.frameRequested) return;
-    this.frameRequested = true;
-    requestAnimationFrame(() => {
-      this.frameRequested = false;
-      if (this.controls.update()) this.requestFrame();
-      this.renderer.render(this.scene, this.camera);
-    });
-  }
-
-  drawn() {
-    return new Promise((resolve) => {
-      this.requestFrame();
-      requestAnimationFrame(() => requestAnimationFrame(resolve));
-    });
-  }
-}
+// 3D preview: the shared studio stage (lib/stage.js), one GLB at a time at true scale.
 
 function showViewportStatus(text) {
   dom.viewportError.hidden = true;
@@ -662,12 +404,11 @@ function fillTwins(twins) {
 async function main() {
   let stage = null;
   try {
-    stage = new PreviewStage(dom.viewport);
+    stage = new Stage(dom.viewport, { ...STUDIO, preserveDrawingBuffer: true });
   } catch (err) {
     showViewportError({ message: `WebGL is not available in this browser: ${err.message}`, code: 'webgl_unavailable' });
   }
-  const loader = new GLTFLoader();
-  loader.setMeshoptDecoder(MeshoptDecoder);
+  const loader = gltfLoader();
 
   let garments = [];
   let previewToken = 0;
@@ -686,19 +427,6 @@ async function main() {
     dom.drapeButton.textContent = busy ? 'Draping…' : 'Drape & fit map';
   }
 
-  async function waitForJob(link, onProgress) {
-    for (;;) {
-      const job = await getJson(link);
-      if (job.status === 'done') return job;
-      if (job.status === 'failed') {
-        const e = job.error ?? {};
-        throw new ApiError(null, e.code ?? 'job_failed', e.message ?? 'The drape failed on the server.', e.detail ?? null);
-      }
-      onProgress(job);
-      await new Promise((resolve) => setTimeout(resolve, JOB_POLL_MS));
-    }
-  }
-
   // Drape the selected garment on the selected twin (a look) and show it with its fit map.
   async function drapeLook() {
     const garmentId = pageState.selectedGarmentId;
@@ -711,22 +439,18 @@ async function main() {
     updateDrapeButton();
     showViewportStatus('Draping the garment on the twin…');
     try {
-      const response = await fetch(`${API_ROOT}/looks`, {
-        method: 'POST',
-        headers: { 'Content-Type': 'application/json', Accept: 'application/json' },
-        body: JSON.stringify({ twin: twinId, garments: [garmentId] }),
-      });
-      if (!response.ok) throw await apiErrorFrom(response);
-      const started = await response.json();
-      const job = await waitForJob(started.links.job, (j) => {
-        if (token === previewToken) showViewportStatus(`Draping… ${Math.round((j.progress ?? 0) * 100)}%`);
+      const started = await postJson(`${API_ROOT}/looks`, { twin: twinId, garments: [garmentId] });
+      const job = await waitForJob(started.links.job, {
+        failedMessage: 'The drape failed on the server.',
+        onProgress: (j) => {
+          if (token === previewToken) showViewportStatus(`Draping… ${Math.round((j.progress ?? 0) * 100)}%`);
+        },
       });
       const look = job.result;
-      const glb = await fetch(look.links?.glb ?? `${API_ROOT}/looks/${encodeURIComponent(look.id)}/look.glb`);
-      if (!glb.ok) throw await apiErrorFrom(glb);
-      const gltf = await loader.parseAsync(await glb.arrayBuffer(), '');
+      const bytes = await getBytes(look.links?.glb ?? `${API_ROOT}/looks/${encodeURIComponent(look.id)}/look.glb`);
+      const gltf = await loader.parseAsync(bytes, '');
       if (token !== previewToken) return;
-      const box = stage.setObject(gltf.scene);
+      const box = stage.show(gltf.scene);
       dom.viewportStatus.hidden = true;
       fit = new FitMap(gltf.scene, gltf.asset?.extras?.spatialtwin?.fitMap);
       const record = (mode) => {
@@ -775,17 +499,14 @@ async function main() {
       const base = garment.links?.preview ?? `${API_ROOT}/garments/${encodeURIComponent(garment.id)}/preview.glb`;
       const url = new URL(base, window.location.href);
       url.searchParams.set('twin', twinId);
-      const response = await fetch(url.pathname + url.search, { headers: { Accept: 'model/gltf-binary, application/json' } });
-      if (!response.ok) throw await apiErrorFrom(response);
-      const gltf = await loader.parseAsync(await response.arrayBuffer(), '');
+      const gltf = await loader.parseAsync(await getBytes(url.pathname + url.search), '');
       if (token !== previewToken) return;
-      const box = stage.setObject(gltf.scene);
+      const box = stage.show(gltf.scene);
       dom.viewportStatus.hidden = true;
       await stage.drawn();
       if (token !== previewToken) return;
       pageState.previewBoundingBox = { min: box.min.toArray(), max: box.max.toArray() };
-      const size = box.getSize(new THREE.Vector3());
-      dom.previewSize.textContent = `${formatLength(size.y)} tall · true scale · 0.5 m grid`;
+      dom.previewSize.textContent = `${formatLength(box.max.y - box.min.y)} tall · true scale · 0.5 m grid`;
       pageState.previewLoaded = true;
     } catch (err) {
       if (token !== previewToken) return;

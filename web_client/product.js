@@ -8,10 +8,9 @@
 // its levels do not carry the fit map, so the "Stretch" and "Ease" switch loads the look's
 // full GLB, which does, on first use.
 // State for tests and tools: window.spatialTwinProduct.
-import * as THREE from 'three';
-import { GLTFLoader } from 'three/addons/loaders/GLTFLoader.js';
-import { MeshoptDecoder } from 'three/addons/libs/meshopt_decoder.module.js';
-import { FitMap, legendElement } from './lib/fit-map.js';
+import { apiErrorFromBody, errorState, getJson } from './lib/api.js';
+import { FIT_MODES, FitMap, fitSwitch, legendElement } from './lib/fit-map.js';
+import { PRODUCT, Stage, boxFromBounds, gltfLoader } from './lib/stage.js';
 
 const params = new URLSearchParams(location.search);
 const twinId = params.get('twin') || 'twn_sample_ava';
@@ -45,49 +44,28 @@ async function manifest() {
   const early = window.spatialTwinEarly
     ? await window.spatialTwinEarly.catch(() => null)
     : null;
-  let r, body, firstLevel = null;
-  if (early) {
-    ({ response: r, body, firstLevel } = early);
-  } else {
+  if (!early) {
     const path = lookId
       ? `/api/v1/looks/${encodeURIComponent(lookId)}/lod/manifest.json`
       : `/api/v1/twins/${encodeURIComponent(twinId)}/lod/manifest.json`;
-    r = await fetch(`${path}?channel=${encodeURIComponent(channel)}`);
-    body = await r.json();
+    return { m: await getJson(`${path}?channel=${encodeURIComponent(channel)}`), firstLevel: null };
   }
-  if (!r.ok) throw Object.assign(new Error(body.error?.message || r.statusText), { status: r.status, code: body.error?.code });
+  const { response, body, firstLevel } = early;
+  if (!response.ok) throw apiErrorFromBody(response.status, response.statusText, body, response.url);
   return { m: body, firstLevel };
 }
 
+// The shared stage (lib/stage.js) in its product view: plain light, straight front framing of
+// the manifest's bounds, drawn at once so the first level is timed when it is on screen.
 function threeViewer() {
-  const renderer = new THREE.WebGLRenderer({ antialias: true });
-  renderer.setPixelRatio(window.devicePixelRatio);
-  stage.appendChild(renderer.domElement);
-  const scene = new THREE.Scene();
-  scene.background = new THREE.Color(0xf4f2ef);
-  scene.add(new THREE.HemisphereLight(0xffffff, 0x8a7f74, 2.2));
-  const sun = new THREE.DirectionalLight(0xffffff, 1.5);
-  sun.position.set(1, 2, 3);
-  scene.add(sun);
-  const camera = new THREE.PerspectiveCamera(30, 1, 0.05, 50);
-  const loader = new GLTFLoader().setMeshoptDecoder(MeshoptDecoder);
-  let current = null;
-  const size = () => {
-    const w = stage.clientWidth, h = stage.clientHeight;
-    renderer.setSize(w, h, false);
-    camera.aspect = w / h;
-    camera.updateProjectionMatrix();
-  };
-  size();
-  window.addEventListener('resize', size);
+  const view = new Stage(stage, PRODUCT);
+  const loader = gltfLoader();
   let shownLevel = null;
   return {
     // Draw another scene in place of the current one (the fit map's full look and back).
     display(object) {
-      if (current) scene.remove(current);
-      current = object;
-      scene.add(current);
-      renderer.render(scene, camera);
+      view.show(object, { frame: false, disposePrevious: false });
+      view.render();
     },
     level() {
       return shownLevel;
@@ -101,22 +79,11 @@ function threeViewer() {
       const gltf = data
         ? await loader.parseAsync(data, url.slice(0, url.lastIndexOf('/') + 1))
         : await loader.loadAsync(url);
-      if (current) scene.remove(current);
-      current = gltf.scene;
       shownLevel = gltf.scene;
-      scene.add(current);
-      const min = new THREE.Vector3(...bounds.min), max = new THREE.Vector3(...bounds.max);
-      const centre = min.clone().add(max).multiplyScalar(0.5);
-      const height = max.y - min.y;
-      const distance = (height * 0.6) / Math.tan(THREE.MathUtils.degToRad(camera.fov / 2));
-      camera.position.set(centre.x, centre.y, centre.z + distance);
-      camera.lookAt(centre);
-      renderer.render(scene, camera);
-      const box = new THREE.Box3().setFromObject(current, true);
+      const box = view.show(gltf.scene, { frame: boxFromBounds(bounds), disposePrevious: false });
+      view.render();
       state.boundingBox = { min: box.min.toArray(), max: box.max.toArray() };
-      // One pixel at the figure's depth, in millimetres.
-      const viewHeightM = 2 * distance * Math.tan(THREE.MathUtils.degToRad(camera.fov / 2));
-      return (viewHeightM / (stage.clientHeight * window.devicePixelRatio)) * 1000;
+      return view.millimetresPerDevicePixel();
     },
   };
 }
@@ -174,20 +141,10 @@ async function main() {
 // look's full GLB (its garments carry _STRAIN and _EASE), fetched the first time it is asked for.
 function fitMapSwitch(viewer) {
   const holder = document.getElementById('fit-map');
-  const modes = { garment: 'Garment', strain: 'Stretch', ease: 'Ease' };
   let full = null; // {scene, fit}
   let legend = legendElement({ legend: {} }, 'garment');
-  const group = document.createElement('div');
-  group.className = 'fit-switch';
-  group.setAttribute('role', 'radiogroup');
-  group.setAttribute('aria-label', 'Fit map');
-  const title = document.createElement('span');
-  title.className = 'fit-switch-title';
-  title.textContent = 'Fit map';
-  group.append(title);
-  const buttons = {};
   async function choose(mode) {
-    for (const [m, b] of Object.entries(buttons)) b.setAttribute('aria-checked', m === mode ? 'true' : 'false');
+    control.check(mode);
     let next;
     if (mode === 'garment') {
       full?.fit.setMode('garment');
@@ -210,33 +167,22 @@ function fitMapSwitch(viewer) {
     state.fitMap = {
       mode,
       loaded: full !== null,
-      modes: full ? full.fit.modes : Object.keys(modes),
+      modes: full ? full.fit.modes : FIT_MODES,
       texturedGarments: full ? full.fit.texturedCount : null,
     };
   }
-  for (const [mode, name] of Object.entries(modes)) {
-    const button = document.createElement('button');
-    button.type = 'button';
-    button.className = 'fit-mode';
-    button.dataset.mode = mode;
-    button.setAttribute('role', 'radio');
-    button.setAttribute('aria-checked', mode === 'garment' ? 'true' : 'false');
-    button.textContent = name;
-    button.addEventListener('click', () => {
-      choose(mode).catch((err) => {
-        state.error = { message: String(err.message || err), status: null, code: 'fit_map_failed' };
-        label.textContent = `could not show the fit map: ${state.error.message}`;
-      });
+  const control = fitSwitch(FIT_MODES, 'garment', (mode) => {
+    choose(mode).catch((err) => {
+      state.error = { ...errorState(err), code: 'fit_map_failed' };
+      label.textContent = `could not show the fit map: ${state.error.message}`;
     });
-    buttons[mode] = button;
-    group.append(button);
-  }
-  holder.replaceChildren(group, legend);
+  });
+  holder.replaceChildren(control.element, legend);
   holder.hidden = false;
-  state.fitMap = { mode: 'garment', loaded: false, modes: Object.keys(modes), texturedGarments: null };
+  state.fitMap = { mode: 'garment', loaded: false, modes: FIT_MODES, texturedGarments: null };
 }
 
 main().catch((err) => {
-  state.error = { message: String(err.message || err), status: err.status ?? null, code: err.code ?? null };
+  state.error = errorState(err);
   label.textContent = `could not show the look: ${state.error.message}`;
 });

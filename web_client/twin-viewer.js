@@ -17,25 +17,12 @@
 //
 // Tests read `window.spatialTwinViewer` (see `viewerState` below).
 
-import * as THREE from 'three';
-import { GLTFLoader } from 'three/addons/loaders/GLTFLoader.js';
-import { OrbitControls } from 'three/addons/controls/OrbitControls.js';
-import { RoomEnvironment } from 'three/addons/environments/RoomEnvironment.js';
-import { MeshoptDecoder } from 'three/addons/libs/meshopt_decoder.module.js';
+import { API_ROOT, ApiError, errorState, getBytes, getJson } from './lib/api.js';
+import { byIds, chip, el, facts, formatCentimetres as formatLength } from './lib/dom.js';
 import { FIT_MODES, FitMap, fitMapControl } from './lib/fit-map.js';
+import { STUDIO, Stage, TRUE_SCALE, gltfLoader, hexToRgb255 } from './lib/stage.js';
 
-const API_ROOT = '/api/v1';
 const CHANNELS = ['ecommerce', 'mirror', 'ar'];
-const GRID_CELL_M = 0.5;
-const GRID_SIZE_M = 6;
-const PERSPECTIVE_BACKGROUND = '#eceff3';
-// Chroma-key green: no lit skin or fabric comes near it (skin's red channel alone differs by
-// > 100), so a test can segment the body from the background pixel by pixel.
-const TEST_MODE_BACKGROUND = '#00b140';
-// Cube-face size of the prefiltered room light. Skin is rough, so 64 px looks the same as three's
-// default 256 px, and it prefilters ~16x faster, which matters under software WebGL (SwiftShader
-// in headless tests and GPU-less kiosks: about 4 s at 256 px against 0.3 s at 64 px).
-const ENVIRONMENT_SIZE_PX = 64;
 
 // ---------------------------------------------------------------------------------------------
 // State exposed to tests and to anyone debugging in the console.
@@ -60,12 +47,10 @@ window.spatialTwinViewer = viewerState;
 // ---------------------------------------------------------------------------------------------
 // Options from the URL.
 
-class ViewerOptionError extends Error {
+// A bad URL parameter, shown like an API refusal (no HTTP status).
+class ViewerOptionError extends ApiError {
   constructor(code, message, detail) {
-    super(message);
-    this.status = null;
-    this.code = code;
-    this.detail = detail;
+    super(null, code, message, detail);
   }
 }
 
@@ -95,35 +80,10 @@ function parseViewerOptions(search) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// API access: every non-2xx answer becomes an ApiError carrying the server's JSON message.
-
-class ApiError extends Error {
-  constructor(status, code, message, detail) {
-    super(message);
-    this.status = status;
-    this.code = code;
-    this.detail = detail;
-  }
-}
-
-async function apiErrorFrom(response) {
-  let body = null;
-  try {
-    body = await response.json();
-  } catch {
-    // Not JSON (a proxy error page, say): fall back to the HTTP status line.
-  }
-  const err = body && body.error;
-  if (err && typeof err.message === 'string') {
-    return new ApiError(response.status, err.code ?? null, err.message, err.detail ?? null);
-  }
-  return new ApiError(response.status, null, `${response.status} ${response.statusText || 'error'} from ${response.url}`, null);
-}
+// API access (lib/api.js): every non-2xx answer becomes an ApiError with the server's message.
 
 async function fetchTwins() {
-  const response = await fetch(`${API_ROOT}/twins`, { headers: { Accept: 'application/json' } });
-  if (!response.ok) throw await apiErrorFrom(response);
-  const body = await response.json();
+  const body = await getJson(`${API_ROOT}/twins`);
   return Array.isArray(body.twins) ? body.twins : [];
 }
 
@@ -139,18 +99,6 @@ function lookUrls(lookId, channel) {
   const id = encodeURIComponent(lookId);
   const query = `?channel=${encodeURIComponent(channel)}`;
   return { record: `${API_ROOT}/looks/${id}${query}`, glb: `${API_ROOT}/looks/${id}/look.glb${query}` };
-}
-
-async function fetchLook(url) {
-  const response = await fetch(url, { headers: { Accept: 'application/json' } });
-  if (!response.ok) throw await apiErrorFrom(response);
-  return response.json();
-}
-
-async function fetchBodyGlb(url) {
-  const response = await fetch(url, { headers: { Accept: 'model/gltf-binary, application/json' } });
-  if (!response.ok) throw await apiErrorFrom(response);
-  return response.arrayBuffer();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -171,58 +119,23 @@ function formatDate(iso) {
   return d.toLocaleDateString(undefined, { year: 'numeric', month: 'short', day: 'numeric' });
 }
 
-function formatLength(metres) {
-  if (typeof metres !== 'number' || !Number.isFinite(metres)) return '—';
-  return `${(metres * 100).toFixed(1)} cm`;
-}
-
-// ---------------------------------------------------------------------------------------------
-// DOM helpers.
-
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs)) {
-    if (value === null || value === undefined || value === false) continue;
-    if (key === 'className') node.className = value;
-    else if (key === 'text') node.textContent = value;
-    else node.setAttribute(key, value === true ? '' : String(value));
-  }
-  for (const child of children) {
-    if (child === null || child === undefined) continue;
-    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
-  }
-  return node;
-}
-
-function chip(text, tone) {
-  return el('span', { className: tone ? `chip chip-${tone}` : 'chip', text });
-}
-
-function facts(rows) {
-  const dl = el('dl', { className: 'facts' });
-  for (const [term, value] of rows) {
-    dl.append(el('dt', { text: term }), el('dd', {}, value ?? '—'));
-  }
-  return dl;
-}
-
 // ---------------------------------------------------------------------------------------------
 // Page panels.
 
-const dom = {
-  list: document.getElementById('twin-list'),
-  details: document.getElementById('details-body'),
-  disclosure: document.getElementById('disclosure'),
-  disclosureText: document.getElementById('disclosure-text'),
-  viewport: document.getElementById('viewport'),
-  status: document.getElementById('viewport-status'),
-  statusText: document.getElementById('viewport-status-text'),
-  error: document.getElementById('viewport-error'),
-  errorMessage: document.getElementById('viewport-error-message'),
-  errorCode: document.getElementById('viewport-error-code'),
-  scaleLegend: document.getElementById('scale-legend'),
-  fitMap: document.getElementById('fit-map'),
-};
+const dom = byIds({
+  list: 'twin-list',
+  details: 'details-body',
+  disclosure: 'disclosure',
+  disclosureText: 'disclosure-text',
+  viewport: 'viewport',
+  status: 'viewport-status',
+  statusText: 'viewport-status-text',
+  error: 'viewport-error',
+  errorMessage: 'viewport-error-message',
+  errorCode: 'viewport-error-code',
+  scaleLegend: 'scale-legend',
+  fitMap: 'fit-map',
+});
 
 function renderTwinList(twins, selectedId, onSelect) {
   dom.list.replaceChildren();
@@ -351,18 +264,13 @@ function hideStatus() {
 }
 
 function showError(err) {
-  const status = err.status ?? null;
-  viewerState.error = {
-    status,
-    code: err.code ?? null,
-    message: err.message,
-    detail: err.detail ?? null,
-  };
+  viewerState.error = errorState(err);
+  const { status, code, message } = viewerState.error;
   hideStatus();
-  dom.errorMessage.textContent = err.message;
+  dom.errorMessage.textContent = message;
   const codeParts = [];
   if (status) codeParts.push(`HTTP ${status}`);
-  if (err.code) codeParts.push(err.code);
+  if (code) codeParts.push(code);
   dom.errorCode.textContent = codeParts.join(' · ');
   dom.error.hidden = false;
 }
@@ -373,215 +281,20 @@ function clearError() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The 3D view.
-
-class TwinStage {
-  constructor(container, { camera, pxPerMetre }) {
-    this.container = container;
-    this.ortho = camera === 'ortho';
-    this.pxPerMetre = pxPerMetre;
-    this.body = null;
-    this.bodyBox = null;
-    this.frameRequested = false;
-
-    // (1) renderer: sRGB output, neutral tone mapping keeps the skin's base colour honest.
-    this.renderer = new THREE.WebGLRenderer({ antialias: true, preserveDrawingBuffer: this.ortho });
-    this.renderer.setPixelRatio(Math.min(window.devicePixelRatio || 1, 2));
-    this.renderer.outputColorSpace = THREE.SRGBColorSpace;
-    this.renderer.toneMapping = this.ortho ? THREE.NoToneMapping : THREE.NeutralToneMapping;
-    this.renderer.shadowMap.enabled = !this.ortho;
-    this.renderer.shadowMap.type = THREE.PCFShadowMap;
-    this.renderer.domElement.setAttribute('aria-label', '3D view of the selected twin');
-    this.renderer.domElement.tabIndex = 0;
-    container.prepend(this.renderer.domElement);
-
-    // (2) scene, background, image-based light plus a key light for form and a contact shadow.
-    this.scene = new THREE.Scene();
-    this.scene.background = new THREE.Color(this.ortho ? TEST_MODE_BACKGROUND : PERSPECTIVE_BACKGROUND);
-    const pmrem = new THREE.PMREMGenerator(this.renderer);
-    this.scene.environment = pmrem.fromScene(new RoomEnvironment(), 0.04, 0.1, 100, {
-      size: ENVIRONMENT_SIZE_PX,
-    }).texture;
-    this.scene.environmentIntensity = 0.55;
-    pmrem.dispose();
-
-    const hemi = new THREE.HemisphereLight(0xffffff, 0xb9b3aa, 0.6);
-    this.scene.add(hemi);
-    this.keyLight = new THREE.DirectionalLight(0xffffff, 1.6);
-    this.keyLight.position.set(1.5, 3.2, 2.4);
-    this.scene.add(this.keyLight, this.keyLight.target);
-
-    if (!this.ortho) {
-      this.keyLight.castShadow = true;
-      this.keyLight.shadow.mapSize.set(1024, 1024);
-      const s = this.keyLight.shadow.camera;
-      s.left = -1.5; s.right = 1.5; s.top = 1.5; s.bottom = -1.5; s.near = 0.5; s.far = 8;
-      this.keyLight.shadow.bias = -0.0005;
-      this.keyLight.shadow.radius = 4;
-
-      const ground = new THREE.Mesh(
-        new THREE.PlaneGeometry(GRID_SIZE_M, GRID_SIZE_M),
-        new THREE.ShadowMaterial({ opacity: 0.16 }),
-      );
-      ground.rotation.x = -Math.PI / 2;
-      ground.receiveShadow = true;
-      this.scene.add(ground);
-
-      const grid = new THREE.GridHelper(GRID_SIZE_M, GRID_SIZE_M / GRID_CELL_M, 0x9aa3b2, 0xc8ced8);
-      grid.material.transparent = true;
-      grid.material.opacity = 0.7;
-      grid.position.y = 0.0005; // above the shadow plane, below any foot
-      this.scene.add(grid);
-    }
-
-    // (3) camera: perspective with orbit controls, or a fixed orthographic front view.
-    if (this.ortho) {
-      this.camera = new THREE.OrthographicCamera(-1, 1, 1, -1, 0.01, 100);
-      this.camera.position.set(0, 1, 10);
-      this.camera.lookAt(0, 1, 0);
-    } else {
-      this.camera = new THREE.PerspectiveCamera(35, 1, 0.05, 100);
-      this.camera.position.set(1.2, 1.4, 4.2);
-      this.controls = new OrbitControls(this.camera, this.renderer.domElement);
-      this.controls.enableDamping = true;
-      this.controls.dampingFactor = 0.12;
-      this.controls.target.set(0, 0.9, 0);
-      this.controls.minDistance = 0.4;
-      this.controls.maxDistance = 12;
-      this.controls.maxPolarAngle = Math.PI * 0.495; // stay above the floor
-      this.controls.addEventListener('change', () => this.requestFrame());
-      this.controls.update();
-    }
-
-    this.resizeObserver = new ResizeObserver(() => this.resize());
-    this.resizeObserver.observe(container);
-    this.resize();
-  }
-
-  resize() {
-    const width = Math.max(1, this.container.clientWidth);
-    const height = Math.max(1, this.container.clientHeight);
-    this.renderer.setSize(width, height, false);
-    viewerState.canvasSizePx = [width, height];
-    if (this.ortho) {
-      this.fitOrtho(width, height);
-    } else {
-      this.camera.aspect = width / height;
-      this.camera.updateProjectionMatrix();
-    }
-    this.requestFrame();
-  }
-
-  // An orthographic frustum whose width in metres is the canvas width in pixels / pxPerMetre,
-  // centred on the body: one metre on the body is exactly pxPerMetre CSS pixels on screen.
-  fitOrtho(width, height) {
-    const centre = this.bodyBox ? this.bodyBox.getCenter(new THREE.Vector3()) : new THREE.Vector3(0, 0.9, 0);
-    const halfW = width / 2 / this.pxPerMetre;
-    const halfH = height / 2 / this.pxPerMetre;
-    this.camera.left = -halfW;
-    this.camera.right = halfW;
-    this.camera.top = halfH;
-    this.camera.bottom = -halfH;
-    this.camera.position.set(centre.x, centre.y, centre.z + 10);
-    this.camera.lookAt(centre.x, centre.y, centre.z);
-    this.camera.updateProjectionMatrix();
-  }
-
-  // Frame the whole body from the front-right, slightly above hip height, as a fitting-room
-  // mirror would, with a margin so the feet and head never touch the edge.
-  framePerspective(box) {
-    const centre = box.getCenter(new THREE.Vector3());
-    const size = box.getSize(new THREE.Vector3());
-    const vFov = THREE.MathUtils.degToRad(this.camera.fov);
-    const hFov = 2 * Math.atan(Math.tan(vFov / 2) * this.camera.aspect);
-    const distForHeight = (size.y * 1.18) / 2 / Math.tan(vFov / 2);
-    const distForWidth = (Math.max(size.x, size.z) * 1.3) / 2 / Math.tan(hFov / 2);
-    const distance = Math.max(distForHeight, distForWidth) + size.z / 2;
-    const direction = new THREE.Vector3(0.32, 0.12, 1).normalize();
-    this.controls.target.copy(centre);
-    this.camera.position.copy(centre).addScaledVector(direction, distance);
-    this.camera.near = Math.max(0.01, distance / 100);
-    this.camera.far = distance * 20;
-    this.camera.updateProjectionMatrix();
-    this.controls.update();
-    // Let the floor grid fade out behind the body instead of ending in a hard horizon.
-    this.scene.fog = new THREE.Fog(PERSPECTIVE_BACKGROUND, distance + 1.5, distance + 7);
-  }
-
-  setBody(object) {
-    this.clearBody();
-    object.traverse((node) => {
-      if (node.isMesh) {
-        node.castShadow = !this.ortho;
-        node.frustumCulled = false; // skinned bounds change with pose; never cull the body
-      }
-    });
-    this.scene.add(object);
-    this.body = object;
-    // Bones need world matrices before skinned vertex positions can be evaluated.
-    this.scene.updateMatrixWorld(true);
-    object.traverse((node) => {
-      if (node.isSkinnedMesh) node.skeleton.update();
-    });
-    this.bodyBox = new THREE.Box3().setFromObject(object, true);
-    if (this.ortho) {
-      this.fitOrtho(this.container.clientWidth, this.container.clientHeight);
-    } else {
-      this.framePerspective(this.bodyBox);
-    }
-    this.requestFrame();
-    return this.bodyBox;
-  }
-
-  clearBody() {
-    if (!this.body) return;
-    this.scene.remove(this.body);
-    this.body.traverse((node) => {
-      if (node.geometry) node.geometry.dispose();
-      const materials = Array.isArray(node.material) ? node.material : node.material ? [node.material] : [];
-      for (const material of materials) {
-        for (const value of Object.values(material)) {
-          if (value && value.isTexture) value.dispose();
-        }
-        material.dispose();
-      }
-    });
-    this.body = null;
-    this.bodyBox = null;
-    this.requestFrame();
-  }
-
-  // Draw only when something changed: a software-rendered headless browser and a laptop on
-  // battery both prefer an idle page to a 60 fps loop.
-  requestFrame() {
-    if (this.frameRequested) return;
-    this.frameRequested = true;
-    requestAnimationFrame(() => {
-      this.frameRequested = false;
-      if (this.controls && this.controls.update()) this.requestFrame();
-      this.renderer.render(this.scene, this.camera);
-    });
-  }
-
-  // Resolves after the next frame has been drawn and handed to the compositor.
-  drawn() {
-    return new Promise((resolve) => {
-      this.requestFrame();
-      requestAnimationFrame(() => requestAnimationFrame(resolve));
-    });
-  }
-}
-
-// ---------------------------------------------------------------------------------------------
 // Wiring.
 
 function boxToArrays(box) {
   return { min: box.min.toArray(), max: box.max.toArray() };
 }
 
-// sRGB bytes of a '#rrggbb' colour, as they appear in a screenshot (THREE.Color holds linear).
-function hexToRgb255(hex) {
-  return [1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16));
+// The shared stage (lib/stage.js): the studio view, or the true-scale test view.
+function stageOptions(options) {
+  const view = options.camera === 'ortho' ? { ...TRUE_SCALE, pxPerMetre: options.pxPerMetre } : STUDIO;
+  return {
+    ...view,
+    canvasLabel: '3D view of the selected twin',
+    onResize: (width, height) => { viewerState.canvasSizePx = [width, height]; },
+  };
 }
 
 async function main() {
@@ -597,20 +310,19 @@ async function main() {
   viewerState.pxPerMetre = options.pxPerMetre;
   if (options.camera === 'ortho') {
     document.body.classList.add('test-mode');
-    viewerState.background = hexToRgb255(TEST_MODE_BACKGROUND);
+    viewerState.background = hexToRgb255(TRUE_SCALE.background);
     dom.scaleLegend.textContent = `Orthographic front view · ${options.pxPerMetre} px per metre`;
   }
 
   let stage;
   try {
-    stage = new TwinStage(dom.viewport, options);
+    stage = new Stage(dom.viewport, stageOptions(options));
   } catch (err) {
     showError({ message: `WebGL is not available in this browser: ${err.message}`, code: 'webgl_unavailable' });
     return;
   }
 
-  const loader = new GLTFLoader();
-  loader.setMeshoptDecoder(MeshoptDecoder);
+  const loader = gltfLoader();
 
   let twins = [];
   showStatus('Loading twins…');
@@ -626,7 +338,7 @@ async function main() {
   let look = null;
   if (options.lookId) {
     try {
-      look = await fetchLook(lookUrls(options.lookId, options.channel).record);
+      look = await getJson(lookUrls(options.lookId, options.channel).record);
       viewerState.lookId = look.id;
     } catch (err) {
       renderTwinList(twins, null, () => {});
@@ -675,7 +387,7 @@ async function main() {
       if (look && look.twin !== twinId) url.searchParams.delete('look');
       window.history.replaceState(null, '', url);
     }
-    stage.clearBody();
+    stage.clear();
     fit?.dispose();
     fit = null;
     viewerState.fitMap = null;
@@ -689,10 +401,10 @@ async function main() {
       const url = showingLook
         ? lookUrls(look.id, options.channel).glb
         : bodyUrl(twinId, twin, options.channel, options.pose);
-      const bytes = await fetchBodyGlb(url);
+      const bytes = await getBytes(url);
       const gltf = await loader.parseAsync(bytes, '');
       if (token !== loadToken) return;
-      const box = stage.setBody(gltf.scene);
+      const box = stage.show(gltf.scene);
       if (showingLook) showFitMap(gltf);
       viewerState.boundingBox = boxToArrays(box);
       viewerState.provenance = gltf.asset?.extras?.spatialtwin ?? null;

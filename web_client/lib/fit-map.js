@@ -13,6 +13,7 @@
 //   fit.setMode('strain');   // 'garment' | 'strain' | 'ease'
 
 import * as THREE from 'three';
+import { el } from './dom.js';
 
 export const FIT_MODES = ['garment', 'strain', 'ease'];
 const MODE_NAMES = { garment: 'Garment', strain: 'Stretch', ease: 'Ease' };
@@ -160,80 +161,70 @@ export class FitMap {
 
 // The legend of `mode` for a FitMap (hidden for "garment").
 export function legendElement(fit, mode) {
-  const box = document.createElement('div');
-  box.className = 'fit-legend';
-  box.dataset.mode = mode;
+  const box = el('div', { className: 'fit-legend', 'data-mode': mode });
   if (mode === 'garment') {
     box.hidden = true;
     return box;
   }
   const scale = fit.legend[mode];
-  const title = document.createElement('p');
-  title.className = 'fit-legend-title';
-  title.textContent = `${MODE_NAMES[mode]} (${scale.displayUnit ?? scale.unit})`;
-  box.append(title);
-  const list = document.createElement('ul');
   const ranges = bandRanges(scale);
   const shares = fit.shares(mode);
-  scale.bands.forEach((band, i) => {
-    const item = document.createElement('li');
-    item.className = 'fit-legend-band';
-    const swatch = document.createElement('span');
-    swatch.className = 'fit-swatch';
-    swatch.style.background = band.colour;
-    const label = document.createElement('span');
-    label.className = 'fit-legend-label';
-    label.textContent = `${band.label}`;
-    const range = document.createElement('span');
-    range.className = 'fit-legend-range';
-    range.textContent = ranges[i];
-    const share = document.createElement('span');
-    share.className = 'fit-legend-share';
-    share.textContent = `${Math.round(shares[i] * 100)} %`;
-    item.append(swatch, label, range, share);
-    list.append(item);
-  });
-  box.append(list);
+  box.append(
+    el('p', { className: 'fit-legend-title', text: `${MODE_NAMES[mode]} (${scale.displayUnit ?? scale.unit})` }),
+    el('ul', {}, ...scale.bands.map((band, i) => el(
+      'li',
+      { className: 'fit-legend-band' },
+      el('span', { className: 'fit-swatch', style: `background: ${band.colour}` }),
+      el('span', { className: 'fit-legend-label', text: `${band.label}` }),
+      el('span', { className: 'fit-legend-range', text: ranges[i] }),
+      el('span', { className: 'fit-legend-share', text: `${Math.round(shares[i] * 100)} %` }),
+    ))),
+  );
   return box;
 }
 
-// A "Garment | Stretch | Ease" switch and the legend of the mode shown, inside `container`.
+// The "Fit map: Garment | Stretch | Ease" radio group over `modes`; a click calls
+// `onChoose(mode)`, and `check(mode)` marks the mode shown. Returns {element, check}.
+export function fitSwitch(modes, checked, onChoose) {
+  const buttons = {};
+  const element = el('div', { className: 'fit-switch', role: 'radiogroup', 'aria-label': 'Fit map' },
+    el('span', { className: 'fit-switch-title', text: 'Fit map' }));
+  for (const mode of modes) {
+    const button = el('button', {
+      type: 'button',
+      className: 'fit-mode',
+      'data-mode': mode,
+      role: 'radio',
+      'aria-checked': mode === checked ? 'true' : 'false',
+      title: MODE_HINTS[mode],
+      text: MODE_NAMES[mode],
+    });
+    button.addEventListener('click', () => onChoose(mode));
+    buttons[mode] = button;
+    element.append(button);
+  }
+  const check = (mode) => {
+    for (const [m, b] of Object.entries(buttons)) b.setAttribute('aria-checked', m === mode ? 'true' : 'false');
+  };
+  return { element, check };
+}
+
+// A fit switch and the legend of the mode shown, inside `container`, for a look already loaded.
 export function fitMapControl(container, fit, onChange = () => {}) {
   container.replaceChildren();
   container.hidden = !fit.available;
   if (!fit.available) return { setMode: () => 'garment' };
-  const group = document.createElement('div');
-  group.className = 'fit-switch';
-  group.setAttribute('role', 'radiogroup');
-  group.setAttribute('aria-label', 'Fit map');
-  const heading = document.createElement('span');
-  heading.className = 'fit-switch-title';
-  heading.textContent = 'Fit map';
-  group.append(heading);
   let legend = legendElement(fit, 'garment');
-  const buttons = {};
   const show = (mode) => {
     const shown = fit.setMode(mode);
-    for (const [m, b] of Object.entries(buttons)) b.setAttribute('aria-checked', m === shown ? 'true' : 'false');
+    control.check(shown);
     const next = legendElement(fit, shown);
     legend.replaceWith(next);
     legend = next;
     onChange(shown);
     return shown;
   };
-  for (const mode of fit.modes) {
-    const button = document.createElement('button');
-    button.type = 'button';
-    button.className = 'fit-mode';
-    button.dataset.mode = mode;
-    button.setAttribute('role', 'radio');
-    button.setAttribute('aria-checked', mode === fit.mode ? 'true' : 'false');
-    button.title = MODE_HINTS[mode];
-    button.textContent = MODE_NAMES[mode];
-    button.addEventListener('click', () => show(mode));
-    buttons[mode] = button;
-    group.append(button);
-  }
-  container.append(group, legend);
+  const control = fitSwitch(fit.modes, fit.mode, show);
+  container.append(control.element, legend);
   return { setMode: show };
 }
