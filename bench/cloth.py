@@ -22,24 +22,23 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.cloth_scenes
 from machine import describe_machine, pin_one_core
 
 pin_one_core()
 
-from spatialtwin.body.parametric import Measurements, create_twin_body  # noqa: E402
+from spatialtwin.body.parametric import Measurements, create_twin_body, measured  # noqa: E402
 from spatialtwin.body.pose import Pose  # noqa: E402
-from spatialtwin.cloth.collider import BodyCollider  # noqa: E402
+from spatialtwin.cloth.collider import (  # noqa: E402
+    BodyCollider,
+    DrapeLayer,
+    LayeredCollider,
+)
+from spatialtwin.cloth.contacts import Contacts  # noqa: E402
 from spatialtwin.cloth.drape import drape_garment  # noqa: E402
 from spatialtwin.cloth.fabric import Fabric  # noqa: E402
 from spatialtwin.cloth.fabric_params import DENIM, SILK_CHARMEUSE  # noqa: E402
 from spatialtwin.cloth.model import build_cloth_model  # noqa: E402
-from spatialtwin.cloth.motion import (  # noqa: E402
-    SkinnedMotion,
-    from_rest,
-    retarget_bvh,
-    with_turns_and_arm_raises,
-)
-from spatialtwin.cloth.scenes import flared_skirt, square_sheet  # noqa: E402
 from spatialtwin.cloth.solver import (  # noqa: E402
     ClothSim,
     ClothState,
@@ -48,9 +47,16 @@ from spatialtwin.cloth.solver import (  # noqa: E402
     edge_stretch,
     step,
 )
-from spatialtwin.geometry import unique_edges  # noqa: E402
+from spatialtwin.geometry import unique_edges, vertex_normals  # noqa: E402
 from spatialtwin.gltf.bvh import read_bvh  # noqa: E402
 from spatialtwin.gltf.template_npz import shipped_template  # noqa: E402
+from spatialtwin.tracking.motion import (  # noqa: E402
+    SkinnedMotion,
+    from_rest,
+    retarget_bvh,
+    with_turns_and_arm_raises,
+)
+from tests.cloth_scenes import flared_skirt, square_sheet  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 DT = 1.0 / 30.0
@@ -90,7 +96,7 @@ def sheet_on_sphere(substeps: int) -> dict[str, float]:
     wall, cpu = [], []
     for _ in range(FRAMES):
         t, c = time.perf_counter(), time.thread_time()
-        step(model, state, state, None, None, DT, settings, spheres)
+        step(model, state, state, None, None, None, DT, settings, spheres)
         wall.append(time.perf_counter() - t)
         cpu.append(time.thread_time() - c)
     x = state.positions_m
@@ -202,12 +208,13 @@ def skirt_on_body(body_v, body_f, waist_m, n_verts, substeps, frames) -> dict[st
         rest_positions_m=sk.rest_positions_m,
     )
     collider = BodyCollider(body_v, body_f)
+    contacts = Contacts()
     settings = SolverSettings(substeps=substeps, extra_damping_per_s=2.0)
     state = ClothState.at_rest(sk.positions_m)
     wall, cpu = [], []
     for _ in range(frames):
         t, c = time.perf_counter(), time.thread_time()
-        step(model, state, state, None, collider, DT, settings)
+        step(model, state, state, None, collider, contacts, DT, settings)
         wall.append(time.perf_counter() - t)
         cpu.append(time.thread_time() - c)
     x = state.positions_m
@@ -295,6 +302,152 @@ def live_run(motion: SkinnedMotion, waist_m: float, frames: int, substeps: int) 
     }
 
 
+# --- kernel timings, for comparing two checkouts in one sitting ----------------------------
+
+
+def spread_ms(samples_s: list[float]) -> dict[str, float]:
+    """Median and 95th percentile (ms) of per-frame times in seconds."""
+    a = 1e3 * np.asarray(samples_s)
+    return {"median_ms": float(np.median(a)), "p95_ms": float(np.percentile(a, 95))}
+
+
+def _contact_radius(fabric: Fabric, settings: SolverSettings) -> float:
+    return fabric.thickness_m + settings.contact_margin_m + settings.detection_margin_m
+
+
+def timing_scenes(body_v, body_f, waist_m, motion: SkinnedMotion, live_frames: int) -> dict:
+    """CPU time per frame (median, p95) of the solver step and of contact detection alone.
+
+    1. `step` of a silk skirt settling on the static posed twin (3k and 10k vertices, 10×1).
+    2. `ClothSim.step` of a 3k denim skirt on the walking, turning twin (`live_frames`).
+    3. Contact detection alone, replaying that run's body poses and garment states against a
+       fresh collider with contacts carried frame to frame (the live call).
+    4. The same against a layered collider: the posed body plus a settled skirt, the replayed
+       garment lifted 5 mm off it (two surfaces searched per call).
+    """
+    out: dict[str, dict[str, float]] = {}
+    settings = SolverSettings(substeps=10, extra_damping_per_s=2.0)
+    settled = None
+    for n in (3000, 10000):
+        sk = flared_skirt(body_v, n, waist_height_m=waist_m, flare_deg=18.0)
+        model = build_cloth_model(
+            sk.positions_m,
+            sk.faces,
+            SILK_CHARMEUSE,
+            pinned=sk.waistband,
+            seams=sk.seams,
+            rest_positions_m=sk.rest_positions_m,
+        )
+        collider = BodyCollider(body_v, body_f)
+        contacts = Contacts()
+        state = ClothState.at_rest(sk.positions_m)
+        cpu = []
+        for _ in range(60):
+            c = time.thread_time()
+            step(model, state, state, None, collider, contacts, DT, settings)
+            cpu.append(time.thread_time() - c)
+        out[f"step, static skirt {model.vertex_count} v"] = spread_ms(cpu)
+        if settled is None:
+            settled = (state.positions_m.copy(), np.asarray(sk.faces))
+
+    body0 = motion.vertices(0)
+    sk = flared_skirt(body0, 3000, waist_height_m=waist_m, flare_deg=18.0)
+    model = build_cloth_model(
+        sk.positions_m,
+        sk.faces,
+        DENIM,
+        pinned=sk.waistband,
+        seams=sk.seams,
+        rest_positions_m=sk.rest_positions_m,
+    )
+    live_settings = SolverSettings(substeps=10)
+    sim = ClothSim(model, body0, motion.faces, sk.positions_m, live_settings)
+    replay = []
+    cpu = []
+    for f in range(1, live_frames + 1):
+        body = motion.vertices(f)
+        replay.append((body, sim.state.positions_m.copy(), sim.state.velocities_m_s.copy()))
+        c = time.thread_time()
+        sim.step(body, DT)
+        cpu.append(time.thread_time() - c)
+    out[f"ClothSim.step, live skirt {model.vertex_count} v"] = spread_ms(cpu)
+
+    radius = _contact_radius(DENIM, live_settings)
+    collider = BodyCollider(body0, motion.faces)
+    contacts = Contacts()
+    cpu = []
+    for body, x, v in replay:
+        collider.update(body)
+        c = time.thread_time()
+        collider.detect_contacts(x, radius, contacts=contacts, velocities_m_s=v, dt=DT)
+        cpu.append(time.thread_time() - c)
+    out[f"detect_contacts, live replay {len(x)} v"] = spread_ms(cpu)
+
+    layer_x, layer_f = settled
+    layered = LayeredCollider(body_v, body_f, [DrapeLayer(layer_x, layer_f, 0.001)])
+    lifted = layer_x + 0.005 * vertex_normals(layer_x, layer_f)
+    rng = np.random.default_rng(7)
+    contacts = Contacts()
+    cpu = []
+    for _ in range(60):
+        x = lifted + rng.normal(scale=0.0005, size=lifted.shape)
+        c = time.thread_time()
+        layered.detect_contacts(
+            x, radius, contacts=contacts, velocities_m_s=np.zeros_like(x), dt=DT
+        )
+        cpu.append(time.thread_time() - c)
+    out[f"detect_contacts, layered {len(x)} v"] = spread_ms(cpu)
+    return out
+
+
+def print_timings(rows: dict[str, list[dict]]) -> None:
+    """One table row per scene and tree: the median over runs of each run's median and p95."""
+    print("\n| scene | tree | runs | CPU ms/frame median | CPU ms/frame p95 |")
+    print("|---|---|---|---|---|")
+    for scene, per_tree in rows.items():
+        for tree, runs in per_tree.items():
+            med = float(np.median([r["median_ms"] for r in runs]))
+            p95 = float(np.median([r["p95_ms"] for r in runs]))
+            print(f"| {scene} | {tree} | {len(runs)} | {med:.3f} | {p95:.3f} |")
+
+
+def run_timings_child(tree: Path, live_frames: int) -> dict:
+    """The timing scenes of another checkout (its own bench and src) in a fresh process."""
+    env = dict(os.environ, PYTHONPATH=str(tree / "src"))
+    out = subprocess.run(
+        [sys.executable, str(tree / "bench" / "cloth.py"), "--timings-json", str(live_frames)],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
+    if out.returncode != 0 or not lines:
+        raise SystemExit(f"timings of {tree} failed: {out.stderr.strip()[-2000:]}")
+    return json.loads(lines[-1])
+
+
+def compare_timings(trees: list[Path], rounds: int, live_frames: int) -> None:
+    """Alternate the trees' timing runs (A B A B …) so load on a shared machine hits both."""
+    rows: dict[str, dict[str, list[dict]]] = {}
+    for _ in range(rounds):
+        for tree in trees:
+            for scene, r in run_timings_child(tree, live_frames).items():
+                rows.setdefault(scene, {}).setdefault(str(tree), []).append(r)
+    print_timings(rows)
+
+
+def twin_scene() -> tuple[np.ndarray, np.ndarray, float, SkinnedMotion]:
+    """The posed twin (welded) of the static scenes, its waist height and the live motion."""
+    twin = create_twin_body(TWIN, shipped_template().body)
+    keep, inverse = np.unique(twin.weld_map, return_inverse=True)
+    body_v, body_f = twin.posed_vertices(STANCE)[keep], inverse[twin.faces]
+    # where a tape finds the waist: the hm08 rigs put the spine joint well below it
+    waist = measured(twin).waist_level_m
+    clip = retarget_bvh(read_bvh(DATA / "motion" / "scaled_131_01.bvh"), twin.skeleton)
+    live = SkinnedMotion(twin, with_turns_and_arm_raises(from_rest(clip)))
+    return body_v, body_f, waist, live
+
+
 def median_run(fn, runs: int, *args) -> dict:
     results = [fn(*args) for _ in range(runs)]
     results.sort(key=lambda r: r.get("cpu_ms", r.get("ms", 0.0)))
@@ -306,21 +459,41 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="fewer runs and frames")
     ap.add_argument("--live-frames", type=int, default=10_000)
     ap.add_argument("--pypbd-run", choices=("frame", "every"), help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--timings",
+        nargs="*",
+        type=Path,
+        metavar="CHECKOUT",
+        help="only the kernel timings (median, p95) of this tree and of each CHECKOUT given "
+        "(another clone or worktree beside ../shared), run alternately",
+    )
+    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds for --timings")
+    ap.add_argument("--timings-json", type=int, metavar="LIVE_FRAMES", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.pypbd_run:
         print(json.dumps(pypbd_sheet_on_sphere(args.pypbd_run == "every")))
+        return
+    if args.timings_json is not None:
+        body_v, body_f, waist, live = twin_scene()
+        skirt_on_body(body_v, body_f, waist, 300, 2, 2)  # compile outside the timings
+        print(json.dumps(timing_scenes(body_v, body_f, waist, live, args.timings_json)))
+        return
+    if args.timings is not None:
+        print(describe_machine())
+        load = os.getloadavg()
+        print(f"load average at start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+        here = Path(__file__).resolve().parents[1]
+        frames = 150 if args.quick else 300
+        compare_timings([here, *[t.resolve() for t in args.timings]], args.rounds, frames)
+        load = os.getloadavg()
+        print(f"load average at end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
         return
     runs = 1 if args.quick else 5
     print(describe_machine())
     load = os.getloadavg()
     print(f"load average at start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
 
-    twin = create_twin_body(TWIN, shipped_template().body)
-    keep, inverse = np.unique(twin.weld_map, return_inverse=True)
-    body_v, body_f = twin.posed_vertices(STANCE)[keep], inverse[twin.faces]
-    waist = float(twin.skeleton.position("spine")[1])
-    clip = retarget_bvh(read_bvh(DATA / "motion" / "scaled_131_01.bvh"), twin.skeleton)
-    live = SkinnedMotion(twin, with_turns_and_arm_raises(from_rest(clip)))
+    body_v, body_f, waist, live = twin_scene()
 
     sheet_on_sphere(2)  # compile / load cached kernels outside the timings
     skirt_on_body(body_v, body_f, waist, 300, 2, 2)

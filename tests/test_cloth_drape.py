@@ -12,19 +12,20 @@ import trimesh
 from spatialtwin.body.parametric import Measurements, measured
 from spatialtwin.body.pose import Pose
 from spatialtwin.cloth.collider import BodyCollider
+from spatialtwin.cloth.contacts import Contacts
 from spatialtwin.cloth.drape import drape_garment
 from spatialtwin.cloth.fabric_params import DENIM, SILK_CHARMEUSE
 from spatialtwin.cloth.model import build_cloth_model
-from spatialtwin.cloth.motion import (
+from spatialtwin.cloth.solver import ClothSim, ClothState, SolverSettings, edge_stretch, step
+from spatialtwin.errors import SpatialTwinError
+from spatialtwin.gltf.bvh import read_bvh
+from spatialtwin.tracking.motion import (
     SkinnedMotion,
     from_rest,
     retarget_bvh,
     with_turns_and_arm_raises,
 )
-from spatialtwin.cloth.scenes import flared_skirt
-from spatialtwin.cloth.solver import ClothSim, ClothState, SolverSettings, edge_stretch, step
-from spatialtwin.errors import SpatialTwinError
-from spatialtwin.gltf.bvh import read_bvh
+from tests.cloth_scenes import flared_skirt
 from tests.conftest import generated_twin
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -164,9 +165,10 @@ def test_skirt_settles_on_posed_twin_outside_the_skin_at_live_budget(twin):
     sk, model = _skirt_model(bv, waist_level(twin), 3000, SILK_CHARMEUSE)
     collider = BodyCollider(bv, bf)
     state = ClothState.at_rest(sk.positions_m)
+    contacts = Contacts()
     settings = SolverSettings(substeps=10, extra_damping_per_s=2.0)
     for _ in range(90):
-        step(model, state, state, None, collider, 1 / 30, settings)
+        step(model, state, state, None, collider, contacts, 1 / 30, settings)
     x = state.positions_m
     sd = signed_distance_to_body(x, bv, bf)
     assert sd.min() > -0.001

@@ -12,19 +12,20 @@ from spatialtwin.body.parametric import Measurements
 from spatialtwin.body.pose import forward_kinematics
 from spatialtwin.body.skeleton import BONE_CHILD, JOINT_INDEX
 from spatialtwin.cloth.collider import BodyCollider
+from spatialtwin.cloth.contacts import Contacts
 from spatialtwin.cloth.fabric_params import DENIM
 from spatialtwin.cloth.model import build_cloth_model
-from spatialtwin.cloth.motion import (
+from spatialtwin.cloth.solver import ClothSim
+from spatialtwin.errors import SpatialTwinError
+from spatialtwin.gltf.bvh import parse_bvh, read_bvh
+from spatialtwin.tracking.motion import (
     CMU_BONES,
     SkinnedMotion,
     from_rest,
     retarget_bvh,
     with_turns_and_arm_raises,
 )
-from spatialtwin.cloth.scenes import flared_skirt
-from spatialtwin.cloth.solver import ClothSim
-from spatialtwin.errors import SpatialTwinError
-from spatialtwin.gltf.bvh import parse_bvh, read_bvh
+from tests.cloth_scenes import flared_skirt
 from tests.conftest import generated_twin
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -148,10 +149,11 @@ def test_contact_search_reusing_last_frame_matches_a_fresh_search():
     normals = body.vertex_normals[pick]
     points = bv[pick] + normals * rng.uniform(-0.004, 0.03, size=(len(pick), 1))
     collider = BodyCollider(bv, bf)
+    contacts = Contacts()
     agree = []
     for _ in range(12):
         points = points + rng.normal(scale=0.002, size=points.shape)
-        tri_r, dist_r = collider.detect_contacts(points, 0.015, reuse=True)
+        tri_r, dist_r = collider.detect_contacts(points, 0.015, contacts=contacts)
         tri_f, dist_f = collider.detect_contacts(points, 0.015)
         both = (tri_r >= 0) & (tri_f >= 0)
         assert np.sum(both) > 0.5 * len(points)

@@ -8,7 +8,6 @@ import pytest
 from spatialtwin.cloth.fabric import Fabric
 from spatialtwin.cloth.fit_map import strain_to_rgba, vertex_strain
 from spatialtwin.cloth.model import build_cloth_model
-from spatialtwin.cloth.scenes import square_sheet
 from spatialtwin.cloth.solver import (
     ClothState,
     SolverSettings,
@@ -18,6 +17,7 @@ from spatialtwin.cloth.solver import (
 )
 from spatialtwin.cloth.topology import hinge_stencils, isometric_bending_weights
 from spatialtwin.errors import SpatialTwinError
+from tests.cloth_scenes import square_sheet
 
 SHEET = Fabric("test-sheet", 0.2, 1e5, 1e5, 0.0, 0.5, 0.005, 0.0, 0.0)
 
@@ -29,7 +29,7 @@ def _drop_on_sphere(resolution: int, substeps: int, frames: int) -> tuple[np.nda
     spheres = SphereColliders(np.array([[0.0, 0.0, 0.0, 0.3]]))
     settings = SolverSettings(substeps=substeps, contact_margin_m=0.0)
     for _ in range(frames):
-        step(model, state, state, None, None, 1 / 30, settings, spheres)
+        step(model, state, state, None, None, None, 1 / 30, settings, spheres)
     return state.positions_m, model
 
 
@@ -65,7 +65,7 @@ def test_hanging_sheet_pinned_corners_stay_fixed_and_middle_sags():
     model = build_cloth_model(v, f, SHEET, pinned=pins)
     state = ClothState.at_rest(v)
     for _ in range(60):
-        step(model, state, state, None, None, 1 / 30, SolverSettings(substeps=10))
+        step(model, state, state, None, None, None, 1 / 30, SolverSettings(substeps=10))
     x = state.positions_m
     np.testing.assert_allclose(x[pins], v[pins], atol=1e-12)
     assert x[:, 1].min() < 0.75  # the free edge swung down, well below the pins
@@ -81,7 +81,7 @@ def test_long_free_fall_conserves_no_energy_gain():
     e0 = float(np.sum(mass * 9.81 * v[:, 1]))
     energies = []
     for _ in range(900):
-        step(model, state, state, None, None, 1 / 30, SolverSettings(substeps=8))
+        step(model, state, state, None, None, None, 1 / 30, SolverSettings(substeps=8))
         e = state.kinetic_energy_j(model) + float(np.sum(mass * 9.81 * state.positions_m[:, 1]))
         energies.append(e)
     assert np.all(np.isfinite(state.positions_m))

@@ -1,6 +1,7 @@
 """Cloth stage: XPBD garment simulation on posed twins (static drape, live stepping, fit map)."""
 
 from spatialtwin.cloth.collider import BodyCollider
+from spatialtwin.cloth.contacts import Contacts
 from spatialtwin.cloth.drape import DrapeResult, drape_garment
 from spatialtwin.cloth.fabric import Fabric
 from spatialtwin.cloth.fit_map import strain_to_rgba, vertex_strain
@@ -13,6 +14,7 @@ __all__ = [
     "ClothModel",
     "ClothSim",
     "ClothState",
+    "Contacts",
     "DrapeResult",
     "Fabric",
     "SolverSettings",

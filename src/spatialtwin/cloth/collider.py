@@ -1,15 +1,16 @@
 """Collision geometry the garment is simulated against: the posed body surface and spheres.
 
 `BodyCollider` keeps the body's previous and current posed vertices (and area-weighted vertex
-normals); once per frame `detect_contacts` finds, for every garment vertex near the body, the
-closest body triangle. Garment vertices resting on the skin start from last frame's answer (a
-short walk over the body's vertex graph, `ContactCache`); the rest search a uniform grid over
-body vertices, then the one-ring triangles of the nearest vertex. The kernels then move that
-triangle from the previous to the current pose substep by substep, so a limb that moves
-several centimetres in a frame pushes the cloth instead of tunnelling through; the contact
-normal is the Phong (vertex-normal) blend, which a decimated body's sliver triangles cannot
-flip. The body mesh changes every frame, so the grid is rebuilt per frame over the garment's
-neighbourhood only, in O(vertices).
+normals), and nothing else that changes: once per frame `detect_contacts` finds, for every
+garment vertex near the body, the closest body triangle. Garment vertices resting on the skin
+start from last frame's answer (a short walk over the body's vertex graph), which the caller
+carries in the garment's own `Contacts` (see `cloth.contacts`), so one collider serves several
+garments; the rest search a uniform grid over body vertices, then the one-ring triangles of the
+nearest vertex. The kernels then move that triangle from the previous to the current pose
+substep by substep, so a limb that moves several centimetres in a frame pushes the cloth
+instead of tunnelling through; the contact normal is the Phong (vertex-normal) blend, which a
+decimated body's sliver triangles cannot flip. The body mesh changes every frame, so the grid
+is rebuilt per frame over the garment's neighbourhood only, in O(vertices).
 
 Layers: `LayeredCollider` is the static posed body plus garments already draped on it
 (`DrapeLayer`s), their triangles wound away from the body and moved out by their thickness
@@ -28,6 +29,7 @@ from numpy.typing import NDArray
 from scipy.sparse import coo_matrix, diags
 from scipy.sparse.csgraph import connected_components
 
+from spatialtwin.cloth.contacts import RECHECK_PERIOD, Contacts
 from spatialtwin.cloth.kernels import closest_point_on_triangle, vertex_normals
 from spatialtwin.errors import SpatialTwinError
 from spatialtwin.geometry import coincident_groups
@@ -253,9 +255,9 @@ def _detect(
        corner, else takes the closest triangle around that vertex. A walk ends in a local
        minimum, so its answer is kept only inside the band: farther out another body part
        (the other leg, the arm over the ribs) may be nearer.
-    2. Everything else, and every 8th band vertex in turn (a walk that slid into a wrong
-       local minimum is corrected within 8 frames): a uniform grid over the body vertices,
-       searched shell by shell out to the vertex's radius.
+    2. Everything else, and every 8th band vertex in turn (`RECHECK_PERIOD`: a walk that slid
+       into a wrong local minimum is corrected within 8 frames): a uniform grid over the body
+       vertices, searched shell by shell out to the vertex's radius.
     `body_motion` (N,) widens each vertex's radius by how far the body moves relative to it
     this frame (empty: no widening), so a flung hand does not make the whole garment search
     15 cm around. With `seed` of length 0 every vertex takes the grid (a one-off query).
@@ -293,7 +295,7 @@ def _detect(
         t2 = np.inf
         j = -1
         walked = False
-        if cached and seed[i] >= 0 and (i + recheck_phase) % 8 != 0:
+        if cached and seed[i] >= 0 and (i + recheck_phase) % RECHECK_PERIOD != 0:
             j, _ = _walk_nearest(px, py, pz, body, vv_off, vv_idx, seed[i])
             f = seed_tri[i]
             if f >= 0 and (j == faces[f, 0] or j == faces[f, 1] or j == faces[f, 2]):
@@ -444,32 +446,16 @@ def _signed_distance_to_tri(x, body, normals, faces, tri, out):
 # A walk over the body's vertex graph is trusted for vertices this close to the surface (the
 # contact band: fabric thickness plus margin); farther ones may be nearer another body part.
 WALK_TRUST_M = 0.006
-
-
-@dataclass
-class ContactCache:
-    """What contact detection learned about each garment vertex last frame.
-
-    `nearest_vertex` seeds the next frame's walk over the body (−1: not in the contact band),
-    `nearest_triangle` is the closest triangle found there.
-    """
-
-    nearest_vertex: NDArray[np.int32]
-    nearest_triangle: NDArray[np.int32]
-    frame: int = 0
-
-    @classmethod
-    def empty(cls, n: int) -> ContactCache:
-        return cls(np.full(n, -1, dtype=np.int32), np.full(n, -1, dtype=np.int32))
-
-
-_NO_CACHE = ContactCache.empty(0)
-_NO_MOTION = np.zeros(0)
+_NO_MOTION = np.zeros(0)  # read only by `_detect`: no widening of the search
 MAX_BODY_STEP_M = 0.15  # a body part faster than this per frame may tunnel through cloth
 
 
 class BodyCollider:
-    """The posed twin's surface at the previous and the current frame (metres, outward faces)."""
+    """The posed twin's surface at the previous and the current frame (metres, outward faces).
+
+    Holds the body's pose and its fixed adjacency only; what detection learns about a garment
+    is that garment's `Contacts`, so any number of garments may share one collider.
+    """
 
     def __init__(self, vertices_m: NDArray[np.floating], faces: NDArray[np.integer]) -> None:
         v = np.ascontiguousarray(vertices_m, dtype=np.float64)
@@ -495,7 +481,6 @@ class BodyCollider:
         self.normals_previous = self.normals_current
         self.vf_offsets, self.vf_faces = vertex_face_adjacency(f, len(v))
         self.vv_offsets, self.vv_vertices = vertex_vertex_adjacency(f, len(v), v)
-        self.contact_cache = _NO_CACHE
 
     def update(self, vertices_m: NDArray[np.floating]) -> None:
         """Advance one frame: the current pose becomes the previous one."""
@@ -528,33 +513,64 @@ class BodyCollider:
             hi = np.full(3, np.inf)
         return float(_max_displacement(self.previous_m, self.current_m, lo, hi))
 
+    @property
+    def surface_vertex_counts(self) -> tuple[int, ...]:
+        """Vertex counts of the surfaces searched separately for contacts: here the body."""
+        return (len(self.current_m),)
+
     def detect_contacts(
         self,
         positions_m: NDArray[np.float64],
         radius_m: float,
         at_current: bool = False,
         *,
-        reuse: bool = False,
+        contacts: Contacts | None = None,
         velocities_m_s: NDArray[np.float64] | None = None,
         dt: float = 0.0,
     ) -> tuple[NDArray[np.int32], NDArray[np.float64]]:
         """Closest body triangle (−1 if none within radius) and its distance, per garment vertex.
 
-        With `reuse` the search starts from what the previous call with `reuse` found for the
-        same garment (`contact_cache`): the per-frame call of the solver. Without it every
-        vertex is searched from scratch. With `velocities_m_s` and `dt` each vertex's radius
-        grows by how far the body near it moves relative to it between the previous and the
-        current pose (up to `MAX_BODY_STEP_M`), so a limb that sweeps up to the garment within
-        the frame is found while a garment riding along with a walking body searches little.
+        With `contacts` (the garment's own, see `cloth.contacts`) the search starts from what
+        the previous detection with them found, and leaves this one's answer in them: the
+        per-frame call of the solver. Without them every vertex is searched from scratch. With
+        `velocities_m_s` and `dt` each vertex's radius grows by how far the body near it moves
+        relative to it between the previous and the current pose (up to `MAX_BODY_STEP_M`), so
+        a limb that sweeps up to the garment within the frame is found while a garment riding
+        along with a walking body searches little.
         """
-        body = self.current_m if at_current else self.previous_m
         x = np.ascontiguousarray(positions_m, dtype=np.float64)
+        if contacts is not None:
+            contacts.bind(len(x), self.surface_vertex_counts)
+        args = (x, radius_m, at_current, contacts)
+        tri, dist = self._closest_triangles(*args, 0, velocities_m_s, dt)
+        if contacts is not None:
+            contacts.record(tri, dist)
+        return tri, dist
+
+    def _closest_triangles(
+        self,
+        x: NDArray[np.float64],
+        radius_m: float,
+        at_current: bool,
+        contacts: Contacts | None,
+        surface: int,
+        velocities_m_s: NDArray[np.float64] | None,
+        dt: float,
+    ) -> tuple[NDArray[np.int32], NDArray[np.float64]]:
+        """This surface's search (see `detect_contacts`), seeded by and updating row `surface`
+        of bound `contacts`; the caller counts the detection (`Contacts.record`)."""
+        body = self.current_m if at_current else self.previous_m
         n = len(x)
         tri = np.empty(n, dtype=np.int32)
         dist = np.empty(n)
-        if reuse and len(self.contact_cache.nearest_vertex) != n:
-            self.contact_cache = ContactCache.empty(n)
-        cache = self.contact_cache if reuse else _NO_CACHE
+        if contacts is None:
+            seed_vertex = np.full(0, -1, dtype=np.int32)
+            seed_triangle = np.full(0, -1, dtype=np.int32)
+            phase = 0
+        else:
+            seed_vertex = contacts.walk_vertex[surface]
+            seed_triangle = contacts.walk_triangle[surface]
+            phase = contacts.recheck_phase
         motion = _NO_MOTION
         if velocities_m_s is not None:
             motion = np.empty(n)
@@ -577,14 +593,13 @@ class BodyCollider:
             self.vv_vertices,
             float(radius_m),
             min(float(radius_m), WALK_TRUST_M),
-            cache.nearest_vertex,
-            cache.nearest_triangle,
+            seed_vertex,
+            seed_triangle,
             motion,
-            cache.frame % 8,
+            phase,
             tri,
             dist,
         )
-        cache.frame += 1
         return tri, dist
 
     def signed_distance(
@@ -750,9 +765,10 @@ class LayeredCollider(BodyCollider):
     The kernels see one surface (the body's triangles followed by the layers' shell, see
     `layer_shell`), so the outer garment is pushed out over the inner one exactly as it is over
     the skin. Contacts are searched in the body and in the shell separately (each with its own
-    grid and contact walk: a nearest-vertex search over a mixed mesh would let a fine body
-    vertex hide a coarse garment triangle) and the nearer triangle wins. Static only: the
-    inner garments do not follow a moving body, so `update` is refused.
+    grid and contact walk, one row of the garment's `Contacts` each: a nearest-vertex search
+    over a mixed mesh would let a fine body vertex hide a coarse garment triangle) and the
+    nearer triangle wins. Static only: the inner garments do not follow a moving body, so
+    `update` is refused.
     """
 
     def __init__(
@@ -779,23 +795,34 @@ class LayeredCollider(BodyCollider):
             None,
         )
 
+    @property
+    def surface_vertex_counts(self) -> tuple[int, ...]:
+        """The body's and the layers' shell's vertex counts: two searches per detection."""
+        return (len(self.body.current_m), len(self.shell.current_m))
+
     def detect_contacts(
         self,
         positions_m: NDArray[np.float64],
         radius_m: float,
         at_current: bool = False,
         *,
-        reuse: bool = False,
+        contacts: Contacts | None = None,
         velocities_m_s: NDArray[np.float64] | None = None,
         dt: float = 0.0,
     ) -> tuple[NDArray[np.int32], NDArray[np.float64]]:
         """Nearest triangle of body or layers (index into the combined faces) and distance."""
-        kwargs = {"reuse": reuse, "velocities_m_s": velocities_m_s, "dt": dt}
-        body_tri, body_d = self.body.detect_contacts(positions_m, radius_m, at_current, **kwargs)
-        shell_tri, shell_d = self.shell.detect_contacts(positions_m, radius_m, at_current, **kwargs)
+        x = np.ascontiguousarray(positions_m, dtype=np.float64)
+        if contacts is not None:
+            contacts.bind(len(x), self.surface_vertex_counts)
+        args = (x, radius_m, at_current, contacts)
+        body_tri, body_d = self.body._closest_triangles(*args, 0, velocities_m_s, dt)
+        shell_tri, shell_d = self.shell._closest_triangles(*args, 1, velocities_m_s, dt)
         use_shell = (shell_tri >= 0) & (shell_d < body_d)
         tri = np.where(use_shell, shell_tri + self.body_face_count, body_tri).astype(np.int32)
-        return tri, np.minimum(body_d, shell_d)
+        dist = np.minimum(body_d, shell_d)
+        if contacts is not None:
+            contacts.record(tri, dist)
+        return tri, dist
 
     def under_layers(
         self, positions_m: NDArray[np.float64], radius_m: float = 0.1

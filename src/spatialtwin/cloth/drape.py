@@ -38,6 +38,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from spatialtwin.cloth.collider import BodyCollider, DrapeLayer, LayeredCollider
+from spatialtwin.cloth.contacts import Contacts
 from spatialtwin.cloth.fabric import Fabric
 from spatialtwin.cloth.fit_map import vertex_strain
 from spatialtwin.cloth.model import ClothModel, build_cloth_model
@@ -198,16 +199,17 @@ def drape_garment(
             {"vertices_inside": int(np.sum(inside)), "deepest_m": float(-np.min(start))},
             status=422,
         )
-    # (2) run until settled or out of frames or time
+    # (2) run until settled or out of frames or time; the contacts are this drape's own
     collider = layered if layered is not None else body
     state = ClothState.at_rest(x0)
+    contacts = Contacts()
     mass = model.vertex_mass_kg
     frames, quiet = 0, 0
     stop_reason = "frame_limit"
     ke = np.inf
     began = time.perf_counter()
     for frames in range(1, settle.max_frames + 1):
-        step(model, state, state, None, collider, dt, settings)
+        step(model, state, state, None, collider, contacts, dt, settings)
         v = state.velocities_m_s
         ke = float(0.5 * np.dot(mass, np.einsum("ij,ij->i", v, v)) / model.vertex_count)
         if not np.isfinite(ke):

@@ -1,8 +1,12 @@
-"""One cloth step, Newton style: `step(model, state_in, state_out, control, collider, dt)`.
+"""One cloth step, Newton style:
+`step(model, state_in, state_out, control, collider, contacts, dt, settings)`.
 
-`ClothState` holds what changes (positions, velocities), `ClothControl` the inputs of a frame
-(pin targets), a `BodyCollider` the posed body at the previous and current frame. `ClothSim`
-wraps these for live use: feed it the posed body vertices every frame.
+`ClothModel` holds what does not change, `ClothState` what does (positions, velocities),
+`ClothControl` the inputs of a frame (pin targets), a `BodyCollider` the posed body at the
+previous and current frame, and `Contacts` what contact detection found for this garment last
+frame (its warm start). Nothing that changes during simulation is hidden in the collider, so one
+collider serves several garments, each with its own state and contacts. `ClothSim` wraps these
+for live use: feed it the posed body vertices every frame.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from spatialtwin.cloth.collider import BodyCollider
+from spatialtwin.cloth.contacts import Contacts
 from spatialtwin.cloth.kernels import apply_air_drag, simulate_frame
 from spatialtwin.cloth.model import ClothModel
 from spatialtwin.cloth.self_collision import separate_self_contacts
@@ -133,6 +138,7 @@ def step(
     state_out: ClothState,
     control: ClothControl | None,
     collider: BodyCollider | None,
+    contacts: Contacts | None,
     dt: float,
     settings: SolverSettings = SolverSettings(),
     spheres: SphereColliders | None = None,
@@ -140,8 +146,13 @@ def step(
     """Advance the garment by dt seconds from state_in into state_out (may be the same object).
 
     The collider must already hold this frame's body pose (`BodyCollider.update`); the body
-    moves from its previous to its current pose across the frame's substeps.
+    moves from its previous to its current pose across the frame's substeps. `contacts` are
+    this garment's own (`Contacts()` before the first step, then the same object every frame):
+    detection starts from last frame's and leaves this frame's in them. With None every vertex
+    is searched from scratch each step (same physics, slower).
     """
+    if contacts is not None and not isinstance(contacts, Contacts):
+        raise TypeError(f"contacts must be Contacts or None, not {type(contacts).__name__}")
     if not (0.0 < dt <= 0.1):
         raise SpatialTwinError("bad_time_step", "dt must be in (0, 0.1] seconds", {"dt": dt})
     fabric = model.fabric
@@ -167,7 +178,9 @@ def step(
     if collider is not None:
         # each vertex also searches as far as the body near it moves relative to it
         radius = offset + settings.detection_margin_m
-        contact_tri, _ = collider.detect_contacts(x, radius, reuse=True, velocities_m_s=v, dt=dt)
+        contact_tri, _ = collider.detect_contacts(
+            x, radius, contacts=contacts, velocities_m_s=v, dt=dt
+        )
         body_prev, body_cur, body_faces = collider.previous_m, collider.current_m, collider.faces
         normal_prev, normal_cur = collider.normals_previous, collider.normals_current
     else:
@@ -233,6 +246,8 @@ class ClothSim:
     (Kabsch) of their skin points, like a belt: skin stretching and folding under a bending
     waist cannot tear the pinned row apart. ``"surface"`` moves each pin with its own
     triangle (barycentric point plus normal offset) instead, for pins on one rigid-ish spot.
+
+    The sim owns its state, its contacts (carried from frame to frame) and its collider.
     """
 
     def __init__(
@@ -264,6 +279,7 @@ class ClothSim:
                 {"expected": list(model.rest_positions_m.shape), "got": list(x0.shape)},
             )
         self.state = ClothState.at_rest(x0)
+        self.contacts = Contacts()
         self._pin_binding = None
         if attach_pins_to_body and len(model.pinned):
             self._pin_binding = _bind_to_body(self.collider, x0[model.pinned])
@@ -298,7 +314,16 @@ class ClothSim:
             )
         else:
             control = ClothControl.hold(self.model, self.state)
-        step(self.model, self.state, self.state, control, self.collider, dt, self.settings)
+        step(
+            self.model,
+            self.state,
+            self.state,
+            control,
+            self.collider,
+            self.contacts,
+            dt,
+            self.settings,
+        )
         self.frame += 1
         return self.state
 

@@ -1,6 +1,7 @@
 """Motion that drives a twin under live cloth: mocap retargeted onto the canonical skeleton.
 
-A BVH clip (see `spatialtwin.gltf.bvh`) is mapped joint by joint onto the twin's VRM bones.
+A mocap clip (`tracking.mocap_clip.BvhClip`: plain data, which the caller reads from a BVH file
+with `spatialtwin.gltf.bvh`) is mapped joint by joint onto the twin's VRM bones.
 Both rest poses face +Z with +X on the left, but their limbs rest differently (the CMU
 skeleton's arms hang straight down, a twin stands in an A-pose), so every bone gets a fixed
 rest alignment C: the smallest rotation taking the twin's rest bone direction onto the BVH's.
@@ -24,7 +25,7 @@ from spatialtwin.body.pose import Pose
 from spatialtwin.body.skeleton import JOINT_INDEX, JOINT_NAMES, PARENTS, Skeleton
 from spatialtwin.body.twin_body import TwinBody
 from spatialtwin.errors import SpatialTwinError
-from spatialtwin.gltf.bvh import BvhClip
+from spatialtwin.tracking.mocap_clip import BvhClip
 
 # Canonical bone ← the CMU BVH joint whose rotation moves the same bone, and the BVH joint its
 # tip sits on (None: trunk and head bones, upright in both rest poses, need no alignment).

@@ -1,5 +1,10 @@
 """Reference garments for the solver's tests and bench: a square sheet and a flared skirt.
 
+Test fixtures, not product: no service drapes them. They live with the tests (imported as
+`tests.cloth_scenes`, like the other shared helpers here); bench/cloth.py puts the repository
+root on its path to import the same module, so bench figures and test assertions are about the
+same garments.
+
 Both are built the way real garments are: a flat panel in pattern space (the rest shape, metres)
 placed in 3D by an isometric embedding, so they start stress-free. The skirt's panel is an
 annular sector rolled into a cone and closed by a seam, sized from the body it is put on (with
