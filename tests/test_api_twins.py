@@ -198,26 +198,26 @@ async def test_revoked_twin_is_gone_for_good(app_client):
 )
 async def test_bad_twin_requests_leave_the_store_unchanged(app_client, payload, status, code):
     payload = {**RIGHTS, **payload}
-    before = app_client.store.snapshot()
+    before = app_client.store.snapshot(content=True)
     r = await app_client.post("/api/v1/twins", json=payload)
     assert r.status == status
     body = await r.json()
     assert body["error"]["code"] == code and body["error"]["message"]
-    assert app_client.store.snapshot() == before
+    assert app_client.store.snapshot(content=True) == before
 
 
 async def test_non_json_body_is_a_400(app_client):
-    before = app_client.store.snapshot()
+    before = app_client.store.snapshot(content=True)
     r = await app_client.post(
         "/api/v1/twins", data=b"{height: tall", headers={"Content-Type": "application/json"}
     )
     assert r.status == 400 and (await r.json())["error"]["code"] == "invalid_json"
-    assert app_client.store.snapshot() == before
+    assert app_client.store.snapshot(content=True) == before
 
 
 async def test_failed_write_rolls_back_blobs(app_client, monkeypatch):
     store = app_client.store
-    before = store.snapshot()
+    before = store.snapshot(content=True)
 
     async def broken_put_record(*args, **kwargs):
         raise OSError("disk full")
@@ -228,7 +228,7 @@ async def test_failed_write_rolls_back_blobs(app_client, monkeypatch):
     r = await app_client.post("/api/v1/twins", json=payload)
     assert r.status == 500
     assert (await r.json())["error"]["code"] == "internal_error"
-    assert store.snapshot() == before
+    assert store.snapshot(content=True) == before
 
 
 async def test_upload_of_a_rigged_glb_imports_and_normalises(app_client):
@@ -272,11 +272,11 @@ async def test_bad_body_uploads_are_refused_and_leave_no_trace(
 ):
     from aiohttp import FormData
 
-    before = app_client.store.snapshot()
+    before = app_client.store.snapshot(content=True)
     form = FormData()
     form.add_field("file", data, filename=filename)
     form.add_field("metadata", json.dumps(RIGHTS), content_type="application/json")
     r = await app_client.post("/api/v1/twins", data=form)
     assert r.status == status, await r.text()
     assert (await r.json())["error"]["code"] == code
-    assert app_client.store.snapshot() == before
+    assert app_client.store.snapshot(content=True) == before

@@ -145,22 +145,22 @@ def _bad_inputs():
     ids=[case[0] for case in _bad_inputs()],
 )
 async def test_bad_uploads_are_refused_and_leave_nothing(api, data, filename, meta, status, code):
-    before = api.store.snapshot()
+    before = api.store.snapshot(content=True)
     r = await api.post("/api/v1/garments", data=form(data, filename, **meta))
     body = await r.json()
     assert r.status == status, body
     assert body["error"]["code"] == code and body["error"]["message"]
-    assert api.store.snapshot() == before
+    assert api.store.snapshot(content=True) == before
 
 
 async def test_triangle_budget_is_configurable(aiohttp_client, tmp_path, average_body):
     api = await _client(aiohttp_client, tmp_path, average_body, {"garment_max_triangles": 4000})
-    before = api.store.snapshot()
+    before = api.store.snapshot(content=True)
     r = await api.post("/api/v1/garments", data=form(outfit_bytes("female_casualsuit01"), "a.obj"))
     body = await r.json()
     assert r.status == 413 and body["error"]["code"] == "too_many_triangles"
     assert body["error"]["detail"] == {"triangles": 4236, "limit": 4000}
-    assert api.store.snapshot() == before
+    assert api.store.snapshot(content=True) == before
 
 
 async def test_large_upload_becomes_a_job_with_progress(aiohttp_client, tmp_path, average_body):
@@ -188,7 +188,7 @@ async def test_large_upload_becomes_a_job_with_progress(aiohttp_client, tmp_path
 
 async def test_failed_job_leaves_only_its_job_record(aiohttp_client, tmp_path, average_body):
     api = await _client(aiohttp_client, tmp_path, average_body, {"garment_inline_max_bytes": 10})
-    before = api.store.snapshot()
+    before = api.store.snapshot(content=True)
     obj = outfit_bytes("female_casualsuit01")
     r = await api.post("/api/v1/garments", data=form(obj, "a.obj", category="skirt"))
     job = await r.json()
@@ -235,10 +235,10 @@ async def test_fabric_presets_and_custom_fabrics(api):
         "bending_n_m": 3e-5,
         "friction": 0.4,
     }
-    before = api.store.snapshot()
+    before = api.store.snapshot(content=True)
     r = await api.post("/api/v1/fabrics", json={**custom, "areal_density_gsm": -3})
     assert r.status == 422 and (await r.json())["error"]["code"] == "invalid_fabric"
-    assert api.store.snapshot() == before
+    assert api.store.snapshot(content=True) == before
     r = await api.post("/api/v1/fabrics", json=custom)
     assert r.status == 201
     r = await api.post("/api/v1/fabrics", json=custom)

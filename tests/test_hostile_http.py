@@ -463,7 +463,14 @@ async def test_a_garment_obj_with_a_latin1_comment_is_accepted(twin_api):
 # --- 6. create-only, compare-and-set -------------------------------------------------------
 
 
-async def test_two_creates_of_one_twin_id_one_wins_the_other_is_409(twin_api):
+async def test_two_creates_of_one_twin_id_one_wins_the_other_is_409(
+    twin_api, average_body, monkeypatch
+):
+    # Both requests pass the early "id taken?" check and do their work before writing; the
+    # template fit (2-3 s each) is not what is under test, so it hands back a made body.
+    monkeypatch.setattr(
+        "spatialtwin.store.twin_repository.create_twin_body", lambda m, template: average_body
+    )
     first = measurements_request(id="twn_race", name="First")
     second = {**measurements_request(id="twn_race", name="Second")}
     second["owner"] = {"model": "Someone Else", "agency": "Other Agency"}

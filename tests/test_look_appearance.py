@@ -349,13 +349,13 @@ async def test_api_look_keeps_textures_material_and_uvs(api, skirt):
 
 
 async def test_an_oversized_texture_is_refused_and_nothing_is_stored(api):
-    before = api.store.snapshot()
+    before = api.store.snapshot(content=True)
     r = await api.post("/api/v1/garments", data=upload_form(glb_with_image(huge_png())))
     assert r.status == 413
     body = await r.json()
     assert body["error"]["code"] == "image_too_large"
     assert body["error"]["detail"]["width_px"] == 5000
-    assert api.store.snapshot() == before
+    assert api.store.snapshot(content=True) == before
 
 
 # --- through the CLI ----------------------------------------------------------------------------

@@ -124,13 +124,13 @@ async def test_look_job_drapes_layers_and_serves_a_valid_glb(api):
 
 
 async def test_channel_outside_the_license_is_refused_before_any_work(api):
-    before = api.store.snapshot()
+    before = api.store.snapshot(content=True)
     payload = {"twin": api.twin_id, "garments": [api.garment_ids["tshirt"]], "channel": "ar"}
     r = await api.post("/api/v1/looks", json=payload)
     body = await r.json()
     assert r.status == 403 and body["error"]["code"] == "channel_not_licensed"
     assert body["error"]["detail"]["licensed"] == ["ecommerce", "mirror"]
-    assert api.store.snapshot() == before
+    assert api.store.snapshot(content=True) == before
 
 
 BAD = [
@@ -153,7 +153,7 @@ BAD = [
 async def test_bad_look_requests_are_refused_and_leave_the_store_unchanged(
     api, change, status, code
 ):
-    before = api.store.snapshot()
+    before = api.store.snapshot(content=True)
     payload = {"twin": api.twin_id, "garments": [api.garment_ids["tshirt"]], **change}
     if payload["garments"] == ["TEE", "TEE"]:
         payload["garments"] = [api.garment_ids["tshirt"]] * 2
@@ -161,13 +161,13 @@ async def test_bad_look_requests_are_refused_and_leave_the_store_unchanged(
     body = await r.json()
     assert r.status == status, body
     assert body["error"]["code"] == code and body["error"]["message"]
-    assert api.store.snapshot() == before
+    assert api.store.snapshot(content=True) == before
 
 
 async def test_non_json_body_and_unknown_look(api):
-    before = api.store.snapshot()
+    before = api.store.snapshot(content=True)
     r = await api.post("/api/v1/looks", data=b"{twin:", headers={"Content-Type": "text/plain"})
     assert r.status == 400 and (await r.json())["error"]["code"] == "invalid_json"
     r = await api.get("/api/v1/looks/look_nope/look.glb")
     assert r.status == 404 and (await r.json())["error"]["code"] == "look_not_found"
-    assert api.store.snapshot() == before
+    assert api.store.snapshot(content=True) == before

@@ -151,7 +151,8 @@ async def multipart_upload(
     `extra_files`, those optional file parts), the files streamed into the store's scratch
     directory. The caller owns the returned files: `form.discard()` (or use `upload_form`)."""
     scratch = request.app[STORE].scratch_dir()
-    check_declared_length(request, max_bytes + MULTIPART_SLACK_BYTES, "an upload")
+    files = 2 if extra_files else 1  # `file` and at most one extra part
+    check_declared_length(request, files * max_bytes + MULTIPART_SLACK_BYTES, "an upload")
     ctype = request.headers.get(hdrs.CONTENT_TYPE, "")
     if not request.content_type.startswith("multipart/") or "boundary=" not in ctype:
         raise SpatialTwinError(

@@ -32,7 +32,7 @@ async def create_twin(request: web.Request) -> web.Response:
             rights = Rights.from_json(meta)
             units = optional_string(meta.get("units"), "units", 16) or "auto"
             joint_map = checked_joint_map(meta.get("joint_map"))
-            name = optional_string(meta.get("name"), "name", 200)
+            name = optional_string(meta.get("name"), "name", 2000)  # stored cut to 200
             filename, data = form.file.filename, await form.file.read()
         from spatialtwin.services.twins import import_twin
 
