@@ -443,6 +443,21 @@ def test_obj_text_falls_back_to_latin1_line_by_line():
     assert as_utf8(b"v 1 2 3\n") == b"v 1 2 3\n"
 
 
+def test_a_body_obj_with_a_latin1_comment_reads_as_the_plain_file():
+    import numpy as np
+
+    from spatialtwin.gltf.read_scene import read_scene
+
+    obj = shared("bodies", "base.obj").read_bytes()
+    plain = read_scene(obj, "base.obj")
+    latin1 = read_scene(b"# mod\xe8le de base\n" + obj, "base.obj")
+    positions = sum(1 for line in obj.splitlines() if line.startswith(b"v "))  # independently
+    assert len(latin1.vertices) == len(plain.vertices) and len(plain.vertices) >= positions
+    np.testing.assert_array_equal(latin1.vertices, plain.vertices)
+    np.testing.assert_array_equal(latin1.faces, plain.faces)
+    assert latin1.group_names == plain.group_names
+
+
 async def test_a_garment_obj_with_a_latin1_comment_is_accepted(twin_api):
     obj = shared("garments", "female_casualsuit01.obj").read_bytes()
     form = aiohttp.FormData()
