@@ -24,7 +24,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -35,10 +34,10 @@ from spatialtwin import __version__
 from spatialtwin.body.pose import Pose
 from spatialtwin.body.twin_body import TwinBody
 from spatialtwin.cloth.fit_map import EASE_SCALE, STRAIN_SCALE, fit_legend_json
-from spatialtwin.errors import SpatialTwinError
 from spatialtwin.garment.render_mesh import RenderBinding
 from spatialtwin.gltf.builder import GlbBuilder
 from spatialtwin.gltf.garment_io import GarmentGltfWriter
+from spatialtwin.gltf.glb_reader import parse_glb
 from spatialtwin.gltf.twin_glb import add_skinned_twin, provenance_extras
 
 STRAIN_ATTRIBUTE = STRAIN_SCALE.attribute
@@ -103,17 +102,8 @@ def look_to_glb(
 
 def glb_provenance(data: bytes) -> dict[str, Any] | None:
     """`asset.extras.spatialtwin` of a GLB the project wrote, or None for any other file."""
-    if data[:4] != b"glTF" or len(data) < 20:
+    if data[:4] != b"glTF":
         return None
-    json_length = int.from_bytes(data[12:16], "little")
-    if data[16:20] != b"JSON" or 20 + json_length > len(data):
-        raise SpatialTwinError(
-            "corrupt_file", "the GLB's JSON chunk is cut short", {"bytes": len(data)}, status=422
-        )
-    try:
-        doc = json.loads(data[20 : 20 + json_length])
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise SpatialTwinError("corrupt_file", f"the GLB's JSON is invalid: {exc}") from exc
-    extras = (doc.get("asset") or {}).get("extras")
+    extras = parse_glb(data, "body.glb").json["asset"].get("extras")
     found = extras.get("spatialtwin") if isinstance(extras, dict) else None
     return found if isinstance(found, dict) else None
