@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from numpy.typing import NDArray
@@ -63,6 +63,12 @@ class SettleOptions:
     settle_ke_j_per_vertex: float = 1e-10
     settle_window_frames: int = 5
     time_limit_s: float = 60.0
+    # Strain limiting (SolverSettings.strain_limit) runs for the first this many frames of the
+    # static settle only: it removes the impact stretch friction would lock in, which happens
+    # as the cloth lands. Later, where an edge cannot meet the limit (a row of pins a pose has
+    # pulled apart), its once-a-frame snap fights the cloth's own equilibrium: the garment then
+    # moves a little every frame and never settles.
+    strain_limit_frames: int = 60
 
     def __post_init__(self) -> None:
         if not (1 <= self.max_frames <= 100_000 and self.min_frames >= 0):
@@ -79,6 +85,12 @@ class SettleOptions:
                     "settle_ke_j_per_vertex": self.settle_ke_j_per_vertex,
                     "settle_window_frames": self.settle_window_frames,
                 },
+            )
+        if self.strain_limit_frames < 0:
+            raise SpatialTwinError(
+                "bad_drape_request",
+                "strain_limit_frames must be ≥ 0",
+                {"strain_limit_frames": self.strain_limit_frames},
             )
         if not self.time_limit_s > 0:
             raise SpatialTwinError(
@@ -151,6 +163,7 @@ def drape_garment(
             settle_ke_j_per_vertex=settle.settle_ke_j_per_vertex,
             settle_window_frames=settle.settle_window_frames,
             time_limit_s=settle.time_limit_s,
+            strain_limit_frames=settle.strain_limit_frames,
         )
     # (1) gather: colliders, start positions over inner layers, the model
     x0 = np.asarray(garment_vertices_m, dtype=np.float64)
@@ -208,8 +221,10 @@ def drape_garment(
     stop_reason = "frame_limit"
     ke = np.inf
     began = time.perf_counter()
+    unlimited = replace(settings, strain_limit=0.0)
     for frames in range(1, settle.max_frames + 1):
-        step(model, state, state, None, collider, contacts, dt, settings)
+        frame_settings = settings if frames <= settle.strain_limit_frames else unlimited
+        step(model, state, state, None, collider, contacts, dt, frame_settings)
         v = state.velocities_m_s
         ke = float(0.5 * np.dot(mass, np.einsum("ij,ij->i", v, v)) / model.vertex_count)
         if not np.isfinite(ke):

@@ -183,13 +183,18 @@ def _collide_body(
     offset,
     mu,
     max_depth,
+    hit,
 ):
     """Push vertices out of their contact triangle, interpolated to substep time a1 ∈ (0, 1].
 
     The triangle is the one closest to the vertex at the frame start; moving it linearly from
     the previous to the current body pose substep by substep lets a fast limb sweep cloth
-    ahead of it instead of jumping past it between frames.
+    ahead of it instead of jumping past it between frames. Where `hit` has a row per vertex,
+    a pushed vertex's row gets the contact normal, the touched surface point's displacement
+    in this substep (metres) and a 1 (for the inelastic velocity update); a 0-row `hit`
+    records nothing.
     """
+    record = hit.shape[0] == x.shape[0]
     b0 = 1.0 - a1
     p0 = 1.0 - a0
     for i in range(x.shape[0]):
@@ -253,6 +258,14 @@ def _collide_body(
             + w * (p0 * body_prev[ic, 2] + a0 * body_cur[ic, 2])
         )
         _friction(x, x_prev, i, nx, ny, nz, qx - ox, qy - oy, qz - oz, pen, mu)
+        if record:
+            hit[i, 0] = nx
+            hit[i, 1] = ny
+            hit[i, 2] = nz
+            hit[i, 3] = qx - ox
+            hit[i, 4] = qy - oy
+            hit[i, 5] = qz - oz
+            hit[i, 6] = 1.0
 
 
 @nb.njit(cache=True)
@@ -359,9 +372,13 @@ def simulate_frame(
     gx = gravity[0] * h
     gy = gravity[1] * h
     gz = gravity[2] * h
+    hit = np.zeros((n if body_faces.shape[0] > 0 else 0, 7))
+    no_hit = np.zeros((0, 7))
     for s in range(substeps):
         a0 = s / substeps
         a1 = (s + 1.0) / substeps
+        for i in range(hit.shape[0]):
+            hit[i, 6] = 0.0
         for i in range(n):
             x_prev[i, 0] = x[i, 0]
             x_prev[i, 1] = x[i, 1]
@@ -410,6 +427,7 @@ def simulate_frame(
                 contact_offset_m,
                 friction,
                 max_depth_m,
+                hit,
             )
         if spheres.shape[0] > 0:
             _collide_spheres(x, x_prev, inv_mass, spheres, contact_offset_m, friction)
@@ -449,6 +467,7 @@ def simulate_frame(
                     contact_offset_m,
                     0.0,
                     max_depth_m,
+                    no_hit,
                 )
             if spheres.shape[0] > 0:
                 _collide_spheres(x, x_prev, inv_mass, spheres, contact_offset_m, 0.0)
@@ -460,6 +479,21 @@ def simulate_frame(
             v[i, 0] = (x[i, 0] - x_prev[i, 0]) * inv_h
             v[i, 1] = (x[i, 1] - x_prev[i, 1]) * inv_h
             v[i, 2] = (x[i, 2] - x_prev[i, 2]) * inv_h
+        # Inelastic contact: a vertex pushed out of the body leaves with no more normal speed
+        # than the surface it touches. The push itself is a position correction; taken as
+        # velocity it throws the vertex off the skin, and in a skin crease (armpit, elbow
+        # of a raised arm) the two sides throw it back and forth for ever.
+        for i in range(hit.shape[0]):
+            if hit[i, 6] == 0.0:
+                continue
+            rx = v[i, 0] - hit[i, 3] * inv_h
+            ry = v[i, 1] - hit[i, 4] * inv_h
+            rz = v[i, 2] - hit[i, 5] * inv_h
+            vn = rx * hit[i, 0] + ry * hit[i, 1] + rz * hit[i, 2]
+            if vn > 0.0:
+                v[i, 0] -= vn * hit[i, 0]
+                v[i, 1] -= vn * hit[i, 1]
+                v[i, 2] -= vn * hit[i, 2]
 
 
 @nb.njit(cache=True)
