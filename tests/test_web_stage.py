@@ -32,7 +32,7 @@ SHARED_MODULES = ("/web/lib/stage.js", "/web/lib/api.js", "/web/lib/dom.js", "/w
 # Three.js set-up that belongs to the stage alone.
 STAGE_ONLY = (
     r"new THREE\.WebGLRenderer",
-    r"new OrbitControls",
+    r"OrbitControls",
     r"new THREE\.PMREMGenerator",
     r"RoomEnvironment",
     r"new THREE\.GridHelper",

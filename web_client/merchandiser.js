@@ -20,7 +20,7 @@
 import { API_ROOT, ApiError, errorState, getBytes, getJson, listFrom, postForm, postJson, waitForJob } from './lib/api.js';
 import { byIds, chip, el, facts, formatCentimetres } from './lib/dom.js';
 import { FitMap, fitMapControl } from './lib/fit-map.js';
-import { STUDIO, Stage, gltfLoader } from './lib/stage.js';
+import { STUDIO, gltfLoader, openStage } from './lib/stage.js';
 
 // Share of the progress bar given to sending the file; the server's processing gets the rest.
 const UPLOAD_SHARE = 0.3;
@@ -404,7 +404,7 @@ function fillTwins(twins) {
 async function main() {
   let stage = null;
   try {
-    stage = new Stage(dom.viewport, { ...STUDIO, preserveDrawingBuffer: true });
+    stage = await openStage(dom.viewport, { ...STUDIO, preserveDrawingBuffer: true });
   } catch (err) {
     showViewportError({ message: `WebGL is not available in this browser: ${err.message}`, code: 'webgl_unavailable' });
   }

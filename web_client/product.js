@@ -10,7 +10,7 @@
 // State for tests and tools: window.spatialTwinProduct.
 import { apiErrorFromBody, errorState, getJson } from './lib/api.js';
 import { FIT_MODES, FitMap, fitSwitch, legendElement } from './lib/fit-map.js';
-import { PRODUCT, Stage, boxFromBounds, gltfLoader } from './lib/stage.js';
+import { PRODUCT, boxFromBounds, gltfLoader, openStage } from './lib/stage.js';
 
 const params = new URLSearchParams(location.search);
 const twinId = params.get('twin') || 'twn_sample_ava';
@@ -57,8 +57,8 @@ async function manifest() {
 
 // The shared stage (lib/stage.js) in its product view: plain light, straight front framing of
 // the manifest's bounds, drawn at once so the first level is timed when it is on screen.
-function threeViewer() {
-  const view = new Stage(stage, PRODUCT);
+async function threeViewer() {
+  const view = await openStage(stage, PRODUCT);
   const loader = gltfLoader();
   let shownLevel = null;
   return {
@@ -112,7 +112,7 @@ function modelViewer() {
 async function main() {
   const started = performance.now();
   // The WebGL context is made while the manifest is still on its way.
-  const viewer = viewerKind === 'model-viewer' ? modelViewer() : threeViewer();
+  const viewer = viewerKind === 'model-viewer' ? modelViewer() : await threeViewer();
   const { m, firstLevel } = await manifest();
   document.getElementById('disclosure').textContent = m.levels.length ? `${m.units}; simplifier ${m.simplifier}` : '';
   const first = m.levels[m.firstLevel];

@@ -20,7 +20,7 @@
 import { API_ROOT, ApiError, errorState, getBytes, getJson } from './lib/api.js';
 import { byIds, chip, el, facts, formatCentimetres as formatLength } from './lib/dom.js';
 import { FIT_MODES, FitMap, fitMapControl } from './lib/fit-map.js';
-import { STUDIO, Stage, TRUE_SCALE, gltfLoader, hexToRgb255 } from './lib/stage.js';
+import { STUDIO, TRUE_SCALE, gltfLoader, hexToRgb255, openStage } from './lib/stage.js';
 
 const CHANNELS = ['ecommerce', 'mirror', 'ar'];
 
@@ -316,7 +316,7 @@ async function main() {
 
   let stage;
   try {
-    stage = new Stage(dom.viewport, stageOptions(options));
+    stage = await openStage(dom.viewport, stageOptions(options));
   } catch (err) {
     showError({ message: `WebGL is not available in this browser: ${err.message}`, code: 'webgl_unavailable' });
     return;

@@ -11,7 +11,7 @@
 //               chroma-green background, no grid or shadows, so a test can measure metres from
 //               pixels (the viewer's `?camera=ortho`).
 //
-//   const stage = new Stage(container, { ...STUDIO, canvasLabel: '3D view of the twin' });
+//   const stage = await openStage(container, { ...STUDIO, canvasLabel: '3D view of the twin' });
 //   const gltf = await gltfLoader().parseAsync(glbBytes, '');
 //   const box = stage.show(gltf.scene);   // frames the object, returns its Box3 in metres
 //   await stage.drawn();                  // the frame is on screen
@@ -20,8 +20,6 @@
 // headless browser and a laptop on battery both prefer an idle page.
 
 import * as THREE from 'three';
-import { OrbitControls } from 'three/addons/controls/OrbitControls.js';
-import { RoomEnvironment } from 'three/addons/environments/RoomEnvironment.js';
 import { GLTFLoader } from 'three/addons/loaders/GLTFLoader.js';
 import { MeshoptDecoder } from 'three/addons/libs/meshopt_decoder.module.js';
 
@@ -109,12 +107,29 @@ function disposeObject(root) {
   });
 }
 
+// The studio's three.js add-ons (orbit controls, the room environment), fetched only for a view
+// that uses them: the product page's module graph, timed to its first level, stays without.
+async function addonsFor(options) {
+  const [controls, room] = await Promise.all([
+    options.controls ? import('three/addons/controls/OrbitControls.js') : null,
+    options.light === 'studio' ? import('three/addons/environments/RoomEnvironment.js') : null,
+  ]);
+  return { OrbitControls: controls?.OrbitControls, RoomEnvironment: room?.RoomEnvironment };
+}
+
+// A stage in `container` (prepends its canvas). `options`: one of STUDIO, PRODUCT, TRUE_SCALE,
+// optionally with fields changed, plus `canvasLabel` (the canvas's aria-label) and
+// `onResize(widthPx, heightPx)`. Throws when WebGL is not available.
+export async function openStage(container, options = STUDIO) {
+  const merged = { ...STUDIO, ...options };
+  return new Stage(container, merged, await addonsFor(merged));
+}
+
 export class Stage {
-  // `options`: one of STUDIO, PRODUCT, TRUE_SCALE, optionally with fields changed, plus
-  // `canvasLabel` (the canvas's aria-label) and `onResize(widthPx, heightPx)`.
-  constructor(container, options = STUDIO) {
-    this.options = { ...STUDIO, ...options };
-    const o = this.options;
+  // Use openStage(), which loads the add-ons the options need.
+  constructor(container, options, addons) {
+    this.options = options;
+    const o = options;
     if (o.camera === 'ortho' && !(Number.isFinite(o.pxPerMetre) && o.pxPerMetre > 0)) {
       throw new RangeError(`an orthographic stage needs pxPerMetre > 0, not ${o.pxPerMetre}`);
     }
@@ -123,6 +138,7 @@ export class Stage {
     this.box = null; // its bounds in metres, skinning applied
     this.target = new THREE.Vector3(0, 0.9, 0); // what the camera looks at, metres
     this.frameRequested = false;
+    this.drawnSizePx = null; // [width, height] the renderer was last sized to
 
     // (1) renderer: sRGB output; the canvas says which stage drew it.
     this.renderer = new THREE.WebGLRenderer({ antialias: true, preserveDrawingBuffer: o.preserveDrawingBuffer });
@@ -140,7 +156,7 @@ export class Stage {
     // (2) scene: background, light, floor.
     this.scene = new THREE.Scene();
     this.scene.background = new THREE.Color(o.background);
-    if (o.light === 'studio') this.addStudioLight();
+    if (o.light === 'studio') this.addStudioLight(addons.RoomEnvironment);
     else this.addPlainLight();
     if (o.floorGrid) this.addFloor();
 
@@ -152,7 +168,7 @@ export class Stage {
       this.camera.position.set(1.2, 1.4, 4.2);
     }
     if (o.controls) {
-      this.controls = new OrbitControls(this.camera, canvas);
+      this.controls = new addons.OrbitControls(this.camera, canvas);
       this.controls.enableDamping = true;
       this.controls.dampingFactor = 0.12;
       this.controls.target.copy(this.target);
@@ -173,7 +189,7 @@ export class Stage {
   }
 
   // Image-based room light for the materials, a hemisphere fill and a key light for form.
-  addStudioLight() {
+  addStudioLight(RoomEnvironment) {
     const pmrem = new THREE.PMREMGenerator(this.renderer);
     this.scene.environment = pmrem.fromScene(new RoomEnvironment(), 0.04, 0.1, 100, {
       size: ENVIRONMENT_SIZE_PX,
@@ -225,6 +241,9 @@ export class Stage {
 
   resize() {
     const [width, height] = this.sizePx;
+    // Resizing a canvas clears it, even to the same size: only when the size changed.
+    if (this.drawnSizePx && this.drawnSizePx[0] === width && this.drawnSizePx[1] === height) return;
+    this.drawnSizePx = [width, height];
     this.renderer.setSize(width, height, false);
     if (this.camera.isOrthographicCamera) {
       this.fitOrtho(width, height);
@@ -338,6 +357,7 @@ export class Stage {
     this.frameRequested = true;
     requestAnimationFrame(() => {
       this.frameRequested = false;
+    this.drawnSizePx = null; // [width, height] the renderer was last sized to
       if (this.controls && this.controls.update()) this.requestFrame();
       this.render();
     });
