@@ -427,10 +427,11 @@ def run_timings_child(tree: Path, live_frames: int) -> dict:
 
 
 def compare_timings(trees: list[Path], rounds: int, live_frames: int) -> None:
-    """Alternate the trees' timing runs (A B A B …) so load on a shared machine hits both."""
+    """Alternate the trees' timing runs, reversing the order every round (A B, B A, A B …),
+    so load on a shared machine, and its drift within a round, hits every tree alike."""
     rows: dict[str, dict[str, list[dict]]] = {}
-    for _ in range(rounds):
-        for tree in trees:
+    for k in range(rounds):
+        for tree in trees if k % 2 == 0 else trees[::-1]:
             for scene, r in run_timings_child(tree, live_frames).items():
                 rows.setdefault(scene, {}).setdefault(str(tree), []).append(r)
     print_timings(rows)
