@@ -13,7 +13,6 @@ returned and `select_person` keeps the shopper: the one already being tracked, e
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -190,6 +189,9 @@ class PoseLandmarkerStream:
         self.close()
 
     def __del__(self) -> None:
-        # At interpreter shutdown MediaPipe's library may already be gone.
-        with contextlib.suppress(Exception):
+        # At interpreter shutdown MediaPipe's library, and this module's globals (contextlib
+        # among them), may already be gone: no name lookups here beyond the object itself.
+        try:  # noqa: SIM105 - contextlib may be None here
             self.close()
+        except Exception:
+            pass
