@@ -1,7 +1,9 @@
 """Camera frames (or landmarks) in, a smooth twin pose out: the body-tracking stage.
 
 Per frame: (1) landmarks of the shopper (`landmarker`, one person, VIDEO mode), (2) optional One
-Euro filtering (`one_euro`; off by default, MediaPipe already smooths in VIDEO mode), (3)
+Euro filtering (`one_euro`; off by default, MediaPipe already smooths in VIDEO mode), then
+levelling by the camera's tilt, set or estimated from a standing shopper, with the hips put over
+the feet and planted feet stood on the floor when `upright` is given (`upright`), (3)
 retargeting to the twin's skeleton (`retarget`), (4) holding what was not seen: a joint whose
 landmarks are not visible keeps its last rotation for `hold_s`, then eases back to rest over
 `ease_s`; a shopper who leaves the frame does the same with the whole pose, (5) mirroring for
@@ -29,7 +31,14 @@ from spatialtwin.tracking.landmarker import (
 from spatialtwin.tracking.landmarks import LM, LandmarkFrame
 from spatialtwin.tracking.one_euro import OneEuroFilter, OneEuroParams
 from spatialtwin.tracking.retarget import RetargetLimits, build_retarget_model, retarget
+from spatialtwin.tracking.rotations import matrix_to_quat
 from spatialtwin.tracking.shopper_scale import ShopperHeight, height_from_landmarks_m
+from spatialtwin.tracking.upright import (
+    CameraTilt,
+    UprightOptions,
+    hips_over_feet,
+    plant_feet,
+)
 
 IDENTITY = np.array([0.0, 0.0, 0.0, 1.0])
 HEIGHT_EVERY = 4
@@ -47,7 +56,14 @@ class TrackerOptions:
     # How far the camera looks down (degrees); people then seem to lean toward it. Set once per
     # mirror install; the world landmarks are levelled by it before retargeting.
     camera_pitch_deg: float = 0.0
+    # And how far it is turned about its axis (degrees; + leans people toward the image's right).
+    camera_roll_deg: float = 0.0
     limits: RetargetLimits = field(default_factory=RetargetLimits)
+    # Estimate pitch and roll from a standing shopper over the first second instead
+    # (`upright.CameraTilt`); `camera_pitch_deg` and `camera_roll_deg` are then ignored.
+    estimate_camera_pitch: bool = False
+    # Stand planted feet level on the floor (`upright.plant_feet`); None: ankles only, as before.
+    upright: UprightOptions | None = None
 
 
 @dataclass(frozen=True)
@@ -67,17 +83,6 @@ def _ease_to_rest(quats: NDArray[np.float64], fraction: NDArray[np.float64]) -> 
     return Rotation.from_rotvec(rotvec).as_quat()
 
 
-def _levelling_matrix(camera_pitch_deg: float) -> NDArray[np.float64] | None:
-    """Rotation (MediaPipe world axes) that undoes a camera looking down by the given angle."""
-    if camera_pitch_deg == 0.0:
-        return None
-    a = np.radians(camera_pitch_deg)
-    # In MediaPipe axes (+y down, +z away from the camera) a downward-looking camera sees the
-    # body's up (-y) tilted toward it (-z); rotating about x by -a brings it back to vertical.
-    c, s = np.cos(a), np.sin(a)
-    return np.array([[1.0, 0.0, 0.0], [0.0, c, s], [0.0, -s, c]])
-
-
 class PoseFromLandmarks:
     """Steps (2)–(6) on landmark frames, so it runs without a camera or a model."""
 
@@ -94,7 +99,12 @@ class PoseFromLandmarks:
         self._root_seen_at = -np.inf
         self.height = ShopperHeight()
         self._observed_frames = 0
-        self._level = _levelling_matrix(self.options.camera_pitch_deg)
+        upright = self.options.upright or UprightOptions()
+        self.camera = CameraTilt(
+            None if self.options.estimate_camera_pitch else self.options.camera_pitch_deg,
+            self.options.camera_roll_deg,
+            upright,
+        )
 
     def reset(self) -> None:
         """Forget the shopper (e.g. a new session on the mirror)."""
@@ -115,17 +125,35 @@ class PoseFromLandmarks:
         elif landmarks is None and self._filter is not None:
             self._filter.reset()
 
-        if landmarks is not None and self._level is not None:
-            landmarks = landmarks.replace_xyz(
-                landmarks.image[:, :3], landmarks.world[:, :3] @ self._level.T
-            )
+        if landmarks is not None:
+            self.camera.observe(landmarks.world[:, :3], landmarks.visibility, t_s)
+            world = landmarks.world[:, :3]
+            if self.options.upright is not None:
+                world = hips_over_feet(world, landmarks.visibility, self.options.upright)
+            level = self.camera.levelling()
+            if level is not None:
+                world = world @ level.T
+            if world is not landmarks.world[:, :3]:
+                landmarks = landmarks.replace_xyz(landmarks.image[:, :3], world)
         if landmarks is not None:
             result = retarget(self.model, landmarks, lateral=self.options.lateral)
             quats = result.quaternions
             obs = result.observed
+            root = result.pose.root_m
+            if self.options.upright is not None:
+                local, root_y = plant_feet(
+                    self.model,
+                    result.local_rotations,
+                    landmarks.world_twin_m(),
+                    landmarks.visibility,
+                    obs,
+                    self.options.upright,
+                )
+                quats = matrix_to_quat(local)
+                root = np.array([root[0], root_y, root[2]])
             self._held[obs] = quats[obs]
             self._seen_at[obs] = t_s
-            self._root = result.pose.root_m
+            self._root = root
             self._root_seen_at = t_s
             # Stature changes slowly: every HEIGHT_EVERY-th observed frame is sample enough.
             if self._observed_frames % HEIGHT_EVERY == 0:
@@ -156,6 +184,16 @@ class PoseFromLandmarks:
     def shopper_height_m(self) -> float | None:
         """Median stature estimate so far (metres), advice for choosing a twin size."""
         return self.height.height_m
+
+    @property
+    def camera_pitch_deg(self) -> float:
+        """The camera pitch (degrees) the landmarks are levelled by: set, or estimated so far
+        (a mirror stores it, and `camera_roll_deg`, once `camera.is_fixed`)."""
+        return self.camera.pitch_deg
+
+    @property
+    def camera_roll_deg(self) -> float:
+        return self.camera.roll_deg
 
 
 class TwinPoseTracker:
