@@ -53,9 +53,10 @@ bench: install system-deps
 	for b in bench/*.py; do $(BIN)/python $$b || exit 1; done
 
 # The whole real-garment matrix of issue #6 (every MakeHuman outfit on five twins, posed looks,
-# bare OBJs): about an hour on two cores. `make test` runs a slice of it.
-garments: install
-	$(BIN)/python bench/garment.py
+# bare OBJs): about an hour on two cores. `make test` runs a slice of it. Each outfit also
+# textured on two twins: look GLBs and chromium screenshots in bench/_out/outfits/.
+garments: install system-deps
+	$(BIN)/python bench/garment.py --shots bench/_out/outfits
 
 clean:
 	rm -rf $(VENV) node_modules models var

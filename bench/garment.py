@@ -14,6 +14,12 @@ Usage:
     .venv/bin/python bench/garment.py            # the whole matrix (make garments)
     .venv/bin/python bench/garment.py --quick    # each outfit once on base.obj, one posed look
     .venv/bin/python bench/garment.py --outfits male_casualsuit02 --twins base,M
+    .venv/bin/python bench/garment.py --shots bench/_out/outfits   # + browser screenshots
+
+`--shots DIR` also uploads each outfit textured (a zip of OBJ + MTL + a gingham PNG + .mhclo),
+drapes it on the base.obj twin and a generated 1.70 m twin, writes `<outfit>_<twin>.glb` (checked
+by the Khronos validator) and a Debian chromium screenshot `<outfit>_<twin>.png` of it on the
+shared web stage into DIR (tests/outfit_shots.py; the suite shoots two of the outfits).
 """
 
 from __future__ import annotations
@@ -44,7 +50,8 @@ from spatialtwin.gltf.makehuman import obj_vertex_positions, read_mhclo
 from spatialtwin.gltf.template_npz import shipped_template
 from spatialtwin.services.twins import import_body
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
 OUTFITS = (
     "male_casualsuit02",
     "male_casualsuit06",
@@ -145,6 +152,41 @@ def one_look(
     return row
 
 
+def shoot(outfits: list[str], out_dir: Path) -> None:
+    """Textured looks of `outfits` on two twins, validated and screenshot into `out_dir`."""
+    sys.path.insert(0, str(ROOT))
+    from playwright.sync_api import sync_playwright
+
+    from tests.browser_harness import launch_chromium
+    from tests.gltf_validation import validate_glbs
+    from tests.outfit_shots import shoot_outfits, shot_twins
+
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        try:
+            shots = shoot_outfits(browser, outfits, shot_twins(), out_dir)
+        finally:
+            browser.close()
+    reports = validate_glbs([s.look.glb for s in shots])
+    print(f"\nscreenshots in {out_dir}")
+    print(
+        "| outfit | twin | ingest s | drape s | stop | glTF errors | fabric % | blue % | "
+        "green % | skin % | textured on screen |"
+    )
+    print("|" + "---|" * 11)
+    for shot, report in zip(shots, reports, strict=True):
+        c = shot.coverage
+        problems = ([shot.state["error"]] if shot.state["error"] else []) + c.problems()
+        print(
+            f"| {shot.look.outfit} | {shot.look.twin} | {shot.look.ingest_s:.1f} | "
+            f"{shot.look.drape_s:.1f} | {shot.look.stats['stop_reason']} | "
+            f"{report['numErrors']} | {100 * c.pattern:.1f} | {100 * c.blue:.1f} | "
+            f"{100 * c.green:.1f} | {100 * c.skin:.1f} | "
+            f"{'yes' if not problems else 'NO: ' + '; '.join(problems)} |",
+            flush=True,
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="the suite's representative slice")
@@ -154,6 +196,9 @@ def main() -> None:
     parser.add_argument("--no-posed", action="store_true")
     parser.add_argument("--no-bare", action="store_true")
     parser.add_argument("--json", type=Path, help="also write the rows as JSON")
+    parser.add_argument(
+        "--shots", type=Path, metavar="DIR", help="also write textured looks and screenshots"
+    )
     args = parser.parse_args()
     print(describe_machine())
     outfits = args.outfits.split(",")
@@ -211,6 +256,8 @@ def main() -> None:
     )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
+    if args.shots is not None:
+        shoot(outfits, args.shots)
 
 
 if __name__ == "__main__":
