@@ -122,10 +122,8 @@ def estimate_authoring(
                 continue
             limb = posed_body.skeleton.bone_tip(root) - start
             turn = _frontal_angle(axis) - _frontal_angle(limb)
-            # The bound is on the limb's whole turn over all rounds, not on each round's.
             bound = np.radians(options.max_turn_deg)
-            done = np.radians(turns_deg.get(root, 0.0))
-            turn = float(np.clip(done + turn, -bound, bound) - done)
+            turn = float(np.clip(turn, -bound, bound))
             if abs(np.degrees(turn)) < options.min_turn_deg:
                 continue
             # A turn about +Z (the body's forward axis) in the frontal plane.
