@@ -171,6 +171,11 @@ class DrapedGarment:
     warnings: list[dict[str, Any]] = field(default_factory=list)  # thresholds it missed
     ease_m: NDArray[np.float64] | None = None  # (N,) distance from the posed body, + outside
     render: RenderBinding | None = None  # the upload's mesh riding on this one
+    # The render mesh on the settled cloth, kept out of the posed body (see drape_one).
+    render_settled_m: NDArray[np.float64] | None = None
+    # What the solver was given, so a live session can go on simulating the settled cloth:
+    rest_positions_m: NDArray[np.float64] | None = None  # (N, 3) the garment's own shape
+    pinned: NDArray[np.int64] | None = None  # pinned vertices (waistbands, support bands)
 
     @property
     def node_name(self) -> str:
@@ -191,6 +196,8 @@ class DrapedGarment:
 
     def render_positions_m(self) -> NDArray[np.float64]:
         """The render mesh's vertices on the settled cloth (metres, world of the pose)."""
+        if self.render_settled_m is not None:
+            return self.render_settled_m
         return self.render_binding().positions_m(self.positions_m)
 
     def fit_shares(self) -> dict[str, dict[str, float]]:
@@ -232,6 +239,11 @@ class Look:
     def warnings(self) -> list[dict[str, Any]]:
         """Every garment's warnings, in draping order."""
         return [w for g in self.garments for w in g.warnings]
+
+
+# The render mesh's least distance from the skin beyond the fabric's thickness (metres): a
+# depth buffer resolves 1 mm at a viewing distance of a few metres.
+RENDER_CLEARANCE_M = 0.001
 
 
 def posed_body(body: TwinBody, pose: Pose | None) -> TwinBody:
@@ -380,9 +392,19 @@ def drape_one(
     warnings = drape_warnings(result, garment.key, options.quality)
     # (4) fit map, and the upload's mesh bound to the cloth (on the undeformed meshes)
     render = None
+    render_settled = None
     if garment.render is not None:
         appearance = garment.appearance or Appearance.plain(garment.base_color)
         render = RenderBinding.of(garment.render, garment.mesh, appearance)
+        # The upload's mesh rides on the cloth at its authored offset; a tight game mesh that
+        # was authored cutting into the skin (leggings: 6 % of it) would show the body through
+        # in patches. The cloth itself keeps its clearance; the mesh shown is kept out too.
+        render_settled, _, _ = push_out_of_body(
+            render.positions_m(result.positions_m),
+            render.faces,
+            posed,
+            garment.fabric.thickness_m + RENDER_CLEARANCE_M,
+        )
     return DrapedGarment(
         key=garment.key,
         positions_m=result.positions_m,
@@ -408,6 +430,9 @@ def drape_one(
         warnings=[w.to_json() for w in warnings],
         ease_m=vertex_ease(result.positions_m, body_v, body_f),
         render=render,
+        render_settled_m=render_settled,
+        rest_positions_m=placed.rest_positions_m,
+        pinned=np.asarray(placed.pinned, dtype=np.int64),
     )
 
 

@@ -54,6 +54,8 @@ class DrapedLayer(Protocol):
 
     def render_binding(self) -> RenderBinding: ...
 
+    def render_positions_m(self) -> NDArray[np.float64]: ...
+
 
 def add_draped_garment(
     writer: GarmentGltfWriter, layer: DrapedLayer, extras: dict[str, Any] | None = None
@@ -65,7 +67,7 @@ def add_draped_garment(
         scalars[EASE_ATTRIBUTE] = render.values(layer.ease_m)
     return writer.garment(
         layer.node_name,
-        render.positions_m(layer.positions_m),
+        layer.render_positions_m(),
         render.faces,
         render.corner_uvs,
         render.face_material,
