@@ -41,6 +41,7 @@ from spatialtwin.gltf.garment_material import (
     tagged_for_trimesh,
 )
 from spatialtwin.gltf.glb_reader import parse_glb, parse_gltf_json
+from spatialtwin.gltf.obj_mesh import read_obj_blocks
 from spatialtwin.gltf.obj_text import as_utf8
 
 MESH_EXTENSIONS = {".obj": "obj", ".glb": "glb", ".gltf": "gltf", ".ply": "ply", ".stl": "stl"}
@@ -214,7 +215,15 @@ def read_garment_file(
             resolver = _DictResolver(shown, folder)
     else:
         appearance = ReadAppearance()
-    # (2) geometry
+    # (2) geometry: OBJ corner by corner (every UV of a seam vertex kept), the rest by trimesh
+    if fmt == "obj":
+        blocks = [
+            _Block(b.material, b.vertices, b.faces, b.corner_uvs)
+            for b in read_obj_blocks(data, filename)
+        ]
+        source = _assemble(blocks, filename, fmt, appearance)
+        source.source_polygons = polygons or len(source.faces)
+        return source
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # trimesh's texture probing
@@ -280,7 +289,32 @@ def _to_source(loaded: Any, filename: str, fmt: str, appearance: ReadAppearance)
         meshes = [loaded]
     else:
         meshes = []
-    meshes = [m for m in meshes if len(m.faces)]
+    blocks = [
+        _Block(
+            getattr(getattr(m.visual, "material", None), "name", None),
+            np.asarray(m.vertices, dtype=np.float64),
+            np.asarray(m.faces, dtype=np.int64),
+            None if _uv_of(m) is None else _uv_of(m)[np.asarray(m.faces)].astype(np.float32),
+        )
+        for m in meshes
+        if len(m.faces)
+    ]
+    return _assemble(blocks, filename, fmt, appearance)
+
+
+@dataclass(frozen=True)
+class _Block:
+    """Faces wearing one material: own vertices (file units), triangles, corner UVs or None."""
+
+    material: str | None
+    vertices: NDArray[np.float64]
+    faces: NDArray[np.int64]
+    corner_uvs: NDArray[np.float32] | None
+
+
+def _assemble(
+    meshes: list[_Block], filename: str, fmt: str, appearance: ReadAppearance
+) -> MeshSource:
     if not meshes:
         raise SpatialTwinError(
             "no_geometry",
@@ -293,7 +327,7 @@ def _to_source(loaded: Any, filename: str, fmt: str, appearance: ReadAppearance)
     plain: dict[str, int] = {}
     wears: list[int] = []
     for k, mesh in enumerate(meshes):
-        name = getattr(getattr(mesh.visual, "material", None), "name", None)
+        name = mesh.material
         index = (
             material_index(name) if fmt in ("glb", "gltf") else appearance.by_name.get(name or "")
         )
@@ -316,16 +350,16 @@ def _to_source(loaded: Any, filename: str, fmt: str, appearance: ReadAppearance)
     # (3) geometry, one block per mesh
     verts, faces, uvs, mats = [], [], [], []
     offset = 0
-    any_uv = any(_uv_of(m) is not None for m in meshes)
+    any_uv = any(m.corner_uvs is not None for m in meshes)
     for mesh, index in zip(meshes, wears, strict=True):
-        v = np.asarray(mesh.vertices, dtype=np.float64)
-        f = np.asarray(mesh.faces, dtype=np.int64)
+        v, f = mesh.vertices, mesh.faces
         verts.append(v)
         faces.append(f + offset)
-        uv = _uv_of(mesh)
         if any_uv:
             uvs.append(
-                np.zeros((len(f), 3, 2), np.float32) if uv is None else uv[f].astype(np.float32)
+                np.zeros((len(f), 3, 2), np.float32)
+                if mesh.corner_uvs is None
+                else mesh.corner_uvs.astype(np.float32)
             )
         mats.append(np.full(len(f), material_remap[index], dtype=np.int32))
         offset += len(v)
