@@ -56,3 +56,24 @@ def test_a_texture_index_out_of_range_is_refused():
     with pytest.raises(SpatialTwinError) as err:
         read_garment_file(obj, "bad.obj")
     assert err.value.code == "corrupt_file" and err.value.status == 422
+
+
+def test_a_textured_material_on_a_mesh_without_uvs_writes_a_valid_glb():
+    """glTF forbids a texture on a primitive without TEXCOORD_0; the factors are kept."""
+    from spatialtwin.garment.appearance import Appearance, GarmentMaterial, TextureImage, TextureRef
+    from spatialtwin.gltf.builder import GlbBuilder
+    from spatialtwin.gltf.garment_io import GarmentGltfWriter
+    from tests.gltf_validation import validate_glb
+    from tests.textured_garment import checkerboard_png
+
+    image = TextureImage("image/png", checkerboard_png(), 256, 256)
+    material = GarmentMaterial("print", (0.2, 0.4, 0.8, 1.0), base_color_texture=TextureRef(0))
+    appearance = Appearance([material], [image])
+    builder = GlbBuilder()
+    writer = GarmentGltfWriter(builder)
+    v = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0]], dtype=np.float64)
+    node = writer.garment("g", v, np.array([[0, 1, 2]]), None, np.zeros(1, np.int32), appearance)
+    builder.scene([node])
+    report = validate_glb(builder.to_bytes())
+    assert report["numErrors"] == 0, report["messages"]
+    assert builder.gltf.materials[0].pbrMetallicRoughness.baseColorTexture is None

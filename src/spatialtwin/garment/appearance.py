@@ -112,6 +112,12 @@ class GarmentMaterial:
             metallic_roughness_texture=moved(self.metallic_roughness_texture),
         )
 
+    def untextured(self) -> GarmentMaterial:
+        """The same material with its factors only (for a mesh without UVs)."""
+        return replace(
+            self, base_color_texture=None, normal_texture=None, metallic_roughness_texture=None
+        )
+
     def textures(self) -> dict[str, TextureRef]:
         slots = {
             "base_color_texture": self.base_color_texture,

@@ -493,9 +493,20 @@ class GarmentGltfWriter:
             self._textures[key] = len(gltf.textures) - 1
         return self._textures[key]
 
-    def material(self, material: GarmentMaterial, images: list[TextureImage], name: str) -> int:
-        """The glTF material for `material`, its textures embedded; returns its index."""
+    def material(
+        self,
+        material: GarmentMaterial,
+        images: list[TextureImage],
+        name: str,
+        textured: bool = True,
+    ) -> int:
+        """The glTF material for `material`, its textures embedded; returns its index.
+
+        Without UVs on the mesh (`textured=False`) a texture cannot be sampled and glTF forbids
+        it (MESH_PRIMITIVE_TOO_FEW_TEXCOORDS): the material keeps its factors only."""
         base = normal = mr = None
+        if not textured:
+            material = material.untextured()
         if material.base_color_texture is not None:
             base = self._texture(material.base_color_texture, images)
         if material.normal_texture is not None:
@@ -578,7 +589,9 @@ class GarmentGltfWriter:
         primitives = []
         for index in np.unique(worn):
             material = appearance.material(int(index))
-            gltf_material = self.material(material, appearance.images, f"{name}:{material.name}")
+            gltf_material = self.material(
+                material, appearance.images, f"{name}:{material.name}", split_uvs is not None
+            )
             primitives.append(
                 g.Primitive(
                     attributes=attrs,
