@@ -70,7 +70,7 @@ def vertex_face_adjacency(
     return offsets, corner_face[order]
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _body_grid(x, body, cell_m, search_radius):
     """Uniform grid (CSR) over the body vertices within the garment's box grown by the search
     radius, in cells of `cell_m` searched shell by shell: contact vertices find their nearest
@@ -127,7 +127,7 @@ def _body_grid(x, body, cell_m, search_radius):
     return lo, cell, dims, counts, items
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _grid_nearest(px, py, pz, body, lo, cell, dims, counts, items, radius):
     """Nearest body vertex within about radius (−1 if none) and its squared distance."""
     ix = math.floor((px - lo[0]) / cell)
@@ -160,7 +160,7 @@ def _grid_nearest(px, py, pz, body, lo, cell, dims, counts, items, radius):
     return best, best_d2
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _walk_nearest(px, py, pz, body, vv_off, vv_idx, start):
     """Greedy descent over the body's vertex graph to a vertex nearer than all its neighbours.
 
@@ -189,7 +189,7 @@ def _walk_nearest(px, py, pz, body, vv_off, vv_idx, start):
     return j, d2
 
 
-@nb.njit(cache=True, inline="always")
+@nb.njit(cache=True, nogil=True, inline="always")
 def _point_triangle(px, py, pz, body, faces, f):
     """Barycentric weights of the point of triangle f closest to p, and its squared distance."""
     a = faces[f, 0]
@@ -215,7 +215,7 @@ def _point_triangle(px, py, pz, body, faces, f):
     return u, v, w, (px - qx) ** 2 + (py - qy) ** 2 + (pz - qz) ** 2
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _closest_in_ring(px, py, pz, body, faces, vf_off, vf_idx, j):
     """Closest triangle among the faces around body vertex j, and its squared distance."""
     tbest = -1
@@ -229,10 +229,127 @@ def _closest_in_ring(px, py, pz, body, faces, vf_off, vf_idx, j):
     return tbest, tbest_d2
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
+def _phong_at(px, py, pz, body, normals, faces, f):
+    """Closest point's squared distance on triangle f and the Phong normal there."""
+    u, v, w, d2 = _point_triangle(px, py, pz, body, faces, f)
+    a = faces[f, 0]
+    b = faces[f, 1]
+    c = faces[f, 2]
+    nx = u * normals[a, 0] + v * normals[b, 0] + w * normals[c, 0]
+    ny = u * normals[a, 1] + v * normals[b, 1] + w * normals[c, 1]
+    nz = u * normals[a, 2] + v * normals[b, 2] + w * normals[c, 2]
+    nl = math.sqrt(nx * nx + ny * ny + nz * nz)
+    if nl < 1e-12:
+        return d2, 0.0, 0.0, 0.0
+    return d2, nx / nl, ny / nl, nz / nl
+
+
+@nb.njit(cache=True, nogil=True)
+def _other_sides(
+    px,
+    py,
+    pz,
+    primary,
+    body,
+    normals,
+    faces,
+    vf_off,
+    vf_idx,
+    lo,
+    cell,
+    dims,
+    counts,
+    items,
+    radius,
+    cos_sep,
+    out_row,
+    cand_tri,
+    cand_d2,
+    cand_n,
+):
+    """Contacts on other sides of the body than the primary triangle's: the closest triangles
+    within `radius` whose surface faces away from the primary's by more than acos(cos_sep)
+    (the thigh and the belly in a hip crease, the arm and the ribs in an armpit), at most
+    `out_row`'s length of them, each facing away from the ones kept before it. Body vertices
+    whose own normal agrees with the primary's are skipped before any triangle is tested:
+    near a flat patch of skin that is all of them.
+    """
+    for k in range(out_row.shape[0]):
+        out_row[k] = -1
+    _, n0x, n0y, n0z = _phong_at(px, py, pz, body, normals, faces, primary)
+    ix = math.floor((px - lo[0]) / cell)
+    iy = math.floor((py - lo[1]) / cell)
+    iz = math.floor((pz - lo[2]) / cell)
+    reach = math.ceil(radius / cell)
+    # the ring of a vertex this far away can still hold a triangle within radius
+    r2 = (2.0 * radius) * (2.0 * radius)
+    found = 0
+    for ax in range(max(ix - reach, 0), min(ix + reach + 1, dims[0])):
+        for ay in range(max(iy - reach, 0), min(iy + reach + 1, dims[1])):
+            for az in range(max(iz - reach, 0), min(iz + reach + 1, dims[2])):
+                c = (ax * dims[1] + ay) * dims[2] + az
+                for q in range(counts[c], counts[c + 1]):
+                    j = items[q]
+                    if normals[j, 0] * n0x + normals[j, 1] * n0y + normals[j, 2] * n0z >= cos_sep:
+                        continue
+                    dx = px - body[j, 0]
+                    dy = py - body[j, 1]
+                    dz = pz - body[j, 2]
+                    if dx * dx + dy * dy + dz * dz > r2:
+                        continue
+                    f, d2 = _closest_in_ring(px, py, pz, body, faces, vf_off, vf_idx, j)
+                    if f < 0 or d2 > radius * radius:
+                        continue
+                    d2f, nx, ny, nz = _phong_at(px, py, pz, body, normals, faces, f)
+                    if nx * n0x + ny * n0y + nz * n0z >= cos_sep:
+                        continue
+                    seen = False
+                    for m in range(found):
+                        if cand_tri[m] == f:
+                            seen = True
+                    if seen or found >= cand_tri.shape[0]:
+                        continue
+                    cand_tri[found] = f
+                    cand_d2[found] = d2f
+                    cand_n[found, 0] = nx
+                    cand_n[found, 1] = ny
+                    cand_n[found, 2] = nz
+                    found += 1
+    # keep the nearest candidate, then the nearest facing away from all kept, and so on
+    kept = 0
+    while kept < out_row.shape[0]:
+        best = -1
+        best_d2 = np.inf
+        for m in range(found):
+            if cand_d2[m] >= best_d2:
+                continue
+            apart = True
+            for k in range(kept):
+                g = out_row[k]
+                for mm in range(found):
+                    if cand_tri[mm] == g:
+                        dot = (
+                            cand_n[m, 0] * cand_n[mm, 0]
+                            + cand_n[m, 1] * cand_n[mm, 1]
+                            + cand_n[m, 2] * cand_n[mm, 2]
+                        )
+                        if dot >= cos_sep:
+                            apart = False
+            if apart:
+                best = m
+                best_d2 = cand_d2[m]
+        if best < 0:
+            break
+        out_row[kept] = cand_tri[best]
+        kept += 1
+
+
+@nb.njit(cache=True, nogil=True)
 def _detect(
     x,
     body,
+    normals,
     faces,
     vf_off,
     vf_idx,
@@ -246,6 +363,8 @@ def _detect(
     recheck_phase,
     out_tri,
     out_dist,
+    out_extra,
+    cos_sep,
 ):
     """Closest body triangle within radius for every garment vertex, using last frame's work.
 
@@ -258,6 +377,9 @@ def _detect(
     2. Everything else, and every 8th band vertex in turn (`RECHECK_PERIOD`: a walk that slid
        into a wrong local minimum is corrected within 8 frames): a uniform grid over the body
        vertices, searched shell by shell out to the vertex's radius.
+    3. Where `out_extra` has a row per vertex, a vertex with a contact also gets up to its
+       width of contacts on other sides of the body (`_other_sides`, within `radius`): cloth in
+       a crease touches both sides, and pushed out of one only it is pushed into the other.
     `body_motion` (N,) widens each vertex's radius by how far the body moves relative to it
     this frame (empty: no widening), so a flung hand does not make the whole garment search
     15 cm around. With `seed` of length 0 every vertex takes the grid (a one-off query).
@@ -284,6 +406,13 @@ def _detect(
     c_dims = np.ones(3, dtype=np.int64)
     c_counts = np.zeros(2, dtype=np.int64)
     c_items = np.zeros(0, dtype=np.int64)
+    sides = out_extra.shape[0] == n and out_extra.shape[1] > 0
+    cand_tri = np.full(24, -1, dtype=np.int64)
+    cand_d2 = np.zeros(24)
+    cand_n = np.zeros((24, 3))
+    if sides:
+        lo, cell, dims, counts, items = _body_grid(x, body, fine, widest)
+        grid_ready = True
     for i in range(n):
         out_tri[i] = -1
         out_dist[i] = np.inf
@@ -328,9 +457,36 @@ def _detect(
         if tri >= 0 and t2 <= r_i * r_i:
             out_tri[i] = tri
             out_dist[i] = math.sqrt(t2)
+        if sides:
+            if tri >= 0 and t2 <= radius * radius:
+                _other_sides(
+                    px,
+                    py,
+                    pz,
+                    tri,
+                    body,
+                    normals,
+                    faces,
+                    vf_off,
+                    vf_idx,
+                    lo,
+                    cell,
+                    dims,
+                    counts,
+                    items,
+                    radius,
+                    cos_sep,
+                    out_extra[i],
+                    cand_tri,
+                    cand_d2,
+                    cand_n,
+                )
+            else:
+                for k in range(out_extra.shape[1]):
+                    out_extra[i, k] = -1
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _relative_body_motion(x, v, dt, prev, cur, cap, out):
     """How far (m) the body may move relative to each garment vertex during this frame.
 
@@ -402,7 +558,7 @@ def _relative_body_motion(x, v, dt, prev, cur, cap, out):
         out[i] = min(best, cap)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _max_displacement(prev, cur, lo, hi):
     """Largest distance (m) a body vertex inside the box [lo, hi] moved between two poses."""
     best = 0.0
@@ -420,7 +576,7 @@ def _max_displacement(prev, cur, lo, hi):
     return math.sqrt(best)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _signed_distance_to_tri(x, body, normals, faces, tri, out):
     for i in range(x.shape[0]):
         f = tri[i]
@@ -448,6 +604,11 @@ def _signed_distance_to_tri(x, body, normals, faces, tri, out):
 WALK_TRUST_M = 0.006
 _NO_MOTION = np.zeros(0)  # read only by `_detect`: no widening of the search
 MAX_BODY_STEP_M = 0.15  # a body part faster than this per frame may tunnel through cloth
+# Contacts per garment vertex at most (the closest and others on other sides of the body), and
+# how far apart (degrees between surface normals) two contacts must face to count as two sides.
+MAX_CONTACTS = 4
+SIDE_SEPARATION_DEG = 60.0
+_NO_EXTRA = np.zeros((0, 0), dtype=np.int32)
 
 
 class BodyCollider:
@@ -538,14 +699,48 @@ class BodyCollider:
         a limb that sweeps up to the garment within the frame is found while a garment riding
         along with a walking body searches little.
         """
+        tri, dist, _ = self.detect_contact_sets(
+            positions_m,
+            radius_m,
+            at_current,
+            contacts=contacts,
+            velocities_m_s=velocities_m_s,
+            dt=dt,
+        )
+        return tri, dist
+
+    def detect_contact_sets(
+        self,
+        positions_m: NDArray[np.float64],
+        radius_m: float,
+        at_current: bool = False,
+        *,
+        contacts: Contacts | None = None,
+        velocities_m_s: NDArray[np.float64] | None = None,
+        dt: float = 0.0,
+        max_contacts: int = 1,
+        separation_deg: float = SIDE_SEPARATION_DEG,
+    ) -> tuple[NDArray[np.int32], NDArray[np.float64], NDArray[np.int32]]:
+        """`detect_contacts`, plus up to `max_contacts` − 1 contacts per vertex on other sides
+        of the body (N, max_contacts − 1; −1 where none): triangles within `radius_m` whose
+        surface turns more than `separation_deg` away from the closest one's and from each
+        other's, as in a crease or an armpit. Stored in `contacts` too (`extra_triangle`)."""
+        if not 1 <= max_contacts <= MAX_CONTACTS:
+            raise SpatialTwinError(
+                "bad_solver_settings",
+                f"max_contacts must be 1..{MAX_CONTACTS}",
+                {"max_contacts": max_contacts},
+            )
         x = np.ascontiguousarray(positions_m, dtype=np.float64)
         if contacts is not None:
             contacts.bind(len(x), self.surface_vertex_counts)
         args = (x, radius_m, at_current, contacts)
-        tri, dist = self._closest_triangles(*args, 0, velocities_m_s, dt)
+        extra = np.full((len(x), max_contacts - 1), -1, dtype=np.int32)
+        cos_sep = float(np.cos(np.radians(separation_deg)))
+        tri, dist = self._closest_triangles(*args, 0, velocities_m_s, dt, extra, cos_sep)
         if contacts is not None:
-            contacts.record(tri, dist)
-        return tri, dist
+            contacts.record(tri, dist, extra)
+        return tri, dist, extra
 
     def _closest_triangles(
         self,
@@ -556,10 +751,14 @@ class BodyCollider:
         surface: int,
         velocities_m_s: NDArray[np.float64] | None,
         dt: float,
+        extra: NDArray[np.int32] = _NO_EXTRA,
+        cos_sep: float = 0.5,
     ) -> tuple[NDArray[np.int32], NDArray[np.float64]]:
-        """This surface's search (see `detect_contacts`), seeded by and updating row `surface`
-        of bound `contacts`; the caller counts the detection (`Contacts.record`)."""
+        """This surface's search (see `detect_contact_sets`), seeded by and updating row
+        `surface` of bound `contacts`, filling `extra` (N, k) with contacts on other sides;
+        the caller counts the detection (`Contacts.record`)."""
         body = self.current_m if at_current else self.previous_m
+        normals = self.normals_current if at_current else self.normals_previous
         n = len(x)
         tri = np.empty(n, dtype=np.int32)
         dist = np.empty(n)
@@ -586,6 +785,7 @@ class BodyCollider:
         _detect(
             x,
             body,
+            normals,
             self.faces,
             self.vf_offsets,
             self.vf_faces,
@@ -599,6 +799,8 @@ class BodyCollider:
             phase,
             tri,
             dist,
+            extra,
+            cos_sep,
         )
         return tri, dist
 
@@ -629,7 +831,7 @@ class DrapeLayer:
     thickness_m: float
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _surface_frames(x, surface, normals, faces, tri, out_q, out_n, out_d, out_dist):
     """Closest point on triangle `tri[i]`, its Phong normal, signed and plain distance.
 
@@ -823,6 +1025,30 @@ class LayeredCollider(BodyCollider):
         if contacts is not None:
             contacts.record(tri, dist)
         return tri, dist
+
+    def detect_contact_sets(
+        self,
+        positions_m: NDArray[np.float64],
+        radius_m: float,
+        at_current: bool = False,
+        *,
+        contacts: Contacts | None = None,
+        velocities_m_s: NDArray[np.float64] | None = None,
+        dt: float = 0.0,
+        max_contacts: int = 1,
+        separation_deg: float = SIDE_SEPARATION_DEG,
+    ) -> tuple[NDArray[np.int32], NDArray[np.float64], NDArray[np.int32]]:
+        """One contact per vertex (the nearer of body and layers): a layer lies over the body,
+        so the two face the same way and are not two sides of a crease."""
+        tri, dist = self.detect_contacts(
+            positions_m,
+            radius_m,
+            at_current,
+            contacts=contacts,
+            velocities_m_s=velocities_m_s,
+            dt=dt,
+        )
+        return tri, dist, np.full((len(tri), max(max_contacts - 1, 0)), -1, dtype=np.int32)
 
     def under_layers(
         self, positions_m: NDArray[np.float64], radius_m: float = 0.1

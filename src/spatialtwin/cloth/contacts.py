@@ -46,6 +46,9 @@ class Contacts:
 
     - ``triangle`` (N,): the closest collider triangle of each garment vertex at the last
       detection, −1 where none lies within the search radius; ``distance_m`` (N,) how far.
+    - ``extra_triangle`` (N, k): contacts of the same vertices on other sides of the body (a
+      crease, an armpit: see `BodyCollider.detect_contact_sets`), −1 where none; k = 0 when
+      the solver keeps one contact per vertex.
     - ``walk_vertex`` (S, N): per collider surface, the body vertex the next detection's walk
       starts from (−1: the vertex was not in the contact band and searches the grid);
       ``walk_triangle`` (S, N) the closest triangle found around it.
@@ -55,6 +58,7 @@ class Contacts:
 
     triangle: NDArray[np.int32] = field(default_factory=lambda: np.zeros(0, dtype=np.int32))
     distance_m: NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
+    extra_triangle: NDArray[np.int32] = field(default_factory=_no_seeds)
     walk_vertex: NDArray[np.int32] = field(default_factory=_no_seeds)
     walk_triangle: NDArray[np.int32] = field(default_factory=_no_seeds)
     surface_vertex_counts: tuple[int, ...] = ()
@@ -96,8 +100,15 @@ class Contacts:
                 },
             )
 
-    def record(self, triangle: NDArray[np.int32], distance_m: NDArray[np.float64]) -> None:
+    def record(
+        self,
+        triangle: NDArray[np.int32],
+        distance_m: NDArray[np.float64],
+        extra_triangle: NDArray[np.int32] | None = None,
+    ) -> None:
         """Keep one detection's answer and count it (the walk seeds were updated in place)."""
         self.triangle = triangle
         self.distance_m = distance_m
+        none = np.zeros((len(triangle), 0), dtype=np.int32)
+        self.extra_triangle = none if extra_triangle is None else extra_triangle
         self.frame += 1

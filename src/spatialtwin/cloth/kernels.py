@@ -6,6 +6,10 @@ Simulation"): many substeps of one Gauss–Seidel sweep each, which converges fa
 work than few substeps with many iterations, plus unilateral long-range tethers that carry
 stretch corrections across the sheet in one sweep. Sweeps run in graph-colour order (see
 `topology.colour_order`). Units: metres, seconds, kilograms.
+
+Every kernel here and in `collider`, `self_collision` and `topology` is compiled with
+`nogil=True`: they touch only arrays, so a live session's cloth step on one core runs while the
+tracking thread (MediaPipe, which releases the GIL too) works on the next frame on the other.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 
-@nb.njit(cache=True, inline="always")
+@nb.njit(cache=True, nogil=True, inline="always")
 def closest_point_on_triangle(
     px: float,
     py: float,
@@ -68,7 +72,7 @@ def closest_point_on_triangle(
     return 1.0 - v - w, v, w
 
 
-@nb.njit(cache=True, inline="always")
+@nb.njit(cache=True, nogil=True, inline="always")
 def _solve_distance(x, inv_mass, i, j, rest, alpha_t, unilateral, omega):
     wi = inv_mass[i]
     wj = inv_mass[j]
@@ -93,7 +97,7 @@ def _solve_distance(x, inv_mass, i, j, rest, alpha_t, unilateral, omega):
     x[j, 2] -= wj * s * dz
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _solve_tethers(x, inv_mass, tethers, max_length_m):
     """Unilateral |xi - xj| <= max: branch-free (a slack tether gets a zero correction), since
     whether a tether is slack is a coin flip the CPU's branch predictor loses on."""
@@ -115,7 +119,7 @@ def _solve_tethers(x, inv_mass, tethers, max_length_m):
         x[j, 2] -= wj * s * dz
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _solve_hinges(x, inv_mass, hinges, hinge_k, alpha_t):
     for b in range(hinges.shape[0]):
         denom = alpha_t[b]
@@ -142,7 +146,7 @@ def _solve_hinges(x, inv_mass, hinges, hinge_k, alpha_t):
             x[vi, 2] += f * sz
 
 
-@nb.njit(cache=True, inline="always")
+@nb.njit(cache=True, nogil=True, inline="always")
 def _friction(x, x_prev, i, nx, ny, nz, bdx, bdy, bdz, penetration, mu):
     """Coulomb friction as a position correction (Macklin et al. 2014, Unified Particle Physics).
 
@@ -167,12 +171,102 @@ def _friction(x, x_prev, i, nx, ny, nz, bdx, bdy, bdz, penetration, mu):
     x[i, 2] -= f * tz
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True, inline="always")
+def _push_from_triangle(
+    x,
+    x_prev,
+    i,
+    f,
+    body_prev,
+    body_cur,
+    normal_prev,
+    normal_cur,
+    body_faces,
+    a0,
+    a1,
+    offset,
+    mu,
+    max_depth,
+    hit,
+    record,
+):
+    """Push vertex i out of body triangle f at substep time a1 (see `_collide_body`)."""
+    b0 = 1.0 - a1
+    p0 = 1.0 - a0
+    ia = body_faces[f, 0]
+    ib = body_faces[f, 1]
+    ic = body_faces[f, 2]
+    ax = b0 * body_prev[ia, 0] + a1 * body_cur[ia, 0]
+    ay = b0 * body_prev[ia, 1] + a1 * body_cur[ia, 1]
+    az = b0 * body_prev[ia, 2] + a1 * body_cur[ia, 2]
+    bx = b0 * body_prev[ib, 0] + a1 * body_cur[ib, 0]
+    by = b0 * body_prev[ib, 1] + a1 * body_cur[ib, 1]
+    bz = b0 * body_prev[ib, 2] + a1 * body_cur[ib, 2]
+    cx = b0 * body_prev[ic, 0] + a1 * body_cur[ic, 0]
+    cy = b0 * body_prev[ic, 1] + a1 * body_cur[ic, 1]
+    cz = b0 * body_prev[ic, 2] + a1 * body_cur[ic, 2]
+    u, v, w = closest_point_on_triangle(
+        x[i, 0], x[i, 1], x[i, 2], ax, ay, az, bx, by, bz, cx, cy, cz
+    )
+    # Phong normal: barycentric blend of area-weighted vertex normals. A sliver
+    # triangle's own normal is noise; its corners' normals are not.
+    nx = 0.0
+    ny = 0.0
+    nz = 0.0
+    for corner, wt in ((ia, u), (ib, v), (ic, w)):
+        nx += wt * (b0 * normal_prev[corner, 0] + a1 * normal_cur[corner, 0])
+        ny += wt * (b0 * normal_prev[corner, 1] + a1 * normal_cur[corner, 1])
+        nz += wt * (b0 * normal_prev[corner, 2] + a1 * normal_cur[corner, 2])
+    nl = math.sqrt(nx * nx + ny * ny + nz * nz)
+    if nl < 1e-12:
+        return
+    nx /= nl
+    ny /= nl
+    nz /= nl
+    qx = u * ax + v * bx + w * cx
+    qy = u * ay + v * by + w * cy
+    qz = u * az + v * bz + w * cz
+    d = (x[i, 0] - qx) * nx + (x[i, 1] - qy) * ny + (x[i, 2] - qz) * nz
+    if d >= offset or d < -max_depth:
+        return
+    pen = offset - d
+    x[i, 0] += pen * nx
+    x[i, 1] += pen * ny
+    x[i, 2] += pen * nz
+    # where the touched surface point was at the start of this substep
+    ox = (
+        u * (p0 * body_prev[ia, 0] + a0 * body_cur[ia, 0])
+        + v * (p0 * body_prev[ib, 0] + a0 * body_cur[ib, 0])
+        + w * (p0 * body_prev[ic, 0] + a0 * body_cur[ic, 0])
+    )
+    oy = (
+        u * (p0 * body_prev[ia, 1] + a0 * body_cur[ia, 1])
+        + v * (p0 * body_prev[ib, 1] + a0 * body_cur[ib, 1])
+        + w * (p0 * body_prev[ic, 1] + a0 * body_cur[ic, 1])
+    )
+    oz = (
+        u * (p0 * body_prev[ia, 2] + a0 * body_cur[ia, 2])
+        + v * (p0 * body_prev[ib, 2] + a0 * body_cur[ib, 2])
+        + w * (p0 * body_prev[ic, 2] + a0 * body_cur[ic, 2])
+    )
+    _friction(x, x_prev, i, nx, ny, nz, qx - ox, qy - oy, qz - oz, pen, mu)
+    if record:
+        hit[i, 0] = nx
+        hit[i, 1] = ny
+        hit[i, 2] = nz
+        hit[i, 3] = qx - ox
+        hit[i, 4] = qy - oy
+        hit[i, 5] = qz - oz
+        hit[i, 6] = 1.0
+
+
+@nb.njit(cache=True, nogil=True)
 def _collide_body(
     x,
     x_prev,
     inv_mass,
     contact_tri,
+    contact_extra,
     body_prev,
     body_cur,
     normal_prev,
@@ -185,90 +279,48 @@ def _collide_body(
     max_depth,
     hit,
 ):
-    """Push vertices out of their contact triangle, interpolated to substep time a1 ∈ (0, 1].
+    """Push vertices out of their contact triangles, interpolated to substep time a1 ∈ (0, 1].
 
     The triangle is the one closest to the vertex at the frame start; moving it linearly from
     the previous to the current body pose substep by substep lets a fast limb sweep cloth
-    ahead of it instead of jumping past it between frames. Where `hit` has a row per vertex,
-    a pushed vertex's row gets the contact normal, the touched surface point's displacement
-    in this substep (metres) and a 1 (for the inelastic velocity update); a 0-row `hit`
-    records nothing.
+    ahead of it instead of jumping past it between frames. `contact_extra` (N, k) are the
+    vertex's contacts on other sides of the body (a crease: the thigh and the belly), pushed
+    from first and the closest last, so cloth caught between two sides is pushed out of both
+    in turn instead of through one of them. Where `hit` has a row per vertex, a pushed
+    vertex's row gets the contact normal, the touched surface point's displacement in this
+    substep (metres) and a 1 (for the inelastic velocity update); a 0-row `hit` records
+    nothing.
     """
     record = hit.shape[0] == x.shape[0]
-    b0 = 1.0 - a1
-    p0 = 1.0 - a0
+    sides = contact_extra.shape[1] if contact_extra.shape[0] == x.shape[0] else 0
     for i in range(x.shape[0]):
-        f = contact_tri[i]
-        if f < 0 or inv_mass[i] == 0.0:  # pins go where the caller puts them
+        if inv_mass[i] == 0.0:  # pins go where the caller puts them
             continue
-        ia = body_faces[f, 0]
-        ib = body_faces[f, 1]
-        ic = body_faces[f, 2]
-        ax = b0 * body_prev[ia, 0] + a1 * body_cur[ia, 0]
-        ay = b0 * body_prev[ia, 1] + a1 * body_cur[ia, 1]
-        az = b0 * body_prev[ia, 2] + a1 * body_cur[ia, 2]
-        bx = b0 * body_prev[ib, 0] + a1 * body_cur[ib, 0]
-        by = b0 * body_prev[ib, 1] + a1 * body_cur[ib, 1]
-        bz = b0 * body_prev[ib, 2] + a1 * body_cur[ib, 2]
-        cx = b0 * body_prev[ic, 0] + a1 * body_cur[ic, 0]
-        cy = b0 * body_prev[ic, 1] + a1 * body_cur[ic, 1]
-        cz = b0 * body_prev[ic, 2] + a1 * body_cur[ic, 2]
-        u, v, w = closest_point_on_triangle(
-            x[i, 0], x[i, 1], x[i, 2], ax, ay, az, bx, by, bz, cx, cy, cz
-        )
-        # Phong normal: barycentric blend of area-weighted vertex normals. A sliver
-        # triangle's own normal is noise; its corners' normals are not.
-        nx = 0.0
-        ny = 0.0
-        nz = 0.0
-        for corner, wt in ((ia, u), (ib, v), (ic, w)):
-            nx += wt * (b0 * normal_prev[corner, 0] + a1 * normal_cur[corner, 0])
-            ny += wt * (b0 * normal_prev[corner, 1] + a1 * normal_cur[corner, 1])
-            nz += wt * (b0 * normal_prev[corner, 2] + a1 * normal_cur[corner, 2])
-        nl = math.sqrt(nx * nx + ny * ny + nz * nz)
-        if nl < 1e-12:
-            continue
-        nx /= nl
-        ny /= nl
-        nz /= nl
-        qx = u * ax + v * bx + w * cx
-        qy = u * ay + v * by + w * cy
-        qz = u * az + v * bz + w * cz
-        d = (x[i, 0] - qx) * nx + (x[i, 1] - qy) * ny + (x[i, 2] - qz) * nz
-        if d >= offset or d < -max_depth:
-            continue
-        pen = offset - d
-        x[i, 0] += pen * nx
-        x[i, 1] += pen * ny
-        x[i, 2] += pen * nz
-        # where the touched surface point was at the start of this substep
-        ox = (
-            u * (p0 * body_prev[ia, 0] + a0 * body_cur[ia, 0])
-            + v * (p0 * body_prev[ib, 0] + a0 * body_cur[ib, 0])
-            + w * (p0 * body_prev[ic, 0] + a0 * body_cur[ic, 0])
-        )
-        oy = (
-            u * (p0 * body_prev[ia, 1] + a0 * body_cur[ia, 1])
-            + v * (p0 * body_prev[ib, 1] + a0 * body_cur[ib, 1])
-            + w * (p0 * body_prev[ic, 1] + a0 * body_cur[ic, 1])
-        )
-        oz = (
-            u * (p0 * body_prev[ia, 2] + a0 * body_cur[ia, 2])
-            + v * (p0 * body_prev[ib, 2] + a0 * body_cur[ib, 2])
-            + w * (p0 * body_prev[ic, 2] + a0 * body_cur[ic, 2])
-        )
-        _friction(x, x_prev, i, nx, ny, nz, qx - ox, qy - oy, qz - oz, pen, mu)
-        if record:
-            hit[i, 0] = nx
-            hit[i, 1] = ny
-            hit[i, 2] = nz
-            hit[i, 3] = qx - ox
-            hit[i, 4] = qy - oy
-            hit[i, 5] = qz - oz
-            hit[i, 6] = 1.0
+        for k in range(sides + 1):
+            f = contact_extra[i, k] if k < sides else contact_tri[i]
+            if f < 0:
+                continue
+            _push_from_triangle(
+                x,
+                x_prev,
+                i,
+                f,
+                body_prev,
+                body_cur,
+                normal_prev,
+                normal_cur,
+                body_faces,
+                a0,
+                a1,
+                offset,
+                mu,
+                max_depth,
+                hit,
+                record,
+            )
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def vertex_normals(vertices, faces):
     """Area-weighted unit vertex normals (N, 3) of a triangle mesh (outward for CCW faces)."""
     n = np.zeros_like(vertices)
@@ -298,7 +350,7 @@ def vertex_normals(vertices, faces):
     return n
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _collide_spheres(x, x_prev, inv_mass, spheres, offset, mu):
     for s in range(spheres.shape[0]):
         sx = spheres[s, 0]
@@ -325,7 +377,7 @@ def _collide_spheres(x, x_prev, inv_mass, spheres, offset, mu):
             _friction(x, x_prev, i, nx, ny, nz, 0.0, 0.0, 0.0, pen, mu)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def simulate_frame(
     x: NDArray[np.float64],
     v: NDArray[np.float64],
@@ -349,6 +401,7 @@ def simulate_frame(
     damping_per_s: float,
     omega: float,
     contact_tri: NDArray[np.int32],
+    contact_extra: NDArray[np.int32],
     body_prev: NDArray[np.float64],
     body_cur: NDArray[np.float64],
     normal_prev: NDArray[np.float64],
@@ -417,6 +470,7 @@ def simulate_frame(
                 x_prev,
                 inv_mass,
                 contact_tri,
+                contact_extra,
                 body_prev,
                 body_cur,
                 normal_prev,
@@ -457,6 +511,7 @@ def simulate_frame(
                     x_prev,
                     inv_mass,
                     contact_tri,
+                    contact_extra,
                     body_prev,
                     body_cur,
                     normal_prev,
@@ -496,7 +551,7 @@ def simulate_frame(
                 v[i, 2] -= vn * hit[i, 2]
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def apply_air_drag(x, v, faces, inv_mass, vertex_mass, air_density, drag_coefficient, dt):
     """Quadratic normal air drag, ½ ρ C_d A (v·n)|v·n|, as one implicit-clamped velocity update.
 

@@ -24,13 +24,13 @@ from numpy.typing import NDArray
 from spatialtwin.cloth.model import ClothModel
 
 
-@nb.njit(cache=True, inline="always")
+@nb.njit(cache=True, nogil=True, inline="always")
 def _hash(ix: int, iy: int, iz: int, size: int) -> int:
     h = (ix * 92837111) ^ (iy * 689287499) ^ (iz * 283923481)
     return abs(h) % size
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _in_ring(ring_off, ring_idx, i, j):
     lo = ring_off[i]
     hi = ring_off[i + 1]
@@ -43,7 +43,7 @@ def _in_ring(ring_off, ring_idx, i, j):
     return lo < ring_off[i + 1] and ring_idx[lo] == j
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _separate(x, v, rest, component, inv_mass, ring_off, ring_idx, min_dist):
     n = x.shape[0]
     size = 2 * n + 1

@@ -39,6 +39,10 @@ class SolverSettings:
       belong to another part of the body and is left alone rather than pushed the wrong way.
     - ``detection_margin_m``: contact search radius beyond the contact offset; each vertex's
       search also widens by how far the body moves relative to it within the frame.
+    - ``max_contacts``: body contacts per garment vertex: the closest triangle, and up to
+      ``max_contacts`` − 1 more on other sides of the body (`BodyCollider.detect_contact_sets`)
+      so cloth in a crease (hip flexed against the belly, a bent knee, an armpit) is kept out
+      of both sides; 1 is the single closest contact.
     - ``self_collision``: vertex–vertex self-collision once per frame (static drape).
     - ``strain_limit``: edges stretched beyond this fraction are pulled back by
       ``strain_limit_sweeps`` Gauss–Seidel sweeps of unilateral limits, then contacts are
@@ -55,6 +59,7 @@ class SolverSettings:
     contact_margin_m: float = 0.002
     max_contact_depth_m: float = 0.04
     detection_margin_m: float = 0.01
+    max_contacts: int = 3
     self_collision: bool = False
     over_relaxation: float = 1.0
     strain_limit: float = 0.05
@@ -79,6 +84,12 @@ class SolverSettings:
                     "strain_limit_every": self.strain_limit_every,
                     "strain_limit_sweeps": self.strain_limit_sweeps,
                 },
+            )
+        if not 1 <= self.max_contacts <= 4:
+            raise SpatialTwinError(
+                "bad_solver_settings",
+                "max_contacts must be 1..4",
+                {"max_contacts": self.max_contacts},
             )
         if not 0.5 <= self.over_relaxation < 2.0:
             raise SpatialTwinError(
@@ -129,6 +140,7 @@ class SphereColliders:
 
 
 _NO_FACES = np.zeros((0, 3), dtype=np.int32)
+_NO_EXTRA = np.zeros((0, 0), dtype=np.int32)
 _NO_VERTS = np.zeros((0, 3))
 
 
@@ -178,13 +190,19 @@ def step(
     if collider is not None:
         # each vertex also searches as far as the body near it moves relative to it
         radius = offset + settings.detection_margin_m
-        contact_tri, _ = collider.detect_contacts(
-            x, radius, contacts=contacts, velocities_m_s=v, dt=dt
+        contact_tri, _, contact_extra = collider.detect_contact_sets(
+            x,
+            radius,
+            contacts=contacts,
+            velocities_m_s=v,
+            dt=dt,
+            max_contacts=settings.max_contacts,
         )
         body_prev, body_cur, body_faces = collider.previous_m, collider.current_m, collider.faces
         normal_prev, normal_cur = collider.normals_previous, collider.normals_current
     else:
         contact_tri = np.full(len(x), -1, dtype=np.int32)
+        contact_extra = _NO_EXTRA
         body_prev, body_cur, body_faces = _NO_VERTS, _NO_VERTS, _NO_FACES
         normal_prev, normal_cur = _NO_VERTS, _NO_VERTS
     sph = spheres.spheres if spheres is not None else np.zeros((0, 4))
@@ -211,6 +229,7 @@ def step(
         fabric.damping_per_s + settings.extra_damping_per_s,
         settings.over_relaxation,
         contact_tri,
+        contact_extra,
         body_prev,
         body_cur,
         normal_prev,
@@ -247,18 +266,23 @@ class ClothSim:
     waist cannot tear the pinned row apart. ``"surface"`` moves each pin with its own
     triangle (barycentric point plus normal offset) instead, for pins on one rigid-ish spot.
 
-    The sim owns its state, its contacts (carried from frame to frame) and its collider.
+    The sim owns its state and its contacts (carried from frame to frame). It owns its collider
+    too unless one is passed in (`collider=`): then several sims (the garments of one live
+    session) share the posed body, the caller moves it once per frame (`BodyCollider.update`)
+    and advances each sim with `advance`; the body arrays are then not needed (None).
     """
 
     def __init__(
         self,
         model: ClothModel,
-        body_vertices_m: NDArray[np.floating],
-        body_faces: NDArray[np.integer],
+        body_vertices_m: NDArray[np.floating] | None,
+        body_faces: NDArray[np.integer] | None,
         positions_m: NDArray[np.floating] | None = None,
         settings: SolverSettings = SolverSettings(),
         attach_pins_to_body: bool = True,
         pin_attachment: str = "rigid",
+        *,
+        collider: BodyCollider | None = None,
     ) -> None:
         if pin_attachment not in ("rigid", "surface"):
             raise SpatialTwinError(
@@ -269,7 +293,13 @@ class ClothSim:
         self.pin_attachment = pin_attachment
         self.model = model
         self.settings = settings
-        self.collider = BodyCollider(body_vertices_m, body_faces)
+        if collider is None:
+            if body_vertices_m is None or body_faces is None:
+                raise SpatialTwinError(
+                    "bad_body_mesh", "a sim needs the body's vertices and faces, or a collider"
+                )
+            collider = BodyCollider(body_vertices_m, body_faces)
+        self.collider = collider
         x0 = model.rest_positions_m if positions_m is None else positions_m
         x0 = np.asarray(x0, dtype=np.float64)
         if x0.shape != model.rest_positions_m.shape:
@@ -307,6 +337,11 @@ class ClothSim:
     def step(self, body_vertices_m: NDArray[np.floating], dt: float) -> ClothState:
         """Move the body to its new pose and advance the garment by dt seconds."""
         self.collider.update(body_vertices_m)
+        return self.advance(dt)
+
+    def advance(self, dt: float) -> ClothState:
+        """Advance the garment by dt seconds as the collider moves from its previous to its
+        current pose (the caller has updated a shared collider this frame)."""
         if self._pin_binding is not None:
             control = ClothControl(
                 self._pin_targets(self.collider.previous_m),

@@ -89,7 +89,7 @@ def isometric_bending_weights(
     return k, area
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _greedy_colours(constraints: NDArray[np.int32], n_vertices: int) -> NDArray[np.int32]:
     arity = constraints.shape[1]
     used = np.zeros(n_vertices, dtype=np.int64)  # bitmask of colours touching each vertex
