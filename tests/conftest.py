@@ -55,14 +55,14 @@ def twin_data_template(tmp_path_factory, average_body) -> tuple[Path, str]:
     import asyncio
 
     from spatialtwin.rights.license import Rights
+    from spatialtwin.services.context import Services
     from spatialtwin.store.embedded import EmbeddedStore
-    from spatialtwin.store.twin_repository import TwinRepository
 
     root = tmp_path_factory.mktemp("twin-data-template")
 
     async def make() -> str:
-        repo = TwinRepository(EmbeddedStore(root))
-        record = await repo.create_from_body(
+        twins = Services(EmbeddedStore(root)).twins
+        record = await twins.create_from_body(
             "Mara", average_body, Rights.from_json(HOSTILE_RIGHTS), {"kind": "measurements"}
         )
         return str(record["id"])

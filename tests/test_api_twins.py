@@ -15,6 +15,7 @@ from spatialtwin.rights.license import Rights
 from spatialtwin.server.app import create_app
 from spatialtwin.server.keys import STORE, TWINS
 from tests.conftest import AVERAGE
+from tests.job_polling import job_done, started_job
 
 RIGHTS = {
     "owner": {"model": "Mara Test", "agency": "North Models"},
@@ -71,8 +72,12 @@ async def test_create_twin_from_measurements(app_client):
         **RIGHTS,
     }
     r = await app_client.post("/api/v1/twins", json=payload)
-    assert r.status == 201, await r.text()
-    rec = await r.json()
+    # The template fit takes seconds: a `twin.generate` job, whose result is the twin.
+    state, seen = await job_done(app_client, await started_job(r))
+    assert state["status"] == "done", state
+    assert state["kind"] == "twin_generate" and seen == sorted(seen)
+    rec = state["result"]
+    assert rec == await (await app_client.get(rec["links"]["self"])).json()
     assert rec["measurements"]["height_m"] == pytest.approx(1.65, abs=0.005)
     assert rec["measurements"]["hips_m"] == pytest.approx(0.96, abs=0.015)
     assert rec["vertex_count"] >= 8000
@@ -217,18 +222,26 @@ async def test_non_json_body_is_a_400(app_client):
 
 async def test_failed_write_rolls_back_blobs(app_client, monkeypatch):
     store = app_client.store
-    before = store.snapshot(content=True)
+    jobs = ("jobs",)  # the job's own record: what it did and how it ended
+    before = store.snapshot(content=True, ignore_kinds=jobs)
+    real_create = store.create_record
 
-    async def broken_put_record(*args, **kwargs):
+    async def broken_twin_write(kind, *args, **kwargs):
+        if kind == "twins":
+            raise OSError("disk full")
+        return await real_create(kind, *args, **kwargs)
+
+    async def broken_put_record(kind, *args, **kwargs):
         raise OSError("disk full")
 
     monkeypatch.setattr(store, "put_record", broken_put_record)
-    monkeypatch.setattr(store, "create_record", broken_put_record)  # creates are create-only
+    monkeypatch.setattr(store, "create_record", broken_twin_write)  # creates are create-only
     payload = {"measurements": {**AVERAGE.to_json(), "height_m": 1.80, "inseam_m": 0.83}, **RIGHTS}
     r = await app_client.post("/api/v1/twins", json=payload)
-    assert r.status == 500
-    assert (await r.json())["error"]["code"] == "internal_error"
-    assert store.snapshot(content=True) == before
+    state, _ = await job_done(app_client, await started_job(r))
+    assert state["status"] == "failed"
+    assert state["error"]["code"] == "internal_error"
+    assert store.snapshot(content=True, ignore_kinds=jobs) == before
 
 
 async def test_upload_of_a_rigged_glb_imports_and_normalises(app_client):

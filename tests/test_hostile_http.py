@@ -484,21 +484,26 @@ async def test_two_creates_of_one_twin_id_one_wins_the_other_is_409(
     # Both requests pass the early "id taken?" check and do their work before writing; the
     # template fit (2-3 s each) is not what is under test, so it hands back a made body.
     monkeypatch.setattr(
-        "spatialtwin.store.twin_repository.create_twin_body", lambda m, template: average_body
+        "spatialtwin.services.twins.create_twin_body", lambda m, template: average_body
     )
+    from tests.job_polling import job_done
+
     first = measurements_request(id="twn_race", name="First")
     second = {**measurements_request(id="twn_race", name="Second")}
     second["owner"] = {"model": "Someone Else", "agency": "Other Agency"}
     a, b = await asyncio.gather(
         twin_api.post("/api/v1/twins", json=first), twin_api.post("/api/v1/twins", json=second)
     )
-    assert sorted([a.status, b.status]) == [201, 409]
-    winner = a if a.status == 201 else b
+    # A create from measurements is a job (202); the id is held from the moment it is queued.
+    assert sorted([a.status, b.status]) == [202, 409]
+    winner, sent = (a, first) if a.status == 202 else (b, second)
     loser = b if winner is a else a
     assert (await refused(loser, 409))["code"] == "twin_exists"
+    state, _ = await job_done(twin_api, (await winner.json())["links"]["job"])
+    assert state["status"] == "done", state
     stored = await (await twin_api.get("/api/v1/twins/twn_race")).json()
-    assert stored["owner"] == (await winner.json())["owner"]
-    assert stored["name"] == (await winner.json())["name"]
+    assert stored["owner"] == state["result"]["owner"] == sent["owner"]
+    assert stored["name"] == state["result"]["name"] == sent["name"]
 
 
 async def test_two_creates_of_one_fabric_id_one_wins_the_other_is_409(twin_api):

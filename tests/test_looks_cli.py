@@ -23,9 +23,9 @@ from spatialtwin.garment.pipeline import prepare_garment
 from spatialtwin.garment.placement import place_garment
 from spatialtwin.gltf.twin_glb import twin_to_glb
 from spatialtwin.rights.license import Rights
+from spatialtwin.services.context import Services
 from spatialtwin.services.twins import import_body
 from spatialtwin.store.embedded import EmbeddedStore
-from spatialtwin.store.twin_repository import TwinRepository
 from tests.conftest import generated_twin
 from tests.gltf_validation import assert_valid_glb
 
@@ -266,8 +266,8 @@ def test_stored_twin_and_garment_by_id(ava_body, tmp_path, capsys):
     rights = {**AVA, "license": {**AVA["license"], "channels": ["ecommerce", "mirror"]}}
 
     async def store_twin() -> str:
-        repo = TwinRepository(EmbeddedStore(data))
-        return (await repo.create_from_body("Ava", ava_body, Rights.from_json(rights), {}))["id"]
+        twins = Services(EmbeddedStore(data)).twins
+        return (await twins.create_from_body("Ava", ava_body, Rights.from_json(rights), {}))["id"]
 
     twin_id = asyncio.run(store_twin())
     tee = REPO / "assets" / "garments" / "tshirt.glb"

@@ -58,3 +58,40 @@ def test_serve_answers_and_shuts_down_gracefully(tmp_path):
     assert {e["path"] for e in requests} >= {"/healthz", "/api/v1/twins"}
     assert all(isinstance(e["ms"], float) and e["status"] == 200 for e in requests)
     assert (tmp_path / "data" / "records").is_dir()
+
+
+def test_serve_listens_before_seeding_and_reports_it(tmp_path):
+    """A fresh data directory: the server answers while the samples are still being made
+    (`seeding`), becomes `ok` when they are stored, and logs that it listened first."""
+    port, data = free_port(), tmp_path / "data"
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "spatialtwin", "serve", "--port", str(port), "--data", str(data)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    statuses = []
+    try:
+        deadline = time.monotonic() + 600
+        while not statuses or statuses[-1] == "seeding":
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
+                    statuses.append(json.loads(r.read())["status"])
+                    if len(statuses) == 1:
+                        first_answer_s = time.monotonic() - started
+            except OSError:
+                assert proc.poll() is None, proc.stderr.read()
+            assert time.monotonic() < deadline, "seeding did not end"
+            time.sleep(0.2)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/twins", timeout=5) as r:
+            assert len(json.loads(r.read())["twins"]) == 2
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert statuses[0] == "seeding" and statuses[-1] == "ok", statuses
+    lines = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    messages = [e["msg"] for e in lines]
+    assert messages.index("listening") < messages.index("seeding finished")
+    print(f"first /healthz answer {first_answer_s:.2f} s after the process started")

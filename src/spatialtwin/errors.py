@@ -32,3 +32,28 @@ class NotFoundError(SpatialTwinError):
         super().__init__(
             f"{what}_not_found", f"no {what} with id {ident!r}", {"id": ident}, status=404
         )
+
+
+class RecordExistsError(SpatialTwinError):
+    """A create found its id taken (a store's create-only write)."""
+
+    def __init__(self, kind: str, record_id: str) -> None:
+        super().__init__(
+            "record_exists",
+            f"a {kind} record with id {record_id!r} exists",
+            {"kind": kind, "id": record_id},
+            status=409,
+        )
+
+
+class RecordChangedError(SpatialTwinError):
+    """A compare-and-set found the record changed (or gone) since it was read."""
+
+    def __init__(self, kind: str, record_id: str) -> None:
+        super().__init__(
+            "record_changed",
+            f"the {kind} record {record_id!r} changed while this request was updating it; "
+            "read it again and retry",
+            {"kind": kind, "id": record_id},
+            status=409,
+        )

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from spatialtwin.errors import SpatialTwinError
-from spatialtwin.store.atomic import write_bytes_atomic
+from spatialtwin.files import write_bytes_atomic
 
 UNITS = ("auto", "m", "dm", "cm", "mm", "in")
 CATEGORIES = ("top", "dress", "skirt", "trousers", "outerwear", "outfit")
@@ -126,7 +126,7 @@ def _is_file_ref(ref: str) -> bool:
 
 
 def _read_pose(path: Path | None) -> Any:
-    from spatialtwin.store.look_repository import parse_pose
+    from spatialtwin.services.looks import parse_pose
 
     if path is None:
         return None
@@ -139,22 +139,32 @@ def _read_pose(path: Path | None) -> Any:
     return parse_pose(raw)
 
 
-def _stores(data: Path) -> tuple[Any, Any]:
-    from spatialtwin.store.embedded import EmbeddedStore
-    from spatialtwin.store.garment_repository import GarmentRepository
-    from spatialtwin.store.twin_repository import TwinRepository
+class _Session:
+    """The services over `--data`, opened on first need (a drape of files alone opens no
+    store, so it writes nothing there)."""
 
-    if not data.is_dir():
-        raise SpatialTwinError(
-            "store_not_found", f"no store at {data} (see --data)", {"data": str(data)}
-        )
-    store = EmbeddedStore(data)
-    return TwinRepository(store), GarmentRepository(store)
+    def __init__(self, data: Path) -> None:
+        self.data = data
+        self._services: Any = None
+
+    async def services(self) -> Any:
+        from spatialtwin.services.context import Services
+        from spatialtwin.store.embedded import EmbeddedStore
+
+        if self._services is None:
+            if not self.data.is_dir():
+                raise SpatialTwinError(
+                    "store_not_found",
+                    f"no store at {self.data} (see --data)",
+                    {"data": str(self.data)},
+                )
+            self._services = await Services.open(EmbeddedStore(self.data))
+        return self._services
 
 
-def _load_twin(ref: str, args: argparse.Namespace) -> _Twin:
+async def _load_twin(ref: str, args: argparse.Namespace, session: _Session) -> _Twin:
     from spatialtwin.gltf.look_glb import glb_provenance
-    from spatialtwin.rights.license import check_use, provenance
+    from spatialtwin.rights.license import provenance
     from spatialtwin.services.twins import import_twin
 
     if _is_file_ref(ref):
@@ -162,19 +172,13 @@ def _load_twin(ref: str, args: argparse.Namespace) -> _Twin:
         if not path.is_file():
             raise SpatialTwinError("file_not_found", f"no such twin file: {path}")
         data = path.read_bytes()
-        imported = import_twin(data, path.name, units=args.units)
+        imported = await asyncio.to_thread(import_twin, data, path.name, units=args.units)
         written = glb_provenance(data) or {}
         prov = {**written, "twinId": written.get("twinId") or path.stem, "source": path.name}
         return _Twin(imported.body, prov)
-    twins, _ = _stores(args.data)
-
-    async def fetch() -> tuple[dict[str, Any], Any]:
-        record = await twins.get(ref)
-        check_use(record, args.channel)
-        return record, await twins.body(record)
-
-    record, body = asyncio.run(fetch())
-    return _Twin(body, provenance(record))
+    services = await session.services()
+    record = await services.access.twin_for_use(ref, args.channel)
+    return _Twin(await services.twins.body(record), provenance(record))
 
 
 def _sidecar(path: Path) -> dict[str, Any]:
@@ -188,30 +192,13 @@ def _sidecar(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _load_garment(ref: str, args: argparse.Namespace) -> Any:
-    from spatialtwin.garment.appearance import Appearance
+async def _load_garment(ref: str, args: argparse.Namespace, session: _Session) -> Any:
     from spatialtwin.garment.fabrics import preset
-    from spatialtwin.garment.look import LookGarment
-    from spatialtwin.garment.pipeline import prepare_garment
-    from spatialtwin.garment.refit import GarmentRefit
-    from spatialtwin.services.authoring import (
-        estimation_template,
-        resolve_authoring,
-        stored_authoring,
-    )
-    from spatialtwin.store.look_repository import look_garment
+    from spatialtwin.services.garments import prepared_look_garment
 
     if not _is_file_ref(ref):
-        _, garments = _stores(args.data)
-
-        async def fetch() -> Any:
-            record = await garments.get(ref)
-            render, sim = await garments.meshes(record)
-            appearance = await garments.appearance(record)
-            refit = await garments.refit_source(record)
-            return look_garment(record, sim, render, appearance, refit)
-
-        return asyncio.run(fetch())
+        services = await session.services()
+        return await services.garments.stored_look_garment(await services.garments.get(ref))
     path = Path(ref)
     if not path.is_file():
         raise SpatialTwinError("file_not_found", f"no such garment file: {path}")
@@ -230,63 +217,31 @@ def _load_garment(ref: str, args: argparse.Namespace) -> Any:
         )
     units = args.units if args.units != "auto" else str(side.get("units") or "auto")
     if args.data.is_dir():
-        _, garments = _stores(args.data)
-        spec = asyncio.run(garments.resolve_fabric(fabric_id))
+        fabric = await (await session.services()).garments.resolve_fabric(fabric_id)
     else:
-        spec = preset(str(fabric_id))
+        fabric = preset(str(fabric_id))
     data = path.read_bytes()
     attachment = garment_attachment(path, getattr(args, "authoring_body", None))
-    authoring, _, _ = resolve_authoring(data, path.name, attachment)
-    prepared = prepare_garment(
+    meta = {"file": path.name, "sku": side.get("sku") or path.stem}
+    return await asyncio.to_thread(
+        prepared_look_garment,
         data,
         path.name,
         category,
         units,
-        authoring=authoring,
-        estimate_from=(
-            estimation_template()
-            if authoring is None and getattr(args, "estimate_body", False)
-            else None
-        ),
-    )
-    authoring = authoring or (
-        stored_authoring({"authoring_body": prepared.summary()["authoring_body"]}, None)
-        if prepared.authoring
-        else None
-    )
-    colour = prepared.materials[0]["base_color"] if prepared.materials else None
-    refit = (
-        GarmentRefit(prepared.render, prepared.binding, authoring)
-        if authoring is not None and prepared.binding is not None
-        else None
-    )
-    return LookGarment(
-        key=path.stem,
-        mesh=prepared.simulation,
-        pieces=prepared.pieces,
-        fabric=spec.to_solver(),
-        meta={
-            "file": path.name,
-            "sku": side.get("sku") or path.stem,
-            "category": category,
-            "fabric": spec.id,
-            "units": prepared.units,
-        },
-        **({"base_color": tuple(colour)} if colour else {}),
-        render=prepared.render,
-        appearance=Appearance.from_record(prepared.materials, prepared.images),
-        refit=refit,
+        fabric,
+        attachment,
+        bool(getattr(args, "estimate_body", False)),
+        meta,
     )
 
 
-def _size_run(ref: str, args: argparse.Namespace) -> list[dict[str, Any]]:
+async def _size_run(ref: str, session: _Session) -> list[dict[str, Any]]:
     """The stored size run `ref` (a garment id, else an sku) belongs to, smallest first."""
-    from spatialtwin.garment.sizes import size_run
-
-    _, garments = _stores(args.data)
-    records = asyncio.run(garments.list())
-    sku = next((r.get("sku") for r in records if r["id"] == ref), ref)
-    run = size_run(records, str(sku))
+    garments = (await session.services()).garments
+    record = await garments.records.find(ref)
+    sku = record.get("sku") if record is not None else ref
+    run = await garments.size_run(str(sku))
     if not run:
         raise SpatialTwinError(
             "size_run_not_found", f"no stored garment has id or sku {ref!r}", {"ref": ref}
@@ -294,14 +249,11 @@ def _size_run(ref: str, args: argparse.Namespace) -> list[dict[str, Any]]:
     return run
 
 
-def _choose_size(
-    ref: str, args: argparse.Namespace, body: Any
+async def _choose_size(
+    ref: str, args: argparse.Namespace, body: Any, session: _Session
 ) -> tuple[str, dict[str, Any] | None]:
     """The stored garment id worn for `ref` under `--size`, and the best-size choice."""
-    from spatialtwin.garment.sizes import choose_size
-    from spatialtwin.store.look_repository import look_garment
-
-    run = _size_run(ref, args)
+    run = await _size_run(ref, session)
     if args.size != "best":
         chosen = [r for r in run if r.get("size_label") == args.size]
         if not chosen:
@@ -311,19 +263,18 @@ def _choose_size(
                 {"sizes": [r.get("size_label") for r in run]},
             )
         return chosen[0]["id"], None
-    _, garments = _stores(args.data)
-
-    async def sizes() -> list[Any]:
-        return [look_garment(r, (await garments.meshes(r))[1]) for r in run]
-
-    choice = choose_size(body, asyncio.run(sizes()))
+    choice = await (await session.services()).looks.choose_size(body, run)
     return choice.chosen_key, {"sku": run[0].get("sku"), "size": "best", **choice.to_json()}
 
 
 def run_drape(args: argparse.Namespace) -> int:
+    return asyncio.run(_drape(args))
+
+
+async def _drape(args: argparse.Namespace) -> int:
     from spatialtwin.garment.layers import check_layer_order
-    from spatialtwin.garment.look import LookOptions, drape_look
-    from spatialtwin.gltf.look_glb import look_to_glb
+    from spatialtwin.garment.look import LookOptions
+    from spatialtwin.services.looks import drape_and_encode, draped_garments
 
     # (1) check every input before the slow part
     options = LookOptions(
@@ -342,33 +293,36 @@ def run_drape(args: argparse.Namespace) -> int:
     pose = _read_pose(args.pose)
     if args.output.suffix.lower() != ".glb":
         raise SpatialTwinError("invalid_output", "the look is written as .glb", str(args.output))
-    twin = _load_twin(args.twin, args)
+    session = _Session(args.data)
+    twin = await _load_twin(args.twin, args, session)
     refs, sizes = list(args.garment), []
     if args.size is not None:
         for i, ref in enumerate(refs):
             if not _is_file_ref(ref):
-                refs[i], choice = _choose_size(ref, args, twin.body)
+                refs[i], choice = await _choose_size(ref, args, twin.body, session)
                 sizes += [choice] if choice is not None else []
-    garments = [_load_garment(ref, args) for ref in refs]
-    # (2) drape
+    garments = [await _load_garment(ref, args, session) for ref in refs]
+    # (2) drape and encode, the pipeline the look job runs
     began = time.perf_counter()
-    look = drape_look(twin.body, garments, pose, options, layer_order=args.layer_order)
+    warnings_of_sizes = [c["warning"] for c in sizes if c["warning"]]
+
+    def provenance_of(look: Any) -> dict[str, Any]:
+        return {
+            **twin.provenance,
+            "look": {
+                "pose": pose.to_json() if pose is not None else None,
+                "warnings": warnings_of_sizes + look.warnings,
+            },
+            "garments": draped_garments(look),
+        }
+
+    look, glb = await asyncio.to_thread(
+        drape_and_encode, twin.body, garments, pose, options, args.layer_order, provenance_of
+    )
     elapsed = time.perf_counter() - began
-    warnings = [c["warning"] for c in sizes if c["warning"]] + look.warnings
+    warnings = warnings_of_sizes + look.warnings
     # (3) write
     stats = look.stats()
-    prov = {
-        **twin.provenance,
-        "look": {"pose": pose.to_json() if pose is not None else None, "warnings": warnings},
-        "garments": [{**g.meta, "placement": g.placement, **g.stats()} for g in look.garments],
-    }
-    glb = look_to_glb(
-        twin.body,
-        look.garments,
-        pose=pose,
-        provenance=prov,
-        garment_extras=[{"garmentId": g.key} for g in look.garments],
-    )
     write_bytes_atomic(args.output, glb)
     report = {"output": str(args.output), "bytes": len(glb), "seconds": round(elapsed, 2)}
     if args.json:

@@ -73,17 +73,17 @@ class ProgressBar:
             self.stream.write("\n")
 
 
-def _repository(data: Path, edge: float | None = None) -> Any:
-    from spatialtwin.garment.pipeline import IngestOptions
+async def open_services(data: Path, settings: dict[str, Any] | None = None) -> Any:
+    """The services over the embedded store at `data` (migrated to today's schema), as the
+    server opens them; the CLI runs no job queue (its work runs in the command)."""
+    from spatialtwin.services.context import Services
     from spatialtwin.store.embedded import EmbeddedStore
-    from spatialtwin.store.garment_repository import GarmentRepository
 
-    options = IngestOptions() if edge is None else IngestOptions(target_edge_m=edge)
-    return GarmentRepository(EmbeddedStore(data), None, options)
+    return await Services.open(EmbeddedStore(data), settings=settings or {})
 
 
 def run_add(args: argparse.Namespace) -> int:
-    from spatialtwin.store.garment_repository import public_view
+    from spatialtwin.services.views import garment_view
 
     if not args.file.is_file():
         raise SpatialTwinError("file_not_found", f"no such file: {args.file}")
@@ -103,13 +103,16 @@ def run_add(args: argparse.Namespace) -> int:
 
     attachment = garment_attachment(args.file, args.authoring_body)
 
+    settings = {} if args.edge is None else {"garment_target_edge_m": args.edge}
+
     async def ingest() -> dict[str, Any]:
-        return await _repository(args.data, args.edge).ingest(
+        services = await open_services(args.data, settings)
+        return await services.garments.ingest(
             data, args.file.name, metadata, bar, attachment=attachment
         )
 
     try:
-        record = public_view(asyncio.run(ingest()))
+        record = garment_view(asyncio.run(ingest()))
     finally:
         bar.done()
     if args.json:
@@ -126,9 +129,12 @@ def run_add(args: argparse.Namespace) -> int:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    from spatialtwin.store.garment_repository import public_view
+    from spatialtwin.services.views import garment_view
 
-    records = [public_view(r) for r in asyncio.run(_repository(args.data).list())]
+    async def listed() -> list[dict[str, Any]]:
+        return await (await open_services(args.data)).garments.list()
+
+    records = [garment_view(r) for r in asyncio.run(listed())]
     if args.json:
         print(json.dumps({"garments": records}, indent=2))
     else:
@@ -138,7 +144,10 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_fabrics(args: argparse.Namespace) -> int:
-    fabrics = asyncio.run(_repository(args.data).list_fabrics())
+    async def listed() -> list[dict[str, Any]]:
+        return await (await open_services(args.data)).garments.list_fabrics()
+
+    fabrics = asyncio.run(listed())
     if args.json:
         print(json.dumps({"fabrics": fabrics}, indent=2))
     else:

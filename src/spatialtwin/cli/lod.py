@@ -8,7 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from spatialtwin.errors import SpatialTwinError
-from spatialtwin.store.atomic import write_bytes_atomic, write_json_atomic
+from spatialtwin.files import write_bytes_atomic, write_json_atomic
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -32,14 +32,13 @@ def _ratios(text: str) -> tuple[float, ...]:
 
 
 def run_lod(args: argparse.Namespace) -> int:
-    from spatialtwin.gltf.read_glb import read_glb_scene
     from spatialtwin.lod.levels import DEFAULTS
-    from spatialtwin.services.lod import build_lod_for_scene
+    from spatialtwin.services.lod import lod_of_glb
 
     if not args.input.is_file():
         raise SpatialTwinError("file_not_found", f"no such file: {args.input}")
-    scene = read_glb_scene(args.input.read_bytes(), name=args.input.stem)
-    build = build_lod_for_scene(scene, replace(DEFAULTS, ratios=_ratios(args.ratios)))
+    options = replace(DEFAULTS, ratios=_ratios(args.ratios))
+    build = lod_of_glb(args.input.read_bytes(), args.input.stem, options)
     for name, data in build.files.items():
         write_bytes_atomic(args.output / name, data)
     write_json_atomic(args.output / "manifest.json", build.manifest)

@@ -17,10 +17,10 @@ from pathlib import Path
 from spatialtwin.body.measurements import Measurements
 from spatialtwin.body.parametric import create_twin_body
 from spatialtwin.body.twin_body import TwinBody
+from spatialtwin.files import write_bytes_atomic, write_json_atomic
 from spatialtwin.garment.samples import SPECS, build_samples, sidecar
 from spatialtwin.gltf.sample_glb import garment_glb
 from spatialtwin.gltf.template_npz import shipped_template
-from spatialtwin.store.atomic import write_bytes_atomic, write_json_atomic
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 SAMPLE_TWIN_PATH = REPO_ROOT / "assets" / "twins" / "ava.json"

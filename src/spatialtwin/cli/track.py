@@ -16,7 +16,7 @@ import numpy as np
 
 from spatialtwin.body.skeleton import Skeleton
 from spatialtwin.errors import SpatialTwinError
-from spatialtwin.store.atomic import write_json_atomic
+from spatialtwin.files import write_json_atomic
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp"})
 VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm"})

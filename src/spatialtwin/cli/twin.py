@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from spatialtwin.errors import SpatialTwinError
-from spatialtwin.store.atomic import write_bytes_atomic
+from spatialtwin.files import write_bytes_atomic
 
 UNITS = ("auto", "m", "dm", "cm", "mm", "in")
 
@@ -57,11 +57,10 @@ def _provenance(args: argparse.Namespace, twin_id: str) -> dict[str, Any]:
 
 
 def _write(args: argparse.Namespace, body: Any, report: dict[str, Any]) -> int:
-    from spatialtwin.body.parametric import measured
-    from spatialtwin.gltf.twin_glb import twin_to_glb
+    from spatialtwin.services.twins import measured_json, twin_file_glb
 
     twin_id = args.name or args.output.stem
-    glb = twin_to_glb(body, provenance=_provenance(args, twin_id))
+    glb = twin_file_glb(body, _provenance(args, twin_id))
     write_bytes_atomic(args.output, glb)
     report = {
         **report,
@@ -69,7 +68,7 @@ def _write(args: argparse.Namespace, body: Any, report: dict[str, Any]) -> int:
         "bytes": len(glb),
         "vertices": body.vertex_count,
         "triangles": len(body.faces),
-        "measured": measured(body).to_json(),
+        "measured": measured_json(body),
     }
     if args.json:
         print(json.dumps(report, indent=2))
@@ -84,14 +83,13 @@ def _write(args: argparse.Namespace, body: Any, report: dict[str, Any]) -> int:
 
 
 def run_create(args: argparse.Namespace) -> int:
-    from spatialtwin.body.parametric import Measurements, create_twin_body
-    from spatialtwin.gltf.template_npz import shipped_template
+    from spatialtwin.body.measurements import Measurements
+    from spatialtwin.services.twins import generate_twin_body
 
     m = Measurements(args.height, args.chest, args.waist, args.hips, args.inseam, args.shoulder)
     m.validate()
-    template = shipped_template()
-    body = create_twin_body(m, template.body)
-    return _write(args, body, {"requested": m.to_json(), "template": template.name})
+    body, template_name = generate_twin_body(m)
+    return _write(args, body, {"requested": m.to_json(), "template": template_name})
 
 
 def run_import(args: argparse.Namespace) -> int:

@@ -1,4 +1,8 @@
-"""HTTP routes for twins: parse, call the repository, shape the response."""
+"""HTTP routes for twins: parse and check the request, call one service, shape the reply.
+
+`POST /api/v1/twins` with measurements answers 202 with the `twin.generate` job (the template
+fit takes seconds); a multipart body import answers 201 with the twin.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from spatialtwin.server.keys import SETTINGS, TWINS
 from spatialtwin.server.requests import json_body, upload_form
 from spatialtwin.server.validate import joint_map as checked_joint_map
 from spatialtwin.server.validate import optional_string, parse_json, pose_json
-from spatialtwin.store.twin_repository import public_view
+from spatialtwin.services.views import job_started, twin_view
 
 routes = web.RouteTableDef()
 MAX_POSE_CHARS = 16_384  # every joint's quaternion in full is ~4 kB
@@ -20,40 +24,31 @@ MAX_POSE_CHARS = 16_384  # every joint's quaternion in full is ~4 kB
 @routes.get("/api/v1/twins")
 async def list_twins(request: web.Request) -> web.Response:
     records = await request.app[TWINS].list()
-    return web.json_response({"twins": [public_view(r) for r in records]})
+    return web.json_response({"twins": [twin_view(r) for r in records]})
 
 
 @routes.post("/api/v1/twins")
 async def create_twin(request: web.Request) -> web.Response:
     twins = request.app[TWINS]
-    if request.content_type.startswith("multipart/"):
-        async with upload_form(request, request.app[SETTINGS]["max_upload_bytes"]) as form:
-            meta = form.metadata
-            rights = Rights.from_json(meta)
-            units = optional_string(meta.get("units"), "units", 16) or "auto"
-            joint_map = checked_joint_map(meta.get("joint_map"))
-            name = optional_string(meta.get("name"), "name", 2000)  # stored cut to 200
-            filename, data = form.file.filename, await form.file.read()
-        from spatialtwin.services.twins import import_twin
-
-        imported = await twins._run(
-            lambda: import_twin(data, filename, units=units, joint_map=joint_map)
-        )
-        record = await twins.create_from_body(
-            name,
-            imported.body,
-            rights,
-            {"kind": "import", "filename": filename, **imported.report.to_json()},
-        )
-    else:
-        record = await twins.create_from_measurements(await json_body(request))
-    return web.json_response(public_view(record), status=201)
+    if not request.content_type.startswith("multipart/"):
+        job = await twins.request_generate(await json_body(request))
+        twin_link = f"/api/v1/twins/{job['payload']['twin_id']}"
+        return web.json_response(job_started(job, twin=twin_link), status=202)
+    async with upload_form(request, request.app[SETTINGS]["max_upload_bytes"]) as form:
+        meta = form.metadata
+        rights = Rights.from_json(meta)
+        units = optional_string(meta.get("units"), "units", 16) or "auto"
+        joint_map = checked_joint_map(meta.get("joint_map"))
+        name = optional_string(meta.get("name"), "name", 2000)  # stored cut to 200
+        filename, data = form.file.filename, await form.file.read()
+    record = await twins.import_file(name, data, filename, rights, units=units, joint_map=joint_map)
+    return web.json_response(twin_view(record), status=201)
 
 
 @routes.get("/api/v1/twins/{twin_id}")
 async def get_twin(request: web.Request) -> web.Response:
     record = await request.app[TWINS].get(request.match_info["twin_id"])
-    return web.json_response(public_view(record))
+    return web.json_response(twin_view(record))
 
 
 def _pose_param(request: web.Request) -> Pose | None:
@@ -86,4 +81,4 @@ async def update_license(request: web.Request) -> web.Response:
     record = await request.app[TWINS].update_license(
         request.match_info["twin_id"], await json_body(request)
     )
-    return web.json_response(public_view(record))
+    return web.json_response(twin_view(record))

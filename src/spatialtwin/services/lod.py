@@ -1,6 +1,9 @@
-"""The LOD service: a scene in, level files and a manifest out (`build_lod_for_scene`).
+"""The LOD service: a scene in, level files and a manifest out; manifests and level files.
 
-It joins the numerics of `lod` (levels) to the level writer of `gltf` (`level_glb`).
+`build_lod_for_scene` joins the numerics of `lod` (levels) to the level writer of `gltf`
+(`level_glb`). `LodService` answers a twin's or a look's manifest from the store, or queues the
+`lod.build` job that makes it (levels are never built inside a request), and serves level
+files through the access door on every read.
 
     build = build_lod_for_scene(scene_from_twin_body(body), url_prefix="/api/v1/lod/")
     build.manifest["levels"][-1]["url"]   # the small first level a client shows at once
@@ -15,15 +18,27 @@ also the store's blob key, so URLs are content-hashed and immutable.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
-from typing import Any
+import json
+from collections.abc import Collection
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from spatialtwin import __version__
+from spatialtwin.errors import SpatialTwinError
+from spatialtwin.gltf.body_arrays import body_from_npz
 from spatialtwin.gltf.level_glb import PositionGrid, write_level
+from spatialtwin.gltf.read_glb import read_glb_scene
 from spatialtwin.lod.levels import DEFAULTS, Level, LevelOptions, build_levels
-from spatialtwin.lod.scene import LodScene
+from spatialtwin.lod.scene import LodScene, scene_from_twin_body
 from spatialtwin.lod.selection import DISPLAY_PROFILES, pick_level
 from spatialtwin.lod.simplifier import backend_name
+from spatialtwin.rights.license import provenance
+from spatialtwin.store.lod_cache import MEDIA_TYPES, cache_key
+from spatialtwin.store.twin_repository import body_key
+
+if TYPE_CHECKING:
+    from spatialtwin.services.context import Services
 
 PIPELINE_VERSION = "lod-1"
 TEXTURE_MAX_PX = (2048, 1024, 512, 256)
@@ -126,3 +141,216 @@ def build_lod_for_scene(
         "selection": "coarsest level with geometricError_m <= maxPixelError * mmPerPx / 1000",
     }
     return LodBuild(manifest, files, levels)
+
+
+def lod_of_glb(data: bytes, name: str, options: LevelOptions = DEFAULTS) -> LodBuild:
+    """Levels of any GLB (`spatialtwin lod`): read with the one GLB reader, then built."""
+    return build_lod_for_scene(read_glb_scene(data, name=name), options)
+
+
+# --- the LOD service: manifests answered from the store, builds as jobs ----------------------
+
+BUILD = "lod.build"
+FILE_PREFIX = "/api/v1/lod/"
+
+
+@dataclass
+class ManifestAnswer:
+    """What a manifest request gets: `not_modified` (the client's ETag is the key), the
+    `manifest` (built), or the `job` building it."""
+
+    key: str
+    manifest: dict[str, Any] | None = None
+    job: dict[str, Any] | None = None
+    not_modified: bool = False
+
+
+@dataclass(frozen=True)
+class LevelFile:
+    """A servable level file: its hash, media type, size and, where the store has one, a
+    local path (for `sendfile`); otherwise it is streamed with `Store.open_blob`."""
+
+    sha256: str
+    media_type: str
+    size: int
+    path: Path | None
+
+
+def options_json(options: LevelOptions) -> dict[str, Any]:
+    """The level options as JSON (a build job's payload)."""
+    return json.loads(json.dumps(asdict(options)))
+
+
+def options_from_json(data: dict[str, Any]) -> LevelOptions:
+    values = dict(data)
+    values["ratios"] = tuple(float(r) for r in values["ratios"])
+    values["candidates"] = tuple(tuple(c) for c in values["candidates"])
+    return LevelOptions(**values)
+
+
+def _key_options(options: LevelOptions) -> dict[str, Any]:
+    return {**asdict(options), "pipeline": PIPELINE_VERSION, "simplifier": backend_name()}
+
+
+def _provenance_hash(twin: dict[str, Any]) -> str:
+    return _sha(json.dumps(provenance(twin), sort_keys=True).encode())
+
+
+def twin_inputs(twin: dict[str, Any]) -> dict[str, str]:
+    """Content hashes of everything a twin's levels depend on."""
+    return {"twinBody": body_key(twin), "provenance": _provenance_hash(twin)}
+
+
+def look_inputs(look: dict[str, Any], twin: dict[str, Any]) -> dict[str, str]:
+    """A look's levels depend on its GLB (a new drape, a new GLB) and the twin's provenance."""
+    return {"lookGlb": look["blobs"]["glb"], "provenance": _provenance_hash(twin)}
+
+
+def _file_not_found(sha: str, ext: str) -> SpatialTwinError:
+    return SpatialTwinError(
+        "lod_file_not_found",
+        "no level file with this content hash is served here (unknown, or withdrawn "
+        "with its twin's license)",
+        {"file": f"{sha}.{ext}"},
+        status=404,
+    )
+
+
+class LodService:
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.records = services.lod_records
+
+    @property
+    def options(self) -> LevelOptions:
+        return self.services.options.lod
+
+    async def twin_manifest(
+        self, twin_id: str, channel: str, if_none_match: Collection[str] = ()
+    ) -> ManifestAnswer:
+        twin = await self.services.access.twin_for_use(twin_id, channel)
+        key = cache_key(twin_inputs(twin), _key_options(self.options))
+        if key in if_none_match or "*" in if_none_match:
+            return ManifestAnswer(key, not_modified=True)
+        return await self._answer(key, "twin", twin["id"], channel, {"twinId": twin["id"]})
+
+    async def look_manifest(
+        self, look_id: str, channel: str, if_none_match: Collection[str] = ()
+    ) -> ManifestAnswer:
+        look = await self.services.looks.get_for_use(look_id, channel)
+        if look.get("pose"):
+            raise SpatialTwinError(
+                "lod_needs_rest_pose",
+                "levels are built for looks draped in the twin's rest pose; this look is "
+                "posed (pose the levels on the client through the joints instead)",
+                {"lookId": look["id"]},
+                status=422,
+            )
+        twin = await self.services.twin_records.get(look["twin"])
+        key = cache_key(look_inputs(look, twin), _key_options(self.options))
+        if key in if_none_match or "*" in if_none_match:
+            return ManifestAnswer(key, not_modified=True)
+        extra = {"lookId": look["id"], "twinId": twin["id"]}
+        return await self._answer(key, "look", look["id"], channel, extra)
+
+    async def _answer(
+        self, key: str, subject: str, subject_id: str, channel: str, extra: dict[str, Any]
+    ) -> ManifestAnswer:
+        """The built manifest, or the build job (queued once per key, whoever asks)."""
+        record = await self.records.get_set(key)
+        if record is not None and await self.records.set_is_complete(record):
+            return ManifestAnswer(key, manifest={**record["manifest"], **extra, "key": key})
+        payload = {
+            "subject": subject,
+            "id": subject_id,
+            "channel": channel,
+            "key": key,
+            "options": options_json(self.options),
+        }
+        job, _ = await self.services.jobs.submit_unique(BUILD, payload, f"lod.{key}")
+        return ManifestAnswer(key, job=job)
+
+    async def build_job(self, payload: dict[str, Any], progress: Any) -> dict[str, Any]:
+        """The `lod.build` job: build a twin's or a look's levels and publish them, unless a
+        twin they show may no longer be used — checked before publishing and again after (a
+        revocation that lands meanwhile withdraws what was published)."""
+        options = options_from_json(payload["options"])
+        channel = str(payload["channel"])
+        access = self.services.access
+        store = self.services.store
+        progress("reading", 0.02)
+        if payload["subject"] == "twin":
+            twin = await access.twin_for_use(str(payload["id"]), channel)
+            inputs, owners = twin_inputs(twin), [twin["id"]]
+            data = await store.get_blob(inputs["twinBody"])
+
+            def scene() -> LodScene:
+                assert data is not None
+                return scene_from_twin_body(
+                    body_from_npz(data), name=twin["id"], extras=provenance(twin)
+                )
+        else:
+            look = await self.services.looks.get_for_use(str(payload["id"]), channel)
+            twin = await self.services.twin_records.get(look["twin"])
+            inputs, owners = look_inputs(look, twin), [twin["id"], look["id"]]
+            data = await store.get_blob(inputs["lookGlb"])
+
+            def scene() -> LodScene:
+                assert data is not None
+                return read_glb_scene(data)
+
+        if data is None:
+            raise SpatialTwinError(
+                "lod_source_missing",
+                "the data the levels are built from is missing",
+                {"id": payload["id"], "inputs": inputs},
+                status=500,
+            )
+        key = cache_key(inputs, _key_options(options))
+        existing = await self.records.get_set(key)
+        if existing is not None and await self.records.set_is_complete(existing):
+            return {"key": key, "built": False}
+        progress("building levels", 0.05)
+        build = await self.services.run(
+            lambda: build_lod_for_scene(scene(), options, url_prefix=FILE_PREFIX, inputs=inputs)
+        )
+        progress("publishing", 0.9)
+        await access.check_level_file(owners, channel)
+        for name, blob in build.files.items():
+            sha, ext = name.split(".")
+            got, _ = await store.put_blob(blob)
+            assert got == sha, "level file names must be the SHA-256 of their bytes"
+            # A file can show several twins (geometry-only fallbacks are shared when only
+            # provenance differs): it keeps every owner, and a withdrawal stays withdrawn.
+            await self.records.publish_file(sha, ext, owners)
+        await self.records.put_set(key, owners, sorted(build.files), build.manifest)
+        try:
+            await access.check_level_file(owners, channel)
+        except SpatialTwinError:
+            await self.withdraw(twin["id"])
+            raise
+        return {"key": key, "built": True, "levels": len(build.manifest["levels"])}
+
+    async def level_file(self, sha: str, ext: str, channel: str | None) -> LevelFile:
+        """The file behind `/lod/<sha>.<ext>`, if it is a live level file whose twins may be
+        used now (each read asks the access door; a revoked twin's files are gone: 404)."""
+        record = await self.records.get_file(sha)
+        if record is None or record.get("ext") != ext or record.get("withdrawn"):
+            raise _file_not_found(sha, ext)
+        try:
+            await self.services.access.check_level_file(list(record.get("owners", ())), channel)
+        except SpatialTwinError as exc:
+            if exc.code in ("license_revoked", "twin_not_found"):
+                raise _file_not_found(sha, ext) from exc
+            raise
+        size = self.services.cache.get(("blob_size", sha))
+        if size is None:
+            size = await self.services.store.blob_size(sha)
+            if size is None:
+                raise _file_not_found(sha, ext)
+            self.services.cache.put(("blob_size", sha), size, 64)
+        return LevelFile(sha, MEDIA_TYPES[ext], size, self.services.store.blob_path(sha))
+
+    async def withdraw(self, twin_id: str) -> int:
+        """Withdraw every level file showing the twin; returns how many this call withdrew."""
+        return await self.records.withdraw_owner(twin_id)

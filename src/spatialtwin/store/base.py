@@ -7,43 +7,27 @@ Records are written three ways: `create_record` only where the id is free (two c
 id: the second is refused, `RecordExistsError`); `replace_record` only over the revision the writer
 read (`get_record_revision`; a record changed meanwhile is refused, `RecordChangedError`), so
 read-modify-write updates never lose another writer's change; `put_record` unconditionally,
-for records only one writer owns (a job's progress). A revision is the SHA-256 of the
-record's stored bytes: equal content, equal revision.
+for records only one writer owns. A revision is the SHA-256 of the record's stored bytes:
+equal content, equal revision.
+
+Blobs are read whole (`get_blob`) or streamed (`open_blob`, a byte range in chunks), so a store
+without local files can serve large files; `blob_path` is the local file where the store has
+one (the embedded store), for `sendfile`. The store holds whatever JSON it is given: record
+shapes and their `schema_version` are the repositories' (`store/schema.py`).
 """
 
 from __future__ import annotations
 
 import abc
+import asyncio
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from spatialtwin.errors import SpatialTwinError
+from spatialtwin.errors import RecordChangedError, RecordExistsError
 
-
-class RecordExistsError(SpatialTwinError):
-    """A create found its id taken."""
-
-    def __init__(self, kind: str, record_id: str) -> None:
-        super().__init__(
-            "record_exists",
-            f"a {kind} record with id {record_id!r} exists",
-            {"kind": kind, "id": record_id},
-            status=409,
-        )
-
-
-class RecordChangedError(SpatialTwinError):
-    """A compare-and-set found the record changed (or gone) since it was read."""
-
-    def __init__(self, kind: str, record_id: str) -> None:
-        super().__init__(
-            "record_changed",
-            f"the {kind} record {record_id!r} changed while this request was updating it; "
-            "read it again and retry",
-            {"kind": kind, "id": record_id},
-            status=409,
-        )
+__all__ = ["RecordChangedError", "RecordExistsError", "Store"]
 
 
 class Store(abc.ABC):
@@ -80,6 +64,10 @@ class Store(abc.ABC):
     async def delete_record(self, kind: str, record_id: str) -> bool: ...
 
     @abc.abstractmethod
+    async def list_ids(self, kind: str) -> list[str]:
+        """The ids of a kind's records, sorted."""
+
+    @abc.abstractmethod
     async def put_blob(self, data: bytes) -> tuple[str, bool]:
         """Store bytes; returns (sha256 hex key, whether this call created the blob)."""
 
@@ -88,7 +76,31 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def blob_path(self, key: str) -> Path | None:
-        """A local file holding the blob, for streaming responses; None if not local."""
+        """A local file holding the blob, for `sendfile`; None if missing or not local."""
+
+    async def put_blob_file(self, path: str | os.PathLike[str]) -> tuple[str, bool]:
+        """Store a file's bytes (an upload in transit); stores that can, do it without holding
+        the file in memory. Returns (sha256 hex key, whether this call created the blob)."""
+        data = await _read_file(Path(path))
+        return await self.put_blob(data)
+
+    async def blob_size(self, key: str) -> int | None:
+        """The blob's size in bytes, or None when there is no such blob."""
+        data = await self.get_blob(key)
+        return None if data is None else len(data)
+
+    async def open_blob(
+        self, key: str, start: int = 0, count: int | None = None, chunk_bytes: int = 256 * 1024
+    ) -> AsyncIterator[bytes]:
+        """`count` bytes of the blob from `start` (all to its end when None), in chunks of at
+        most `chunk_bytes`; nothing when there is no such blob. This default reads the blob
+        whole; a store that can read ranges overrides it."""
+        data = await self.get_blob(key)
+        if data is None:
+            return
+        stop = len(data) if count is None else min(len(data), start + count)
+        for offset in range(start, stop, chunk_bytes):
+            yield data[offset : min(offset + chunk_bytes, stop)]
 
     @abc.abstractmethod
     async def delete_blob(self, key: str) -> bool: ...
@@ -107,3 +119,7 @@ class Store(abc.ABC):
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections; the embedded store has nothing to release."""
+
+
+async def _read_file(path: Path) -> bytes:
+    return await asyncio.to_thread(path.read_bytes)

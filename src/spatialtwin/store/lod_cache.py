@@ -1,28 +1,28 @@
-"""Built LOD sets kept in the store, keyed by the content hashes of their inputs.
+"""LOD records: built level sets (`lod_sets/<key>`) and servable level files (`lod_files/<sha>`).
 
-A set is built once per distinct input (twin body, garments, drape, license provenance,
-pipeline options): its key is the SHA-256 of those hashes, so a changed input gives a new key
-and the next manifest request rebuilds, while the old files stay valid for clients that still
-hold them. Level files are ordinary content-addressed blobs; a `lod_files/<sha256>` record
-marks each one as servable and names the twins it shows, so the public file route never hands
-out other blobs (raw body arrays) and withdraws a twin's files when its license is revoked.
+A set's key is the SHA-256 of the content hashes of its inputs and options
+(`cache_key`), so a changed input gives a new key while the old files stay valid for clients
+that hold them. Level files are ordinary content-addressed blobs; a `lod_files/<sha256>`
+record marks one as servable and names the twins (and looks) it shows (`owners`), so the
+public file route never hands out other blobs, and `withdrawn` marks it refused for good once
+a twin it shows is revoked. Every change compare-and-sets on the record's revision: a
+publication racing a withdrawal keeps the withdrawal, and owners are merged, never lost.
+Building and the license checks are `services/lod.py` and `services/access.py`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from spatialtwin.store.base import Store
+from spatialtwin.store.base import RecordChangedError, RecordExistsError, Store
+from spatialtwin.store.schema import LOD_FILES, LOD_SETS, stamped, upgraded
 
-SETS = "lod_sets"
-FILES = "lod_files"
+SETS = LOD_SETS
+FILES = LOD_FILES
 MEDIA_TYPES = {"glb": "model/gltf-binary", "bin": "application/octet-stream"}
+CAS_ATTEMPTS = 16
 
 
 def cache_key(inputs: dict[str, str], options: dict[str, Any]) -> str:
@@ -30,89 +30,84 @@ def cache_key(inputs: dict[str, str], options: dict[str, Any]) -> str:
     return hashlib.sha256(blob).hexdigest()
 
 
-@dataclass(frozen=True)
-class ServedFile:
-    path: Path
-    sha256: str
-    media_type: str
-    owners: tuple[str, ...]
-    size: int  # bytes; the file behind a content hash never changes, so stat once
-
-
-class LodCache:
+class LodRecords:
     def __init__(self, store: Store) -> None:
         self.store = store
-        self._locks: dict[str, asyncio.Lock] = {}
-        self._served: dict[str, ServedFile] = {}
-        self._withdrawn: set[str] = set()
 
-    async def get_or_build(
-        self,
-        key: str,
-        owners: list[str],
-        build: Callable[[], Awaitable[tuple[dict[str, Any], dict[str, bytes]]]],
-    ) -> tuple[dict[str, Any], bool]:
-        """(manifest, whether this call built it); concurrent callers of one key build once."""
-        lock = self._locks.setdefault(key, asyncio.Lock())
-        async with lock:
-            record = await self.store.get_record(SETS, key)
-            if record is not None and all(
-                self.store.blob_path(name.split(".")[0]) is not None for name in record["files"]
-            ):
-                return record["manifest"], False
-            manifest, files = await build()
-            for name, data in files.items():
-                sha, ext = name.split(".")
-                got, _ = await self.store.put_blob(data)
-                assert got == sha, "level file names must be the SHA-256 of their bytes"
-                # A file can show several twins (geometry-only fallbacks are shared when only
-                # provenance differs): it keeps every owner, and a withdrawal stays withdrawn.
-                old = await self.store.get_record(FILES, sha) or {}
-                record = {
-                    "sha256": sha,
-                    "ext": ext,
-                    "owners": sorted(set(old.get("owners", ())) | set(owners)),
-                }
-                if old.get("withdrawn"):
-                    record["withdrawn"] = True
-                await self.store.put_record(FILES, sha, record)
-                self._served.pop(sha, None)
-            await self.store.put_record(
-                SETS,
-                key,
-                {"key": key, "owners": owners, "files": sorted(files), "manifest": manifest},
-            )
-            return manifest, True
+    async def get_set(self, key: str) -> dict[str, Any] | None:
+        record = await self.store.get_record(SETS, key)
+        return None if record is None else upgraded(SETS, record)
 
-    async def served_file(self, sha: str, ext: str) -> ServedFile | None:
-        """The file behind `/lod/<sha>.<ext>`, or None if it is not a live LOD file."""
-        if sha in self._withdrawn:
-            return None
-        hit = self._served.get(sha)
-        if hit is not None:
-            return hit if hit.media_type == MEDIA_TYPES.get(ext) else None
+    async def set_is_complete(self, record: dict[str, Any]) -> bool:
+        """Every file of the set is still a blob of the store."""
+        for name in record["files"]:
+            if await self.store.blob_size(name.split(".")[0]) is None:
+                return False
+        return True
+
+    async def put_set(
+        self, key: str, owners: list[str], files: list[str], manifest: dict[str, Any]
+    ) -> None:
+        record = {"key": key, "owners": owners, "files": sorted(files), "manifest": manifest}
+        await self.store.put_record(SETS, key, stamped(SETS, record))
+
+    async def get_file(self, sha: str) -> dict[str, Any] | None:
         record = await self.store.get_record(FILES, sha)
-        if record is None or record.get("ext") != ext or record.get("withdrawn"):
-            return None
-        path = self.store.blob_path(sha)
-        if path is None:
-            return None
-        size = (await asyncio.to_thread(path.stat)).st_size
-        hit = ServedFile(path, sha, MEDIA_TYPES[ext], tuple(record.get("owners", ())), size)
-        self._served[sha] = hit
-        return hit
+        return None if record is None else upgraded(FILES, record)
+
+    async def publish_file(self, sha: str, ext: str, owners: list[str]) -> None:
+        """Mark blob `sha` servable as `.ext`, showing `owners` (merged with those it had);
+        a file once withdrawn stays withdrawn."""
+        for _ in range(CAS_ATTEMPTS):
+            got = await self.store.get_record_revision(FILES, sha)
+            if got is None:
+                record = {"sha256": sha, "ext": ext, "owners": sorted(set(owners))}
+                record["withdrawn"] = False
+                try:
+                    await self.store.create_record(FILES, sha, stamped(FILES, record))
+                    return
+                except RecordExistsError:
+                    continue
+            old, revision = got
+            record = upgraded(FILES, old)
+            record["owners"] = sorted(set(record.get("owners", ())) | set(owners))
+            record["ext"] = ext
+            try:
+                await self.store.replace_record(FILES, sha, stamped(FILES, record), revision)
+                return
+            except RecordChangedError:
+                continue
+        raise RecordChangedError(FILES, sha)
 
     async def withdraw_owner(self, owner: str) -> int:
-        """Stop serving every file that shows `owner` (a revoked twin); returns how many."""
+        """Refuse every file that shows `owner` (a revoked twin) and forget its sets; returns
+        how many files this call withdrew."""
         count = 0
-        for record in await self.store.list_records(FILES):
-            if owner in record.get("owners", ()) and not record.get("withdrawn"):
-                record["withdrawn"] = True
-                await self.store.put_record(FILES, record["sha256"], record)
-                self._withdrawn.add(record["sha256"])
-                self._served.pop(record["sha256"], None)
+        for sha in await self.store.list_ids(FILES):
+            if await self._withdraw(sha, owner):
                 count += 1
-        for record in await self.store.list_records(SETS):
-            if owner in record.get("owners", ()):
-                await self.store.delete_record(SETS, record["key"])
+        for key in await self.store.list_ids(SETS):
+            record = await self.store.get_record(SETS, key)
+            if record is not None and owner in record.get("owners", ()):
+                await self.store.delete_record(SETS, key)
         return count
+
+    async def _withdraw(self, sha: str, owner: str) -> bool:
+        for _ in range(CAS_ATTEMPTS):
+            got = await self.store.get_record_revision(FILES, sha)
+            if got is None:
+                return False
+            old, revision = got
+            record = upgraded(FILES, old)
+            if owner not in record.get("owners", ()) or record.get("withdrawn"):
+                return False
+            record["withdrawn"] = True
+            try:
+                await self.store.replace_record(FILES, sha, stamped(FILES, record), revision)
+                return True
+            except RecordChangedError:
+                continue
+        raise RecordChangedError(FILES, sha)
+
+    async def list_files(self) -> list[dict[str, Any]]:
+        return [upgraded(FILES, r) for r in await self.store.list_records(FILES)]

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from spatialtwin.errors import SpatialTwinError
-from spatialtwin.store.atomic import write_bytes_atomic, write_json_atomic
+from spatialtwin.files import write_bytes_atomic, write_json_atomic
 from spatialtwin.tracking.tflite_metadata import ImageInputSpec, with_image_metadata
 
 VARIANTS: tuple[str, ...] = ("lite", "full", "heavy")

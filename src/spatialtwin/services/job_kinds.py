@@ -1,0 +1,40 @@
+"""Job kinds by name: what a job's `kind` runs, given its JSON payload.
+
+    queue = InProcessJobQueue(store, kinds(services))
+
+| kind | payload | result |
+|---|---|---|
+| `twin.generate` | twin id, name, measurements (m), rights, request token | the twin |
+| `garment.ingest` | garment id, file name, metadata, source and staged blobs | the garment |
+| `look.drape` | look id, the checked look request | the look |
+| `lod.build` | subject (`twin`/`look`) and id, channel, key, level options | the set's key |
+
+Every kind is idempotent: run again after an interruption it finds what its earlier attempt
+stored (a twin, garment or look under the payload's id; a level set under its key) and ends
+with the same result, so a job killed mid-run is retried once (`jobs.queue.KIND_RETRIES`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from spatialtwin.jobs.queue import JobKind
+from spatialtwin.services.garments import INGEST
+from spatialtwin.services.lod import BUILD
+from spatialtwin.services.looks import DRAPE
+from spatialtwin.services.twins import GENERATE
+
+if TYPE_CHECKING:
+    from spatialtwin.services.context import Services
+
+NAMES = (GENERATE, INGEST, DRAPE, BUILD)
+
+
+def kinds(services: Services) -> dict[str, JobKind]:
+    """The registry of `services`: each kind name bound to the service method that runs it."""
+    return {
+        GENERATE: JobKind(services.twins.generate),
+        INGEST: JobKind(services.garments.ingest_job),
+        DRAPE: JobKind(services.looks.drape_job),
+        BUILD: JobKind(services.lod.build_job),
+    }

@@ -1,0 +1,68 @@
+"""Records as the API shows them: without blob keys, with links; jobs with their warnings.
+
+Shared by the HTTP routes, the CLI's `--json` output and job results (a drape job's result is
+the look as the API shows it), so all three agree.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+API = "/api/v1"
+
+
+def _without_blobs(record: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in record.items() if k != "blobs"}
+
+
+def twin_view(record: dict[str, Any]) -> dict[str, Any]:
+    out = _without_blobs(record)
+    out["links"] = {
+        "self": f"{API}/twins/{record['id']}",
+        "body": f"{API}/twins/{record['id']}/body.glb",
+    }
+    return out
+
+
+def garment_view(record: dict[str, Any]) -> dict[str, Any]:
+    out = _without_blobs(record)
+    out["links"] = {
+        "self": f"{API}/garments/{record['id']}",
+        "preview": f"{API}/garments/{record['id']}/preview.glb",
+    }
+    return out
+
+
+def look_view(record: dict[str, Any]) -> dict[str, Any]:
+    out = _without_blobs(record)
+    out["links"] = {
+        "self": f"{API}/looks/{record['id']}",
+        "glb": f"{API}/looks/{record['id']}/look.glb",
+    }
+    return out
+
+
+def public_kind(kind: str) -> str:
+    """The API names a kind as it always has: `look.drape` is `look_drape`."""
+    return kind.replace(".", "_")
+
+
+JOB_FIELDS = ("id", "status", "progress", "stage", "result", "error", "attempts")
+
+
+def job_view(job: dict[str, Any]) -> dict[str, Any]:
+    """A job's state; a finished job whose result carries warnings (a look that missed a
+    quality threshold) shows them beside its status, so `done` is never silent about them."""
+    body = {k: job.get(k) for k in JOB_FIELDS}
+    body["kind"] = public_kind(str(job.get("kind", "")))
+    result = job.get("result")
+    body["warnings"] = result.get("warnings", []) if isinstance(result, dict) else []
+    return body
+
+
+def job_started(job: dict[str, Any], **links: str) -> dict[str, Any]:
+    """The 202 answer of a request that started (or joined) a job."""
+    return {
+        "job": {k: job[k] for k in ("id", "status", "progress")},
+        "links": {"job": f"{API}/jobs/{job['id']}", **links},
+    }
