@@ -24,6 +24,7 @@ from spatialtwin.lod.levels import DEFAULTS
 from spatialtwin.rights.license import Rights
 from spatialtwin.server.app import create_app
 from spatialtwin.server.keys import SERVICES, STORE, TWINS
+from spatialtwin.store.embedded import EmbeddedStore
 from tests.conftest import AVERAGE
 from tests.job_polling import job_done
 
@@ -266,3 +267,41 @@ async def test_concurrent_first_requests_build_once(lod_client):
     sets = await lod_client.app_ref[STORE].list_records("lod_sets")
     assert len(sets) == 1
     assert len(np.unique([b["levels"][0]["url"] for b in bodies])) == 1
+
+
+class StoreWithoutLocalFiles(EmbeddedStore):
+    """A store whose blobs have no local path (as a Redis or object store would have none):
+    what it serves, it streams through `open_blob`."""
+
+    def blob_path(self, key: str) -> None:
+        return None
+
+
+async def test_a_store_without_local_files_serves_levels_by_streaming(
+    aiohttp_client, tmp_path, average_body
+):
+    app = create_app(
+        tmp_path / "data",
+        seed=False,
+        settings={"lod_options": FAST_LOD},
+        store_factory=StoreWithoutLocalFiles,
+    )
+    client = await aiohttp_client(app)
+    store = app[STORE]
+    assert isinstance(store, StoreWithoutLocalFiles)
+    record = await app[TWINS].create_from_body(
+        "Mara", average_body, Rights.from_json(RIGHTS), {"kind": "measurements"}
+    )
+    client.twin_id = record["id"]
+    manifest, _ = await get_manifest(client)
+    url = manifest["levels"][0]["url"]
+    sha = url.rsplit("/", 1)[1].split(".")[0]
+    stored = await store.get_blob(sha)
+    r = await client.get(url)
+    assert r.status == 200 and await r.read() == stored
+    assert int(r.headers["Content-Length"]) == len(stored) and r.headers["ETag"] == f'"{sha}"'
+    assert len(stored) > 100_100
+    r = await client.get(url, headers={"Range": "bytes=100-100099"})
+    assert r.status == 206 and await r.read() == stored[100:100100]
+    r = await client.get(url, headers={"Range": "bytes=-20"})
+    assert r.status == 206 and await r.read() == stored[-20:]

@@ -74,6 +74,10 @@ class ByteLRU:
             self.bytes -= evicted
         return value
 
+    def keys_held(self) -> list[Hashable]:
+        """The keys held, least recently used first."""
+        return list(self._entries)
+
     def __len__(self) -> int:
         return len(self._entries)
 

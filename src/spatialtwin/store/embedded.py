@@ -96,6 +96,10 @@ class EmbeddedStore(Store):
         )
 
     def blob_path(self, key: str) -> Path | None:
+        return self._blob_file(key)
+
+    def _blob_file(self, key: str) -> Path | None:
+        """The blob's file, for this store's own reads (`blob_path` is what it offers out)."""
         if not _SHA.match(key):
             return None
         path = self.root / "blobs" / key[:2] / key
@@ -225,7 +229,7 @@ class EmbeddedStore(Store):
         return await asyncio.to_thread(store_file)
 
     async def blob_size(self, key: str) -> int | None:
-        path = self.blob_path(key)
+        path = self._blob_file(key)
         if path is None:
             return None
         try:
@@ -236,7 +240,7 @@ class EmbeddedStore(Store):
     async def open_blob(
         self, key: str, start: int = 0, count: int | None = None, chunk_bytes: int = 256 * 1024
     ) -> AsyncIterator[bytes]:
-        path = self.blob_path(key)
+        path = self._blob_file(key)
         if path is None:
             return
         try:
@@ -266,11 +270,11 @@ class EmbeddedStore(Store):
         return key, True
 
     async def get_blob(self, key: str) -> bytes | None:
-        path = self.blob_path(key)
+        path = self._blob_file(key)
         return None if path is None else await asyncio.to_thread(path.read_bytes)
 
     async def delete_blob(self, key: str) -> bool:
-        path = self.blob_path(key)
+        path = self._blob_file(key)
         if path is None:
             return False
         path.unlink(missing_ok=True)
