@@ -720,11 +720,13 @@ class BodyCollider:
         dt: float = 0.0,
         max_contacts: int = 1,
         separation_deg: float = SIDE_SEPARATION_DEG,
+        max_body_step_m: float = MAX_BODY_STEP_M,
     ) -> tuple[NDArray[np.int32], NDArray[np.float64], NDArray[np.int32]]:
         """`detect_contacts`, plus up to `max_contacts` − 1 contacts per vertex on other sides
         of the body (N, max_contacts − 1; −1 where none): triangles within `radius_m` whose
         surface turns more than `separation_deg` away from the closest one's and from each
-        other's, as in a crease or an armpit. Stored in `contacts` too (`extra_triangle`)."""
+        other's, as in a crease or an armpit. Stored in `contacts` too (`extra_triangle`).
+        `max_body_step_m` caps how far the body's relative motion widens a vertex's search."""
         if not 1 <= max_contacts <= MAX_CONTACTS:
             raise SpatialTwinError(
                 "bad_solver_settings",
@@ -737,7 +739,9 @@ class BodyCollider:
         args = (x, radius_m, at_current, contacts)
         extra = np.full((len(x), max_contacts - 1), -1, dtype=np.int32)
         cos_sep = float(np.cos(np.radians(separation_deg)))
-        tri, dist = self._closest_triangles(*args, 0, velocities_m_s, dt, extra, cos_sep)
+        tri, dist = self._closest_triangles(
+            *args, 0, velocities_m_s, dt, extra, cos_sep, max_body_step_m
+        )
         if contacts is not None:
             contacts.record(tri, dist, extra)
         return tri, dist, extra
@@ -753,6 +757,7 @@ class BodyCollider:
         dt: float,
         extra: NDArray[np.int32] = _NO_EXTRA,
         cos_sep: float = 0.5,
+        max_body_step_m: float = MAX_BODY_STEP_M,
     ) -> tuple[NDArray[np.int32], NDArray[np.float64]]:
         """This surface's search (see `detect_contact_sets`), seeded by and updating row
         `surface` of bound `contacts`, filling `extra` (N, k) with contacts on other sides;
@@ -779,7 +784,7 @@ class BodyCollider:
                 float(dt),
                 self.previous_m,
                 self.current_m,
-                MAX_BODY_STEP_M,
+                max_body_step_m,
                 motion,
             )
         _detect(
@@ -1037,6 +1042,7 @@ class LayeredCollider(BodyCollider):
         dt: float = 0.0,
         max_contacts: int = 1,
         separation_deg: float = SIDE_SEPARATION_DEG,
+        max_body_step_m: float = MAX_BODY_STEP_M,
     ) -> tuple[NDArray[np.int32], NDArray[np.float64], NDArray[np.int32]]:
         """One contact per vertex (the nearer of body and layers): a layer lies over the body,
         so the two face the same way and are not two sides of a crease."""

@@ -43,6 +43,9 @@ class SolverSettings:
       ``max_contacts`` − 1 more on other sides of the body (`BodyCollider.detect_contact_sets`)
       so cloth in a crease (hip flexed against the belly, a bent knee, an armpit) is kept out
       of both sides; 1 is the single closest contact.
+    - ``max_body_step_m``: how far (metres per frame) the body's motion relative to a vertex
+      may widen its contact search; a body part faster than that can pass through the cloth
+      (a flung hand moves 20–30 cm a frame at 30 fps; live sessions raise it).
     - ``self_collision``: vertex–vertex self-collision once per frame (static drape).
     - ``strain_limit``: edges stretched beyond this fraction are pulled back by
       ``strain_limit_sweeps`` Gauss–Seidel sweeps of unilateral limits, then contacts are
@@ -60,6 +63,7 @@ class SolverSettings:
     max_contact_depth_m: float = 0.04
     detection_margin_m: float = 0.01
     max_contacts: int = 3
+    max_body_step_m: float = 0.15
     self_collision: bool = False
     over_relaxation: float = 1.0
     strain_limit: float = 0.05
@@ -84,6 +88,12 @@ class SolverSettings:
                     "strain_limit_every": self.strain_limit_every,
                     "strain_limit_sweeps": self.strain_limit_sweeps,
                 },
+            )
+        if not 0.0 < self.max_body_step_m <= 1.0:
+            raise SpatialTwinError(
+                "bad_solver_settings",
+                "max_body_step_m must be in (0, 1] metres",
+                {"max_body_step_m": self.max_body_step_m},
             )
         if not 1 <= self.max_contacts <= 4:
             raise SpatialTwinError(
@@ -197,6 +207,7 @@ def step(
             velocities_m_s=v,
             dt=dt,
             max_contacts=settings.max_contacts,
+            max_body_step_m=settings.max_body_step_m,
         )
         body_prev, body_cur, body_faces = collider.previous_m, collider.current_m, collider.faces
         normal_prev, normal_cur = collider.normals_previous, collider.normals_current
