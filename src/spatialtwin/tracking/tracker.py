@@ -213,7 +213,12 @@ class TwinPoseTracker:
 
     def track(self, frame: Frame, t_s: float) -> TrackedFrame:
         """The twin's pose for a camera frame taken at `t_s` seconds (non-decreasing)."""
-        people = self.landmarker.detect(frame, t_s)
+        return self.track_people(self.landmarker.detect(frame, t_s), t_s)
+
+    def track_people(self, people: list[LandmarkFrame], t_s: float) -> TrackedFrame:
+        """The twin's pose from everyone the landmarker found in a frame (the shopper is the
+        one tracked so before, else the nearest and most centred): `track` without detection,
+        for a caller that times or runs the landmarker itself."""
         pick = select_person(people, self._centre)
         person = people[pick] if pick is not None else None
         if person is not None:

@@ -1,0 +1,191 @@
+"""A look's garment made ready for the live loop: its settled drape, cloth levels, stream order.
+
+A mirror session starts every garment from the look's static drape (`garment.look.drape_look`,
+at the twin's bind pose), so the first live frame is cloth at rest on a body at rest and nothing
+has to settle or explode. Built once per garment per session, in steps:
+
+1. **stream order**: the draped cloth's vertices reordered so that consecutive vertices are
+   mesh neighbours (`gltf.vertex_stream.coherent_vertex_order`); this is the display mesh the
+   client is sent and the order of every vertex-stream frame,
+2. **level 0**: the cloth model of that mesh (the garment's own rest shape and pins, as the
+   drape had them),
+3. **coarser levels** for adaptive quality: the rest mesh coarsened to longer edges by edge
+   collapse and Delaunay flips (`garment.remesh`: hems and openings keep their vertices, the
+   surface stays where it was; a level is kept only if it has clearly fewer vertices),
+   each bound both ways to the display mesh on the rest shapes (`garment.embedding`): its
+   vertices on the display mesh (to start it from the state of a finer level) and the display
+   vertices on it (so the client always gets the same mesh, whatever level simulates it).
+   Pins carry over where a coarse vertex sits mostly on pinned display vertices,
+4. **skin weights** of the drape (`garment.look.transfer_skin_weights`), to carry it into the
+   current pose when the garment is switched in mid-session.
+
+Example:
+    look = drape_look(body, [look_garment])
+    live = build_live_garment(look_garment, look.garments[0], body, stream=0)
+    live.levels[1].vertex_count  # the coarser simulation mesh
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from spatialtwin.body.skinning import SkinWeights
+from spatialtwin.body.twin_body import TwinBody
+from spatialtwin.cloth.fabric import Fabric
+from spatialtwin.cloth.model import ClothModel, build_cloth_model
+from spatialtwin.errors import SpatialTwinError
+from spatialtwin.garment.embedding import Embedding, embed_points
+from spatialtwin.garment.look import DrapedGarment, LookGarment, transfer_skin_weights
+from spatialtwin.garment.mesh import GarmentMesh, triangle_areas
+from spatialtwin.garment.remesh import collapse_short_edges, flip_to_delaunay
+from spatialtwin.gltf.vertex_stream import coherent_vertex_order
+
+
+@dataclass(frozen=True)
+class LevelOptions:
+    """Coarser cloth levels: target edge lengths as multiples of the display mesh's median
+    edge, coarse last; a level is kept only when it has at most `max_vertex_ratio` of the
+    previous kept level's vertices. Vertex count goes as 1/edge², so (1.4, 2.0) makes levels
+    of about 1/2 and 1/4 of the vertices."""
+
+    coarse_edge_factors: tuple[float, ...] = (1.4, 2.0)
+    max_vertex_ratio: float = 0.8
+    collapse_rounds: int = 24
+
+
+LEVEL_DEFAULTS = LevelOptions()
+
+
+@dataclass(frozen=True)
+class ClothLevel:
+    """One simulation mesh of a garment. Level 0 is the display mesh itself (no bindings)."""
+
+    index: int
+    model: ClothModel
+    edge_m: float  # median rest edge length
+    on_display: Embedding | None  # this level's vertices bound to the display rest mesh
+    display_on_level: Embedding | None  # the display vertices bound to this level's rest mesh
+
+    @property
+    def vertex_count(self) -> int:
+        return self.model.vertex_count
+
+
+@dataclass(frozen=True)
+class LiveGarment:
+    """What a session needs of one garment; vertex arrays are in stream order."""
+
+    key: str
+    stream: int
+    fabric: Fabric
+    levels: tuple[ClothLevel, ...]
+    drape_positions_m: NDArray[np.float64]  # (N, 3) the look's settled cloth, bind pose
+    display_faces: NDArray[np.int64]  # (F, 3) the mesh the client draws
+    display_corner_uvs: NDArray[np.float32] | None  # (F, 3, 2)
+    base_color: tuple[float, float, float, float]
+    skin: SkinWeights  # of the drape, borrowed from the body under it
+    meta: dict
+
+    @property
+    def vertex_count(self) -> int:
+        return len(self.drape_positions_m)
+
+    def level_positions(
+        self, level: int, display_positions_m: NDArray[np.float64]
+    ) -> NDArray[np.float64]:
+        """A level's vertex positions from display positions (e.g. another level's output)."""
+        binding = self.levels[level].on_display
+        return display_positions_m.copy() if binding is None else binding.apply(display_positions_m)
+
+    def level_values(self, level: int, display_values: NDArray[np.float64]) -> NDArray:
+        """Per-vertex values (velocities) of the display mesh carried onto a level."""
+        binding = self.levels[level].on_display
+        return display_values.copy() if binding is None else binding.interpolate(display_values)
+
+    def display_positions(self, level: int, positions_m: NDArray[np.float64]) -> NDArray:
+        """Display vertex positions from a level's simulated positions."""
+        binding = self.levels[level].display_on_level
+        return positions_m if binding is None else binding.apply(positions_m)
+
+
+def _median_edge_m(vertices: NDArray[np.float64], faces: NDArray[np.int64]) -> float:
+    e = faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2)
+    return float(np.median(np.linalg.norm(vertices[e[:, 0]] - vertices[e[:, 1]], axis=1)))
+
+
+def build_live_garment(
+    garment: LookGarment,
+    draped: DrapedGarment,
+    body: TwinBody,
+    stream: int = 0,
+    options: LevelOptions = LEVEL_DEFAULTS,
+) -> LiveGarment:
+    """Steps 1–4 of the module doc for one garment of a look draped at `body`'s bind pose."""
+    if draped.rest_positions_m is None or draped.pinned is None:
+        raise SpatialTwinError(
+            "live_garment_incomplete",
+            "the draped garment lacks its rest shape and pins; drape it with drape_look",
+            {"garment": draped.key},
+        )
+    n = len(draped.positions_m)
+    # (1) stream order
+    order = coherent_vertex_order(draped.faces, n)
+    inverse = np.empty(n, dtype=np.int64)
+    inverse[order] = np.arange(n)
+    faces = inverse[np.asarray(draped.faces, dtype=np.int64)]
+    rest = np.asarray(draped.rest_positions_m, dtype=np.float64)[order]
+    drape = np.asarray(draped.positions_m, dtype=np.float64)[order]
+    pinned = np.sort(inverse[np.asarray(draped.pinned, dtype=np.int64)])
+    # (2) level 0: the display mesh
+    fabric = garment.fabric
+    model0 = build_cloth_model(rest, faces, fabric, pinned=pinned, rest_positions_m=rest)
+    levels = [ClothLevel(0, model0, _median_edge_m(rest, faces), None, None)]
+    # (3) coarser levels
+    is_pinned = np.zeros(n)
+    is_pinned[pinned] = 1.0
+    sheet = GarmentMesh(
+        vertices_m=rest,
+        faces=faces,
+        corner_uvs=None,
+        face_material=np.zeros(len(faces), dtype=np.int32),
+        face_piece=np.zeros(len(faces), dtype=np.int32),
+    )
+    edge0 = levels[0].edge_m
+    for factor in options.coarse_edge_factors:
+        target = factor * edge0
+        coarse = collapse_short_edges(
+            sheet, 0.8 * target, 4.0 / 3.0 * target, rounds=options.collapse_rounds
+        )
+        coarse = flip_to_delaunay(coarse)
+        coarse = coarse.keep_faces(triangle_areas(coarse.vertices_m, coarse.faces) > 1e-12)
+        if coarse.vertex_count > options.max_vertex_ratio * levels[-1].vertex_count:
+            continue
+        cv, cf = coarse.vertices_m, np.asarray(coarse.faces, dtype=np.int64)
+        on_display = embed_points(cv, rest, faces)
+        pin_share = on_display.interpolate(is_pinned)
+        coarse_pins = np.flatnonzero(pin_share >= 0.5)
+        if len(pinned) and not len(coarse_pins):
+            coarse_pins = np.array([int(np.argmax(pin_share))])
+        model = build_cloth_model(cv, cf, fabric, pinned=coarse_pins, rest_positions_m=cv)
+        display_on = embed_points(rest, cv, cf)
+        levels.append(
+            ClothLevel(len(levels), model, _median_edge_m(cv, cf), on_display, display_on)
+        )
+    # (4) skin weights of the drape
+    skin = transfer_skin_weights(body, drape)
+    uvs = draped.corner_uvs
+    return LiveGarment(
+        key=draped.key,
+        stream=stream,
+        fabric=fabric,
+        levels=tuple(levels),
+        drape_positions_m=drape,
+        display_faces=faces,
+        display_corner_uvs=None if uvs is None else np.asarray(uvs, dtype=np.float32),
+        base_color=tuple(draped.base_color),  # type: ignore[arg-type]
+        skin=skin,
+        meta=dict(draped.meta),
+    )

@@ -1,0 +1,622 @@
+"""A smart-mirror session: camera frames (or landmarks) in, the twin's pose and its garments'
+vertex streams out, frame after frame, on two threads.
+
+Stages per frame:
+
+1. **track** (tracking thread): decode the frame in memory (JPEG/WebP/PNG bytes or an RGB
+   array), MediaPipe landmarks (`tracking.landmarker`), then the tracker (`tracking.tracker`:
+   levelled by the camera tilt, hips over feet, feet planted, retargeted to the twin's
+   skeleton, lost limbs held then eased to rest). A client that runs MediaPipe itself sends
+   the 33 landmarks instead and this stage is only the tracker.
+2. **cloth** (cloth thread): the pose the twin takes (the tracked one, blended in over
+   `acquire_s` when a shopper is picked up, so the cloth is never yanked), the twin's welded
+   surface skinned into it (`live.body`), one cloth step of every garment on it
+   (`live.cloth_stage`), the display positions, each garment's vertex-stream frame
+   (`gltf.vertex_stream`), then the result.
+
+Threads: the stages run on their own threads, so frame n+1 is tracked while frame n's cloth
+steps; MediaPipe and the numba cloth kernels (`nogil=True`) release the GIL, so the two use
+both cores. Between the stages and in front of the first there is one slot each (latest wins):
+a frame that arrives while the slot is full replaces the waiting one, which is counted as
+dropped, so latency never grows without bound. Results wait in a small bounded queue (a reader
+that falls behind loses the backlog and the next frame is a key frame) or go to `on_result`,
+called on the cloth thread (a caller that then drops one must `request_key_frames`).
+
+Adaptive quality (`live.quality`) picks the cloth level from the cloth stage's time.
+
+Privacy: a camera frame lives only in the slot and the tracking thread's locals, is decoded in
+memory and is dropped after detection; nothing here writes or logs frame bytes. `close` drops
+the session's derived data (poses, cloth, encoders).
+
+Example:
+    session = MirrorSession(body, [live_garment], SessionOptions(model="lite"))
+    session.start()
+    session.submit_frame(0, jpeg_bytes)
+    result = session.next_result(timeout_s=1.0)
+    session.close()
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from spatialtwin.body.pose import Pose
+from spatialtwin.body.skeleton import JOINT_NAMES
+from spatialtwin.body.twin_body import TwinBody
+from spatialtwin.cloth.collider import BodyCollider
+from spatialtwin.cloth.solver import SolverSettings
+from spatialtwin.errors import SpatialTwinError
+from spatialtwin.gltf.vertex_stream import DEFAULT_STEP_M, VertexStreamEncoder
+from spatialtwin.live.body import WeldedSkinner
+from spatialtwin.live.cloth_stage import GarmentCloth, carried_drape
+from spatialtwin.live.frames import FrameInput, check_frame, check_landmarks, decode_checked
+from spatialtwin.live.garments import LiveGarment
+from spatialtwin.live.quality import QUALITY_DEFAULTS, AdaptiveQuality, QualityOptions
+from spatialtwin.tracking.landmarker import LandmarkerOptions, PoseLandmarkerStream
+from spatialtwin.tracking.landmarks import LandmarkFrame
+from spatialtwin.tracking.tracker import TrackedFrame, TrackerOptions, TwinPoseTracker
+from spatialtwin.tracking.upright import UprightOptions
+
+log = logging.getLogger(__name__)
+IDENTITY = np.array([0.0, 0.0, 0.0, 1.0])
+MAX_GARMENTS = 4
+
+
+@dataclass(frozen=True)
+class SessionOptions:
+    """How a session runs (seconds, metres, degrees).
+
+    - ``model``: MediaPipe bundle for server-side tracking ("full", "lite", "heavy").
+    - ``camera_pitch_deg``/``camera_roll_deg``: the mirror camera's tilt when known; None
+      estimates it from the standing shopper over the first second (`tracking.upright`).
+    - ``substeps``: cloth substeps per frame; ``quality`` the adaptive-quality budget;
+      ``max_body_step_m`` how fast (metres a frame) a body part may move and still be found
+      by the cloth's contact search (a flung hand: 20–30 cm a frame).
+    - ``acquire_s``: a shopper picked up (again) is blended in over this long.
+    - ``min_dt_s``/``max_dt_s``: the cloth steps by the real time between processed frames,
+      clamped to these (a stall must not become one huge step).
+    - ``results``: results kept for `next_result` (the oldest dropped beyond that).
+    """
+
+    model: str = "full"
+    camera_pitch_deg: float | None = None
+    camera_roll_deg: float = 0.0
+    substeps: int = 10
+    max_body_step_m: float = 0.3
+    quality: QualityOptions = QUALITY_DEFAULTS
+    adaptive: bool = True
+    start_level: int = 0
+    acquire_s: float = 0.4
+    min_dt_s: float = 1.0 / 120.0
+    max_dt_s: float = 1.0 / 15.0
+    step_m: float = DEFAULT_STEP_M
+    results: int = 2
+    models_dir: Path | None = None
+
+    def tracker_options(self) -> TrackerOptions:
+        pitch = self.camera_pitch_deg
+        return TrackerOptions(
+            camera_pitch_deg=0.0 if pitch is None else float(pitch),
+            camera_roll_deg=self.camera_roll_deg,
+            estimate_camera_pitch=pitch is None,
+            upright=UprightOptions(),
+        )
+
+
+SESSION_DEFAULTS = SessionOptions()
+
+
+@dataclass
+class LiveResult:
+    """One frame's result: the pose the twin takes, its garments' stream frames, timings.
+
+    `rotations` are local joint rotations [x, y, z, w] by VRM bone name, `root_m` the root
+    translation (metres); `garments` maps each garment's stream id to its vertex-stream frame
+    (bytes, `gltf.vertex_stream`). `timings_ms` per stage: decode, landmarks, track (the
+    tracker), wait_track (in the first slot), wait_cloth (between the stages), skin, cloth,
+    display, encode, total (arrival to result).
+    """
+
+    frame_id: int
+    capture_t_s: float | None
+    tracked: bool
+    root_m: NDArray[np.float64]
+    rotations: dict[str, NDArray[np.float64]]
+    garments: dict[int, bytes]
+    timings_ms: dict[str, float]
+    quality: dict[str, Any]
+    effective_rate_hz: float
+    dropped_frames: int
+    camera: dict[str, float]
+    sent_at_s: float = 0.0  # perf_counter when the result was ready
+    # perf_counter (start, end) of this frame's stages: "track" and "cloth"
+    spans_s: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    def header_json(self) -> dict[str, Any]:
+        """Everything but the vertex streams, as JSON-ready values."""
+        return {
+            "frame_id": self.frame_id,
+            "capture_t_s": self.capture_t_s,
+            "tracked": self.tracked,
+            "root_m": [round(float(c), 5) for c in self.root_m],
+            "rotations": {k: [round(float(c), 6) for c in q] for k, q in self.rotations.items()},
+            "garment_bytes": {str(k): len(v) for k, v in self.garments.items()},
+            "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
+            "quality": self.quality,
+            "effective_rate_hz": round(self.effective_rate_hz, 2),
+            "dropped_frames": self.dropped_frames,
+            "camera": self.camera,
+        }
+
+
+@dataclass
+class _Tracked:
+    frame: FrameInput
+    tracked: TrackedFrame
+    timings_ms: dict[str, float]
+    started_at_s: float
+    done_at_s: float
+
+
+class _Slot:
+    """A one-item mailbox: `put` replaces what waits (returns True if it did)."""
+
+    def __init__(self) -> None:
+        self._item: Any = None
+        self._cv = threading.Condition()
+        self._closed = False
+
+    def put(self, item: Any) -> bool:
+        with self._cv:
+            replaced = self._item is not None
+            self._item = item
+            self._cv.notify()
+            return replaced
+
+    def take(self, timeout_s: float) -> Any:
+        with self._cv:
+            if self._item is None and not self._closed:
+                self._cv.wait(timeout_s)
+            item, self._item = self._item, None
+            return item
+
+    def close(self) -> None:
+        with self._cv:
+            self._closed = True
+            self._item = None
+            self._cv.notify_all()
+
+
+@dataclass
+class SessionStats:
+    """Counts since the session started."""
+
+    received: int = 0
+    dropped_before_tracking: int = 0
+    dropped_before_cloth: int = 0
+    results: int = 0
+    results_dropped: int = 0
+    level_changes: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def dropped(self) -> int:
+        return self.dropped_before_tracking + self.dropped_before_cloth
+
+
+def _nlerp(a: NDArray[np.float64], b: NDArray[np.float64], w: float) -> NDArray[np.float64]:
+    """Normalised lerp of quaternion rows (J, 4) along the short way."""
+    sign = np.where(np.sum(a * b, axis=1, keepdims=True) < 0.0, -1.0, 1.0)
+    q = (1.0 - w) * a + w * sign * b
+    return q / np.linalg.norm(q, axis=1, keepdims=True)
+
+
+class MirrorSession:
+    """One shopper before one mirror: see the module doc. Thread-safe `submit_*`."""
+
+    def __init__(
+        self,
+        body: TwinBody,
+        garments: Sequence[LiveGarment],
+        options: SessionOptions = SESSION_DEFAULTS,
+        on_result: Callable[[LiveResult], None] | None = None,
+        landmarker: PoseLandmarkerStream | None = None,
+    ) -> None:
+        _check_garments(garments)
+        self.body = body
+        self.options = options
+        self.on_result = on_result
+        self.stats = SessionStats()
+        self._landmarker = landmarker
+        self._own_landmarker = landmarker is None
+        self._tracker = TwinPoseTracker(
+            body.skeleton,
+            options.tracker_options(),
+            landmarker=landmarker or _NoLandmarker(),
+        )
+        self._skinner = WeldedSkinner(body)
+        rest = self._skinner.posed(Pose.rest())
+        self._collider = BodyCollider(rest, self._skinner.faces)
+        self._settings = SolverSettings(
+            substeps=options.substeps, max_body_step_m=options.max_body_step_m
+        )
+        self._cloth = [
+            GarmentCloth(g, self._collider, self._settings, options.start_level) for g in garments
+        ]
+        self._encoders = {g.stream: VertexStreamEncoder(g.stream, options.step_m) for g in garments}
+        self._quality = AdaptiveQuality(
+            self._level_counts(), options.quality, options.start_level, options.adaptive
+        )
+        self._frames = _Slot()
+        self._tracked = _Slot()
+        self._results: deque[LiveResult] = deque()
+        self._results_cv = threading.Condition()
+        self._commands: deque[Callable[[], None]] = deque()
+        self._lock = threading.Lock()
+        self._running = False
+        self._threads: list[threading.Thread] = []
+        self._t0 = time.perf_counter()
+        self._last_mp_t_s = -1.0
+        self._pose = Pose.rest()
+        self._quats = np.tile(IDENTITY, (len(JOINT_NAMES), 1))
+        self._blend_from: tuple[NDArray, NDArray] | None = None
+        self._blend_t0 = 0.0
+        self._was_tracked = False
+        self._last_step_at: float | None = None
+        self._result_times: deque[float] = deque(maxlen=120)
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._running:
+            return
+        if self._own_landmarker and self._landmarker is None:
+            self._landmarker = PoseLandmarkerStream(
+                LandmarkerOptions(
+                    model=self.options.model, max_people=1, models_dir=self.options.models_dir
+                )
+            )
+            self._tracker.landmarker = self._landmarker
+        self._running = True
+        self._threads = [
+            threading.Thread(target=self._track_loop, name="live-track", daemon=True),
+            threading.Thread(target=self._cloth_loop, name="live-cloth", daemon=True),
+        ]
+        for t in self._threads:
+            t.start()
+        log.info("mirror session started with %d garment(s)", len(self._cloth))
+
+    def close(self) -> None:
+        """Stop both threads and drop everything derived from the shopper."""
+        self._running = False
+        self._frames.close()
+        self._tracked.close()
+        for t in self._threads:
+            t.join(timeout=5.0)
+        self._threads = []
+        if self._own_landmarker and self._landmarker is not None:
+            self._landmarker.close()
+            self._landmarker = None
+        self._tracker.poses.reset()
+        with self._results_cv:
+            self._results.clear()
+        self._cloth = []
+        self._encoders = {}
+        self._pose = Pose.rest()
+        log.info("mirror session closed after %d results", self.stats.results)
+
+    def __enter__(self) -> MirrorSession:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- input ----------------------------------------------------------------------------
+
+    def submit_frame(self, frame_id: int, frame: Any, capture_t_s: float | None = None) -> None:
+        """A camera frame (RGB/RGBA/grey uint8 array, or JPEG/WebP/PNG bytes), checked now
+        (type, size) and decoded on the tracking thread. Never stored."""
+        self._submit(check_frame(frame_id, frame, capture_t_s))
+
+    def submit_landmarks(
+        self,
+        frame_id: int,
+        image: Any,
+        world: Any,
+        size_px: tuple[int, int],
+        capture_t_s: float | None = None,
+    ) -> None:
+        """33 landmarks from a client's own MediaPipe: `image` (33, 4) normalised x, y, z,
+        visibility; `world` (33, 3 or 4) metres in MediaPipe's world axes."""
+        self._submit(check_landmarks(frame_id, image, world, size_px, capture_t_s))
+
+    def _submit(self, item: FrameInput) -> None:
+        if not self._running:
+            raise SpatialTwinError("session_closed", "the mirror session is not running")
+        item.arrived_at_s = time.perf_counter()
+        with self._lock:
+            self.stats.received += 1
+        if self._frames.put(item):
+            with self._lock:
+                self.stats.dropped_before_tracking += 1
+
+    def switch_garments(self, garments: Sequence[LiveGarment]) -> None:
+        """Wear other garments (another item or size) from the next frame on: each starts from
+        its static drape carried into the twin's current pose."""
+        _check_garments(garments)
+
+        def switch() -> None:
+            pose = self._pose
+            level = self._quality.level
+            self._cloth = [
+                GarmentCloth(
+                    g,
+                    self._collider,
+                    self._settings,
+                    min(level, len(g.levels) - 1),
+                    carried_drape(g, self.body, pose),
+                )
+                for g in garments
+            ]
+            self._encoders = {
+                g.stream: VertexStreamEncoder(g.stream, self.options.step_m) for g in garments
+            }
+            counts = self._level_counts()
+            self._quality = AdaptiveQuality(
+                counts, self.options.quality, min(level, len(counts) - 1), self.options.adaptive
+            )
+
+        with self._lock:
+            self._commands.append(switch)
+
+    def request_key_frames(self) -> None:
+        """The client lost its stream state (reconnect): every garment's next frame is a key."""
+
+        def reset() -> None:
+            for enc in self._encoders.values():
+                enc.reset()
+
+        with self._lock:
+            self._commands.append(reset)
+
+    # --- output ---------------------------------------------------------------------------
+
+    def next_result(self, timeout_s: float = 1.0) -> LiveResult | None:
+        """The oldest waiting result, or None after `timeout_s`."""
+        with self._results_cv:
+            if not self._results:
+                self._results_cv.wait(timeout_s)
+            return self._results.popleft() if self._results else None
+
+    @property
+    def camera_tilt_deg(self) -> tuple[float, float]:
+        """(pitch, roll) the landmarks are levelled by; store it per mirror once fixed."""
+        cam = self._tracker.poses.camera
+        return cam.pitch_deg, cam.roll_deg
+
+    @property
+    def garment_levels(self) -> list[int]:
+        return [c.level for c in self._cloth]
+
+    # --- the tracking thread --------------------------------------------------------------
+
+    def _mediapipe_time_s(self, arrived_at_s: float) -> float:
+        # the server's clock, not the client's: MediaPipe needs increasing timestamps
+        t = max(arrived_at_s - self._t0, self._last_mp_t_s + 0.001)
+        self._last_mp_t_s = t
+        return t
+
+    def _track_loop(self) -> None:
+        while self._running:
+            item: FrameInput | None = self._frames.take(0.1)
+            if item is None:
+                continue
+            try:
+                started = time.perf_counter()
+                timings = {"wait_track": 1e3 * (started - item.arrived_at_s)}
+                t_s = self._mediapipe_time_s(item.arrived_at_s)
+                if item.landmarks is not None:
+                    timings["decode"] = 0.0
+                    timings["landmarks"] = 0.0
+                    t1 = time.perf_counter()
+                    tracked = self._tracker.poses.update(item.landmarks, t_s)
+                else:
+                    rgb = decode_checked(item.frame)
+                    item.frame = None  # the frame bytes go as soon as they are decoded
+                    t1 = time.perf_counter()
+                    timings["decode"] = 1e3 * (t1 - started)
+                    assert self._landmarker is not None
+                    people = self._landmarker.detect(rgb, t_s)
+                    del rgb
+                    t2 = time.perf_counter()
+                    timings["landmarks"] = 1e3 * (t2 - t1)
+                    t1 = t2
+                    tracked = self._tracker.track_people(people, t_s)
+                done = time.perf_counter()
+                timings["track"] = 1e3 * (done - t1)
+                if self._tracked.put(_Tracked(item, tracked, timings, started, done)):
+                    with self._lock:
+                        self.stats.dropped_before_cloth += 1
+            except SpatialTwinError as exc:
+                with self._lock:
+                    self.stats.errors.append(exc.code)
+            except Exception as exc:  # a failed frame must not end the session
+                log.exception("tracking failed on a frame: %s", type(exc).__name__)
+                with self._lock:
+                    self.stats.errors.append(type(exc).__name__)
+
+    # --- the cloth thread -----------------------------------------------------------------
+
+    def _level_counts(self) -> tuple[int, ...]:
+        """Vertices per level summed over garments (a level a garment lacks: its coarsest)."""
+        if not self._cloth:
+            return (1,)
+        depth = max(len(c.garment.levels) for c in self._cloth)
+        return tuple(
+            sum(
+                c.garment.levels[min(k, len(c.garment.levels) - 1)].vertex_count
+                for c in self._cloth
+            )
+            for k in range(depth)
+        )
+
+    def _driving_pose(self, tracked: TrackedFrame, now_s: float) -> Pose:
+        """The pose the twin takes: the tracked one, blended in after a pick-up."""
+        quats = tracked.pose.quaternions()
+        root = np.asarray(tracked.pose.root_m, dtype=np.float64)
+        if tracked.tracked and not self._was_tracked:
+            self._blend_from = (self._quats.copy(), np.asarray(self._pose.root_m).copy())
+            self._blend_t0 = now_s
+        self._was_tracked = tracked.tracked
+        if self._blend_from is not None:
+            t = (now_s - self._blend_t0) / max(self.options.acquire_s, 1e-6)
+            if t >= 1.0:
+                self._blend_from = None
+            else:
+                w = t * t * (3.0 - 2.0 * t)
+                quats = _nlerp(self._blend_from[0], quats, w)
+                root = (1.0 - w) * self._blend_from[1] + w * root
+        self._quats = quats
+        return Pose(root, dict(zip(JOINT_NAMES, quats, strict=True)))
+
+    def _cloth_loop(self) -> None:
+        while self._running:
+            item: _Tracked | None = self._tracked.take(0.1)
+            if item is None:
+                continue
+            try:
+                self._cloth_frame(item)
+            except Exception as exc:  # a failed frame must not end the session
+                log.exception("cloth step failed on a frame: %s", type(exc).__name__)
+                with self._lock:
+                    self.stats.errors.append(type(exc).__name__)
+
+    def _cloth_frame(self, item: _Tracked) -> None:
+        started = time.perf_counter()
+        with self._lock:
+            commands = list(self._commands)
+            self._commands.clear()
+        for command in commands:
+            command()
+        timings = dict(item.timings_ms)
+        timings["wait_cloth"] = 1e3 * (started - item.done_at_s)
+        arrived = item.frame.arrived_at_s
+        dt = 1.0 / 30.0 if self._last_step_at is None else arrived - self._last_step_at
+        dt = float(np.clip(dt, self.options.min_dt_s, self.options.max_dt_s))
+        self._last_step_at = arrived
+        # (1) pose and body
+        pose = self._driving_pose(item.tracked, arrived)
+        self._pose = pose
+        t0 = time.perf_counter()
+        body_m = self._skinner.posed(pose)
+        self._collider.update(body_m)
+        t1 = time.perf_counter()
+        # (2) cloth
+        for cloth in self._cloth:
+            cloth.advance(dt)
+        t2 = time.perf_counter()
+        display = [cloth.display_positions() for cloth in self._cloth]
+        t3 = time.perf_counter()
+        self._drop_backlog()
+        frames = {
+            c.garment.stream: self._encoders[c.garment.stream].encode(x)
+            for c, x in zip(self._cloth, display, strict=True)
+        }
+        t4 = time.perf_counter()
+        timings.update(
+            skin=1e3 * (t1 - t0),
+            cloth=1e3 * (t2 - t1),
+            display=1e3 * (t3 - t2),
+            encode=1e3 * (t4 - t3),
+        )
+        # (3) adaptive quality on the whole cloth-thread stage
+        state = self._quality.observe(t4 - started, t4)
+        if state.changed:
+            for cloth in self._cloth:
+                cloth.set_level(min(state.level, len(cloth.garment.levels) - 1))
+            with self._lock:
+                self.stats.level_changes += 1
+            log.info("mirror session cloth level %d: %s", state.level, state.reason)
+        done = time.perf_counter()
+        timings["total"] = 1e3 * (done - arrived)
+        self._result_times.append(done)
+        recent = [t for t in self._result_times if done - t <= 1.0]
+        rate = (len(recent) - 1) / max(done - recent[0], 1e-6) if len(recent) > 1 else 0.0
+        with self._lock:
+            dropped = self.stats.dropped
+        pitch, roll = self.camera_tilt_deg
+        result = LiveResult(
+            frame_id=item.frame.frame_id,
+            capture_t_s=item.frame.capture_t_s,
+            tracked=item.tracked.tracked,
+            root_m=np.asarray(pose.root_m, dtype=np.float64).copy(),
+            rotations={n: q.copy() for n, q in pose.rotations.items()},
+            garments=frames,
+            timings_ms=timings,
+            quality=state.to_json(),
+            effective_rate_hz=rate,
+            dropped_frames=dropped,
+            camera={"pitch_deg": round(pitch, 2), "roll_deg": round(roll, 2)},
+            sent_at_s=done,
+            spans_s={"track": (item.started_at_s, item.done_at_s), "cloth": (started, done)},
+        )
+        self._deliver(result)
+
+    def _drop_backlog(self) -> None:
+        """Before encoding: when the reader has fallen `results` behind, drop what waits and
+        start every stream over, so this frame is a key frame and the reader never gets a
+        delta whose predecessor it missed."""
+        if self.on_result is not None:
+            return
+        with self._results_cv:
+            if len(self._results) < max(1, self.options.results):
+                return
+            dropped = len(self._results)
+            self._results.clear()
+        for enc in self._encoders.values():
+            enc.reset()
+        with self._lock:
+            self.stats.results_dropped += dropped
+
+    def _deliver(self, result: LiveResult) -> None:
+        with self._lock:
+            self.stats.results += 1
+        if self.on_result is not None:
+            self.on_result(result)
+            return
+        with self._results_cv:
+            self._results.append(result)
+            self._results_cv.notify()
+
+
+class _NoLandmarker:
+    """Stands in until `start` opens MediaPipe (landmark-only sessions never do)."""
+
+    def detect(self, frame: Any, t_s: float) -> list[LandmarkFrame]:
+        raise SpatialTwinError("session_not_started", "start the session before sending frames")
+
+    def close(self) -> None:
+        return None
+
+
+def _check_garments(garments: Sequence[LiveGarment]) -> None:
+    if not 1 <= len(garments) <= MAX_GARMENTS:
+        raise SpatialTwinError(
+            "bad_session",
+            f"a session wears 1..{MAX_GARMENTS} garments",
+            {"garments": len(garments)},
+        )
+    streams = [g.stream for g in garments]
+    if len(set(streams)) != len(streams):
+        raise SpatialTwinError("bad_session", "garment streams must differ", {"streams": streams})
