@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -202,8 +203,13 @@ def _send_json(server: RunningServer, method: str, path: str, payload: Any) -> i
 def test_revoked_twin_shows_why_it_is_withdrawn(browser_page: Any, tmp_path: Path) -> None:
     # Its own unseeded server: revoking is irreversible and must not leak into other tests.
     with start_spatialtwin_server(tmp_path / "data", extra_args=("--no-seed",)) as server:
-        assert _send_json(server, "POST", "/api/v1/twins", REVOKED_TWIN) == 201
+        # A twin from measurements is made by a job (202); wait until it is stored.
+        assert _send_json(server, "POST", "/api/v1/twins", REVOKED_TWIN) == 202
         twin_id = REVOKED_TWIN["id"]
+        deadline = time.monotonic() + 120
+        while server.get(f"/api/v1/twins/{twin_id}")[0] != 200:
+            assert time.monotonic() < deadline, "the twin was not made"
+            time.sleep(0.2)
         revoke = {"revoked": True}
         assert _send_json(server, "PATCH", f"/api/v1/twins/{twin_id}/license", revoke) == 200
         status, _, body = server.get(f"/api/v1/twins/{twin_id}/body.glb?channel=ecommerce")

@@ -8,7 +8,7 @@
 // its levels do not carry the fit map, so the "Stretch" and "Ease" switch loads the look's
 // full GLB, which does, on first use.
 // State for tests and tools: window.spatialTwinProduct.
-import { apiErrorFromBody, errorState, getJson } from './lib/api.js';
+import { apiErrorFromBody, errorState, getJson, waitForJob } from './lib/api.js';
 import { FIT_MODES, FitMap, fitSwitch, legendElement } from './lib/fit-map.js';
 import { PRODUCT, boxFromBounds, gltfLoader, openStage } from './lib/stage.js';
 
@@ -38,6 +38,14 @@ function describe(lv, note) {
     `error ${(lv.geometricError_m * 1000).toFixed(1)} mm ${note}`;
 }
 
+// Levels not built yet answer 202 with the job that builds them: follow it, then ask again.
+async function builtManifest(url) {
+  const body = await getJson(url);
+  if (!body.job) return body;
+  await waitForJob(body.links.job);
+  return getJson(url);
+}
+
 // The manifest (and the first level's bytes) from the download product.html started early,
 // or fetched here when the page was opened without it.
 async function manifest() {
@@ -48,10 +56,11 @@ async function manifest() {
     const path = lookId
       ? `/api/v1/looks/${encodeURIComponent(lookId)}/lod/manifest.json`
       : `/api/v1/twins/${encodeURIComponent(twinId)}/lod/manifest.json`;
-    return { m: await getJson(`${path}?channel=${encodeURIComponent(channel)}`), firstLevel: null };
+    return { m: await builtManifest(`${path}?channel=${encodeURIComponent(channel)}`), firstLevel: null };
   }
   const { response, body, firstLevel } = early;
   if (!response.ok) throw apiErrorFromBody(response.status, response.statusText, body, response.url);
+  if (response.status === 202) return { m: await builtManifest(response.url), firstLevel: null };
   return { m: body, firstLevel };
 }
 
