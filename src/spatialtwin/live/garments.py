@@ -16,7 +16,12 @@ has to settle or explode. Built once per garment per session, in steps:
    vertices on the display mesh (to start it from the state of a finer level) and the display
    vertices on it (so the client always gets the same mesh, whatever level simulates it).
    Pins carry over where a coarse vertex sits mostly on pinned display vertices,
-4. **skin weights** of the drape (`garment.look.transfer_skin_weights`), to carry it into the
+4. **settle for the live solver**: the look was draped with the static drape's settings (20
+   substeps, self-collision, extra damping); the live loop steps with fewer substeps, whose
+   cloth is a little softer, so left as it is the drape would sag and swing for a second as
+   the session starts (9 cm at 10 substeps). A second of live steps on the body at rest
+   (`settle_frames`) starts the session at the live solver's own equilibrium,
+5. **skin weights** of the drape (`garment.look.transfer_skin_weights`), to carry it into the
    current pose when the garment is switched in mid-session.
 
 Example:
@@ -32,16 +37,21 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from spatialtwin.body.pose import Pose
 from spatialtwin.body.skinning import SkinWeights
 from spatialtwin.body.twin_body import TwinBody
 from spatialtwin.cloth.fabric import Fabric
 from spatialtwin.cloth.model import ClothModel, build_cloth_model
+from spatialtwin.cloth.solver import ClothSim, SolverSettings
 from spatialtwin.errors import SpatialTwinError
 from spatialtwin.garment.embedding import Embedding, embed_points
 from spatialtwin.garment.look import DrapedGarment, LookGarment, transfer_skin_weights
 from spatialtwin.garment.mesh import GarmentMesh, triangle_areas
 from spatialtwin.garment.remesh import collapse_short_edges, flip_to_delaunay
 from spatialtwin.gltf.vertex_stream import coherent_vertex_order
+from spatialtwin.live.body import WeldedSkinner
+
+LIVE_SUBSTEPS = 15  # SolverSettings' live budget
 
 
 @dataclass(frozen=True)
@@ -54,6 +64,9 @@ class LevelOptions:
     coarse_edge_factors: tuple[float, ...] = (1.4, 2.0)
     max_vertex_ratio: float = 0.8
     collapse_rounds: int = 24
+    # the live solver's substeps (a session must step with the same) and the settling
+    substeps: int = LIVE_SUBSTEPS
+    settle_frames: int = 30
 
 
 LEVEL_DEFAULTS = LevelOptions()
@@ -82,7 +95,7 @@ class LiveGarment:
     stream: int
     fabric: Fabric
     levels: tuple[ClothLevel, ...]
-    drape_positions_m: NDArray[np.float64]  # (N, 3) the look's settled cloth, bind pose
+    drape_positions_m: NDArray[np.float64]  # (N, 3) the look's cloth settled live, bind pose
     display_faces: NDArray[np.int64]  # (F, 3) the mesh the client draws
     display_corner_uvs: NDArray[np.float32] | None  # (F, 3, 2)
     base_color: tuple[float, float, float, float]
@@ -116,6 +129,19 @@ def _median_edge_m(vertices: NDArray[np.float64], faces: NDArray[np.int64]) -> f
     return float(np.median(np.linalg.norm(vertices[e[:, 0]] - vertices[e[:, 1]], axis=1)))
 
 
+def _settled(
+    model: ClothModel, positions_m: NDArray[np.float64], body: TwinBody, options: LevelOptions
+) -> NDArray[np.float64]:
+    """The drape after `settle_frames` live steps on the body at rest (its live equilibrium)."""
+    skinner = WeldedSkinner(body)
+    rest = skinner.posed(Pose.rest())
+    settings = SolverSettings(substeps=options.substeps)
+    sim = ClothSim(model, rest, skinner.faces, positions_m, settings)
+    for _ in range(options.settle_frames):
+        sim.advance(1.0 / 30.0)
+    return sim.state.positions_m.copy()
+
+
 def build_live_garment(
     garment: LookGarment,
     draped: DrapedGarment,
@@ -123,7 +149,7 @@ def build_live_garment(
     stream: int = 0,
     options: LevelOptions = LEVEL_DEFAULTS,
 ) -> LiveGarment:
-    """Steps 1–4 of the module doc for one garment of a look draped at `body`'s bind pose."""
+    """Steps 1–5 of the module doc for one garment of a look draped at `body`'s bind pose."""
     if draped.rest_positions_m is None or draped.pinned is None:
         raise SpatialTwinError(
             "live_garment_incomplete",
@@ -174,7 +200,10 @@ def build_live_garment(
         levels.append(
             ClothLevel(len(levels), model, _median_edge_m(cv, cf), on_display, display_on)
         )
-    # (4) skin weights of the drape
+    # (4) settle with the live solver on the body at rest
+    if options.settle_frames > 0:
+        drape = _settled(model0, drape, body, options)
+    # (5) skin weights of the drape
     skin = transfer_skin_weights(body, drape)
     uvs = draped.corner_uvs
     return LiveGarment(

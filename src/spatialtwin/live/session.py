@@ -60,7 +60,7 @@ from spatialtwin.gltf.vertex_stream import DEFAULT_STEP_M, VertexStreamEncoder
 from spatialtwin.live.body import WeldedSkinner
 from spatialtwin.live.cloth_stage import GarmentCloth, carried_drape
 from spatialtwin.live.frames import FrameInput, check_frame, check_landmarks, decode_checked
-from spatialtwin.live.garments import LiveGarment
+from spatialtwin.live.garments import LIVE_SUBSTEPS, LiveGarment
 from spatialtwin.live.quality import QUALITY_DEFAULTS, AdaptiveQuality, QualityOptions
 from spatialtwin.tracking.landmarker import LandmarkerOptions, PoseLandmarkerStream
 from spatialtwin.tracking.landmarks import LandmarkFrame
@@ -70,6 +70,7 @@ from spatialtwin.tracking.upright import UprightOptions
 log = logging.getLogger(__name__)
 IDENTITY = np.array([0.0, 0.0, 0.0, 1.0])
 MAX_GARMENTS = 4
+MAX_STEP_S = 0.1  # the solver's longest step; a longer stall is simulated slower than it ran
 
 
 @dataclass(frozen=True)
@@ -79,26 +80,35 @@ class SessionOptions:
     - ``model``: MediaPipe bundle for server-side tracking ("full", "lite", "heavy").
     - ``camera_pitch_deg``/``camera_roll_deg``: the mirror camera's tilt when known; None
       estimates it from the standing shopper over the first second (`tracking.upright`).
-    - ``substeps``: cloth substeps per frame; ``quality`` the adaptive-quality budget;
+    - ``substeps``: cloth substeps per frame (the live garments were settled with as many:
+      `LevelOptions.substeps`); ``quality`` the adaptive-quality budget;
       ``max_body_step_m`` how fast (metres a frame) a body part may move and still be found
-      by the cloth's contact search (a flung hand: 20–30 cm a frame).
+      by the cloth's contact search (a flung hand moves 20–30 cm a frame; measured on the
+      T-shirt under arm flings, widening the search to 0.3 m did not keep more of the cloth
+      out, so the solver's 0.15 m stays).
     - ``acquire_s``: a shopper picked up (again) is blended in over this long.
     - ``min_dt_s``/``max_dt_s``: the cloth steps by the real time between processed frames,
-      clamped to these (a stall must not become one huge step).
+      clamped to these (a stall must not become one huge step); ``cloth_dt_s``: the longest
+      cloth step: a longer interval (a 5 fps camera, dropped frames) is cut into steps of at
+      most this, with the pose interpolated between the two frames, up to
+      ``max_steps_per_frame`` (a body that jumps 0.2 s of motion in one step tears through
+      the cloth; at 30 fps input this is one step a frame).
     - ``results``: results kept for `next_result` (the oldest dropped beyond that).
     """
 
     model: str = "full"
     camera_pitch_deg: float | None = None
     camera_roll_deg: float = 0.0
-    substeps: int = 10
-    max_body_step_m: float = 0.3
+    substeps: int = LIVE_SUBSTEPS
+    max_body_step_m: float = 0.15
     quality: QualityOptions = QUALITY_DEFAULTS
     adaptive: bool = True
     start_level: int = 0
     acquire_s: float = 0.4
     min_dt_s: float = 1.0 / 120.0
-    max_dt_s: float = 1.0 / 15.0
+    max_dt_s: float = 0.25
+    cloth_dt_s: float = 1.0 / 30.0
+    max_steps_per_frame: int = 6
     step_m: float = DEFAULT_STEP_M
     results: int = 2
     models_dir: Path | None = None
@@ -273,6 +283,9 @@ class MirrorSession:
         self._blend_t0 = 0.0
         self._was_tracked = False
         self._last_step_at: float | None = None
+        self._last_arrival_s: float | None = None
+        self._input_interval_s: float | None = None  # moving average of the camera's interval
+        self._step_cost_s: float | None = None  # moving average of one skin + cloth step
         self._result_times: deque[float] = deque(maxlen=120)
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -347,6 +360,11 @@ class MirrorSession:
         item.arrived_at_s = time.perf_counter()
         with self._lock:
             self.stats.received += 1
+            if self._last_arrival_s is not None:
+                gap = item.arrived_at_s - self._last_arrival_s
+                prev = self._input_interval_s
+                self._input_interval_s = gap if prev is None else 0.9 * prev + 0.1 * gap
+            self._last_arrival_s = item.arrived_at_s
         if self._frames.put(item):
             with self._lock:
                 self.stats.dropped_before_tracking += 1
@@ -502,6 +520,16 @@ class MirrorSession:
                 with self._lock:
                     self.stats.errors.append(type(exc).__name__)
 
+    def _cloth_steps(self, dt: float) -> int:
+        """Cloth steps for an interval of `dt` seconds: enough that none is longer than
+        `cloth_dt_s`, but only as many as fit in the camera's frame interval (frames dropped
+        because the cloth is slow must not make it slower still)."""
+        wanted = int(np.ceil(dt / self.options.cloth_dt_s - 0.25))
+        interval = self._input_interval_s
+        if self._step_cost_s is not None and interval is not None:
+            wanted = min(wanted, int(0.8 * interval / max(self._step_cost_s, 1e-4)))
+        return int(np.clip(wanted, 1, self.options.max_steps_per_frame))
+
     def _cloth_frame(self, item: _Tracked) -> None:
         started = time.perf_counter()
         with self._lock:
@@ -512,19 +540,34 @@ class MirrorSession:
         timings = dict(item.timings_ms)
         timings["wait_cloth"] = 1e3 * (started - item.done_at_s)
         arrived = item.frame.arrived_at_s
-        dt = 1.0 / 30.0 if self._last_step_at is None else arrived - self._last_step_at
+        dt = self.options.cloth_dt_s if self._last_step_at is None else arrived - self._last_step_at
         dt = float(np.clip(dt, self.options.min_dt_s, self.options.max_dt_s))
         self._last_step_at = arrived
-        # (1) pose and body
+        steps = self._cloth_steps(dt)
+        # (1) pose and body, (2) cloth: in `steps` steps from the last pose to this one
+        before = (self._quats.copy(), np.asarray(self._pose.root_m, dtype=np.float64).copy())
         pose = self._driving_pose(item.tracked, arrived)
         self._pose = pose
-        t0 = time.perf_counter()
-        body_m = self._skinner.posed(pose)
-        self._collider.update(body_m)
-        t1 = time.perf_counter()
-        # (2) cloth
-        for cloth in self._cloth:
-            cloth.advance(dt)
+        skin_s = cloth_s = 0.0
+        for k in range(1, steps + 1):
+            w = k / steps
+            if k < steps:
+                quats = _nlerp(before[0], self._quats, w)
+                root = (1.0 - w) * before[1] + w * np.asarray(pose.root_m)
+                step_pose = Pose(root, dict(zip(JOINT_NAMES, quats, strict=True)))
+            else:
+                step_pose = pose
+            t0 = time.perf_counter()
+            self._collider.update(self._skinner.posed(step_pose))
+            t1 = time.perf_counter()
+            for cloth in self._cloth:
+                cloth.advance(min(dt / steps, MAX_STEP_S))
+            skin_s += t1 - t0
+            cloth_s += time.perf_counter() - t1
+        step_cost = (skin_s + cloth_s) / steps
+        self._step_cost_s = (
+            step_cost if self._step_cost_s is None else (0.8 * self._step_cost_s + 0.2 * step_cost)
+        )
         t2 = time.perf_counter()
         display = [cloth.display_positions() for cloth in self._cloth]
         t3 = time.perf_counter()
@@ -535,13 +578,14 @@ class MirrorSession:
         }
         t4 = time.perf_counter()
         timings.update(
-            skin=1e3 * (t1 - t0),
-            cloth=1e3 * (t2 - t1),
+            skin=1e3 * skin_s,
+            cloth=1e3 * cloth_s,
             display=1e3 * (t3 - t2),
             encode=1e3 * (t4 - t3),
         )
-        # (3) adaptive quality on the whole cloth-thread stage
-        state = self._quality.observe(t4 - started, t4)
+        # (3) adaptive quality on the cloth-thread stage, per cloth step of `cloth_dt_s`
+        stage_s = (t4 - started) - (skin_s + cloth_s) * (steps - 1) / steps
+        state = self._quality.observe(stage_s, t4)
         if state.changed:
             for cloth in self._cloth:
                 cloth.set_level(min(state.level, len(cloth.garment.levels) - 1))
@@ -564,7 +608,7 @@ class MirrorSession:
             rotations={n: q.copy() for n, q in pose.rotations.items()},
             garments=frames,
             timings_ms=timings,
-            quality=state.to_json(),
+            quality={**state.to_json(), "cloth_steps": steps},
             effective_rate_hz=rate,
             dropped_frames=dropped,
             camera={"pitch_deg": round(pitch, 2), "roll_deg": round(roll, 2)},
