@@ -424,6 +424,11 @@ class MirrorSession:
         return cam.pitch_deg, cam.roll_deg
 
     @property
+    def camera_tilt_is_fixed(self) -> bool:
+        """True once the tilt is set or calibrated (then worth storing for the mirror)."""
+        return self._tracker.poses.camera.is_fixed
+
+    @property
     def garment_levels(self) -> list[int]:
         return [c.level for c in self._cloth]
 
