@@ -562,3 +562,30 @@ def test_flung_arms_do_not_tear_through_the_shirt(ava, wardrobe):
         worst = max(worst, float(np.mean(sd < -0.005)))
     assert fastest > 0.2  # the hands really fly
     assert worst <= 0.005
+
+
+def test_adaptive_quality_jumps_to_the_level_that_fits_and_does_not_oscillate():
+    """The controller alone, on the stage times a slow machine gives the 10k skirt's levels."""
+    from spatialtwin.live.quality import AdaptiveQuality
+
+    counts = (9365, 6827, 4091)
+    q = AdaptiveQuality(counts)
+    t = 0.0
+    states = []
+    for _ in range(10):  # 60 ms a frame at level 0: far over the 33 ms budget
+        t += 1 / 30
+        states.append(q.observe(0.060, t))
+    assert q.level == 2  # straight to the level whose scaled cost (26 ms) fits
+    assert any(s.changed and "coarser" in s.reason for s in states)
+    for _ in range(25):  # level 2 runs at 10 ms: room for level 1 (scaled: 17 ms)
+        t += 1 / 30
+        q.observe(0.010, t)
+    assert q.level == 1
+    for _ in range(60):  # level 1 at 15 ms; level 0 was measured at 60 ms: stay
+        t += 1 / 30
+        state = q.observe(0.015, t)
+    assert q.level == 1 and not state.rate_limited
+    slow = AdaptiveQuality(counts)
+    for k in range(40):  # even the coarsest level over budget: rate-limited, said so
+        state = slow.observe(0.2, k / 30)
+    assert slow.level == 2 and state.rate_limited and "lower rate" in state.reason

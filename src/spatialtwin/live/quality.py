@@ -6,7 +6,9 @@ every frame the controller takes that stage's time into an exponential moving av
 level, then:
 
 - **coarser** when the average passes `downgrade_fraction` of the budget (sustained, not one
-  slow frame: the average needs `dwell_frames` frames at a level before it is trusted),
+  slow frame: the average needs `dwell_frames` frames at a level before it is trusted, or
+  `urgent_frames` when it is over the whole budget by half), straight to the finest coarser
+  level whose cost, scaled by vertex count, fits,
 - **finer** when the average is under `upgrade_fraction` of the budget and the finer level's
   cost, as measured when it last ran (or scaled by vertex count if it never ran), fits under
   `downgrade_fraction` with a margin; a level that had to be left is not retried for
@@ -34,6 +36,8 @@ class QualityOptions:
     upgrade_fraction: float = 0.5
     smoothing: float = 0.15  # weight of the newest frame in the moving average
     dwell_frames: int = 20
+    urgent_frames: int = 4
+    warmup_frames: int = 2  # frames after a start or a switch left out (fresh contacts search)
     retry_s: float = 5.0
 
     def __post_init__(self) -> None:
@@ -41,8 +45,8 @@ class QualityOptions:
             raise ValueError("budget_s must be 1 ms .. 1 s")
         if not 0.0 < self.upgrade_fraction < self.downgrade_fraction <= 1.0:
             raise ValueError("need 0 < upgrade_fraction < downgrade_fraction ≤ 1")
-        if not 0.0 < self.smoothing <= 1.0 or self.dwell_frames < 1:
-            raise ValueError("smoothing must be in (0, 1], dwell_frames ≥ 1")
+        if not 0.0 < self.smoothing <= 1.0 or self.dwell_frames < 1 or self.urgent_frames < 1:
+            raise ValueError("smoothing must be in (0, 1], dwell_frames and urgent_frames ≥ 1")
 
 
 QUALITY_DEFAULTS = QualityOptions()
@@ -103,7 +107,8 @@ class AdaptiveQuality:
     def observe(self, stage_s: float, now_s: float) -> QualityState:
         """Take one frame's cloth-stage time (seconds) at the current level."""
         o = self.options
-        if np.isfinite(stage_s) and stage_s >= 0.0:
+        warm = self._frames_here >= o.warmup_frames
+        if warm and np.isfinite(stage_s) and stage_s >= 0.0:
             prev = self._avg[self.level]
             self._avg[self.level] = (
                 stage_s if prev is None else (1.0 - o.smoothing) * prev + o.smoothing * stage_s
@@ -113,12 +118,18 @@ class AdaptiveQuality:
         over = avg > o.downgrade_fraction * o.budget_s
         coarsest = self.level == len(self.counts) - 1
         changed = False
-        if self.adaptive and self._frames_here >= o.dwell_frames:
+        urgent = avg > 1.5 * o.budget_s and self._frames_here >= o.warmup_frames + o.urgent_frames
+        if self.adaptive and (self._frames_here >= o.dwell_frames or urgent):
             if over and not coarsest:
                 left = self.level
                 self._retry_after_s[left] = now_s + self._backoff_s[left]
                 self._backoff_s[left] *= 2.0
-                self._switch(left + 1)
+                target = len(self.counts) - 1
+                for k in range(left + 1, len(self.counts)):
+                    if avg * self.counts[k] / self.counts[left] < o.downgrade_fraction * o.budget_s:
+                        target = k
+                        break
+                self._switch(target)
                 self._reason = (
                     f"cloth stage {1e3 * avg:.1f} ms over {o.downgrade_fraction:.0%} of the "
                     f"{1e3 * o.budget_s:.1f} ms budget at level {left}: coarser"
