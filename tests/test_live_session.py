@@ -246,13 +246,8 @@ def test_adaptive_quality_goes_coarser_and_back_and_says_so(ava, wardrobe, squat
     assert results[-1].quality["cloth_vertices"] == skirt.levels[1].vertex_count
     assert results[-1].quality["rate_limited"]  # the coarsest level is over 4 ms as well
     positions = decoded_streams(results, skirt.stream)
-    jump = max(
-        float(np.linalg.norm(b - a, axis=1).max())
-        for a, b in zip(
-            positions[switched - 2 : switched + 3], positions[switched - 1 :], strict=False
-        )
-    )
-    assert jump < 0.02  # the same cloth, carried onto the coarser mesh
+    jump = float(np.linalg.norm(positions[switched] - positions[switched - 1], axis=1).max())
+    assert jump < 0.01  # the same cloth, carried onto the coarser mesh (then it settles)
     roomy = SessionOptions(start_level=1, quality=QualityOptions(budget_s=0.5, dwell_frames=5))
     with MirrorSession(ava, [skirt], roomy) as session:
         results = feed_landmarks(session, [landmarks] * 15)

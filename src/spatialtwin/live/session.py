@@ -39,6 +39,7 @@ Example:
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections import deque
@@ -70,7 +71,6 @@ from spatialtwin.tracking.upright import UprightOptions
 log = logging.getLogger(__name__)
 IDENTITY = np.array([0.0, 0.0, 0.0, 1.0])
 MAX_GARMENTS = 4
-MAX_STEP_S = 0.1  # the solver's longest step; a longer stall is simulated slower than it ran
 
 
 @dataclass(frozen=True)
@@ -94,6 +94,8 @@ class SessionOptions:
       ``max_steps_per_frame`` (a body that jumps 0.2 s of motion in one step tears through
       the cloth; at 30 fps input this is one step a frame).
     - ``results``: results kept for `next_result` (the oldest dropped beyond that).
+    - ``pin_cores``: with server-side tracking, keep the tracking thread (and MediaPipe's
+      workers) on one core and the cloth thread on another (`_open_landmarker`).
     """
 
     model: str = "full"
@@ -112,6 +114,21 @@ class SessionOptions:
     step_m: float = DEFAULT_STEP_M
     results: int = 2
     models_dir: Path | None = None
+    pin_cores: bool = True
+
+    def __post_init__(self) -> None:
+        if not (1.0 / 240.0 <= self.cloth_dt_s <= 0.1 and self.max_steps_per_frame >= 1):
+            raise SpatialTwinError(
+                "bad_session_options",
+                "cloth_dt_s must be 1/240 .. 0.1 s and max_steps_per_frame ≥ 1",
+                {"cloth_dt_s": self.cloth_dt_s, "max_steps_per_frame": self.max_steps_per_frame},
+            )
+        if not (0.0 < self.min_dt_s <= self.max_dt_s <= 1.0) or self.results < 1:
+            raise SpatialTwinError(
+                "bad_session_options",
+                "need 0 < min_dt_s ≤ max_dt_s ≤ 1 s and results ≥ 1",
+                {"min_dt_s": self.min_dt_s, "max_dt_s": self.max_dt_s, "results": self.results},
+            )
 
     def tracker_options(self) -> TrackerOptions:
         pitch = self.camera_pitch_deg
@@ -249,10 +266,10 @@ class MirrorSession:
         self.stats = SessionStats()
         self._landmarker = landmarker
         self._own_landmarker = landmarker is None
+        # the tracker's own landmarker is never used: `_open_landmarker` detects, the tracker
+        # takes the people found (`track_people`)
         self._tracker = TwinPoseTracker(
-            body.skeleton,
-            options.tracker_options(),
-            landmarker=landmarker or _NoLandmarker(),
+            body.skeleton, options.tracker_options(), landmarker=_NoLandmarker()
         )
         self._skinner = WeldedSkinner(body)
         rest = self._skinner.posed(Pose.rest())
@@ -287,19 +304,13 @@ class MirrorSession:
         self._input_interval_s: float | None = None  # moving average of the camera's interval
         self._step_cost_s: float | None = None  # moving average of one skin + cloth step
         self._result_times: deque[float] = deque(maxlen=120)
+        self._cloth_core: int | None = None
 
     # --- lifecycle ------------------------------------------------------------------------
 
     def start(self) -> None:
         if self._running:
             return
-        if self._own_landmarker and self._landmarker is None:
-            self._landmarker = PoseLandmarkerStream(
-                LandmarkerOptions(
-                    model=self.options.model, max_people=1, models_dir=self.options.models_dir
-                )
-            )
-            self._tracker.landmarker = self._landmarker
         self._running = True
         self._threads = [
             threading.Thread(target=self._track_loop, name="live-track", daemon=True),
@@ -440,6 +451,24 @@ class MirrorSession:
         self._last_mp_t_s = t
         return t
 
+    def _open_landmarker(self) -> PoseLandmarkerStream:
+        """MediaPipe, opened on the first camera frame (a session on client landmarks never
+        loads a model). With `pin_cores`, the tracking thread (and with it the worker threads
+        MediaPipe starts from it, which inherit its CPU affinity) keeps to the first core and
+        the cloth thread to the second: MediaPipe's two workers would otherwise take both
+        cores for every detection and stall the cloth step that should overlap it."""
+        if self._landmarker is None:
+            cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+            if self.options.pin_cores and len(cores) >= 2:
+                os.sched_setaffinity(0, {cores[0]})  # this (the tracking) thread only
+                self._cloth_core = cores[1]
+            self._landmarker = PoseLandmarkerStream(
+                LandmarkerOptions(
+                    model=self.options.model, max_people=1, models_dir=self.options.models_dir
+                )
+            )
+        return self._landmarker
+
     def _track_loop(self) -> None:
         while self._running:
             item: FrameInput | None = self._frames.take(0.1)
@@ -459,8 +488,7 @@ class MirrorSession:
                     item.frame = None  # the frame bytes go as soon as they are decoded
                     t1 = time.perf_counter()
                     timings["decode"] = 1e3 * (t1 - started)
-                    assert self._landmarker is not None
-                    people = self._landmarker.detect(rgb, t_s)
+                    people = self._open_landmarker().detect(rgb, t_s)
                     del rgb
                     t2 = time.perf_counter()
                     timings["landmarks"] = 1e3 * (t2 - t1)
@@ -514,10 +542,14 @@ class MirrorSession:
         return Pose(root, dict(zip(JOINT_NAMES, quats, strict=True)))
 
     def _cloth_loop(self) -> None:
+        pinned = False
         while self._running:
             item: _Tracked | None = self._tracked.take(0.1)
             if item is None:
                 continue
+            if self._cloth_core is not None and not pinned:
+                os.sched_setaffinity(0, {self._cloth_core})  # this (the cloth) thread only
+                pinned = True
             try:
                 self._cloth_frame(item)
             except Exception as exc:  # a failed frame must not end the session
@@ -528,7 +560,9 @@ class MirrorSession:
     def _cloth_steps(self, dt: float) -> int:
         """Cloth steps for an interval of `dt` seconds: enough that none is longer than
         `cloth_dt_s`, but only as many as fit in the camera's frame interval (frames dropped
-        because the cloth is slow must not make it slower still)."""
+        because the cloth is slow must not make it slower still). A step is never longer than
+        `cloth_dt_s` either (see `_cloth_frame`): a cloth that cannot keep up runs slower than
+        real time rather than in longer steps, whose softer cloth sags and bounces."""
         wanted = int(np.ceil(dt / self.options.cloth_dt_s - 0.25))
         interval = self._input_interval_s
         if self._step_cost_s is not None and interval is not None:
@@ -566,7 +600,7 @@ class MirrorSession:
             self._collider.update(self._skinner.posed(step_pose))
             t1 = time.perf_counter()
             for cloth in self._cloth:
-                cloth.advance(min(dt / steps, MAX_STEP_S))
+                cloth.advance(min(dt / steps, self.options.cloth_dt_s))
             skin_s += t1 - t0
             cloth_s += time.perf_counter() - t1
         step_cost = (skin_s + cloth_s) / steps
@@ -650,10 +684,10 @@ class MirrorSession:
 
 
 class _NoLandmarker:
-    """Stands in until `start` opens MediaPipe (landmark-only sessions never do)."""
+    """The tracker's landmarker slot: the session detects itself (`_open_landmarker`)."""
 
     def detect(self, frame: Any, t_s: float) -> list[LandmarkFrame]:
-        raise SpatialTwinError("session_not_started", "start the session before sending frames")
+        raise SpatialTwinError("no_landmarker", "the session detects, not its tracker")
 
     def close(self) -> None:
         return None
