@@ -889,6 +889,34 @@ def surface_frames(
     return q, n, signed, dist
 
 
+def pushed_out(
+    positions_m: NDArray[np.float64],
+    collider: BodyCollider,
+    offset_m: float,
+    radius_m: float,
+    contacts: Contacts | None = None,
+    max_depth_m: float = 0.04,
+) -> NDArray[np.float64]:
+    """Points closer to the current body surface than `offset_m` (or up to `max_depth_m`
+    behind it) moved out along the Phong normal to `offset_m`; the rest as they are.
+
+    For points that are not simulated themselves but carried by cloth that is (a display
+    mesh on a coarser simulation mesh: between the coarse vertices the fine surface can cut
+    into a curved body). `contacts` are the points' own, carried frame to frame (fast walks).
+    """
+    x = np.ascontiguousarray(positions_m, dtype=np.float64)
+    tri, _ = collider.detect_contacts(x, radius_m, at_current=True, contacts=contacts)
+    q, n = np.empty_like(x), np.empty_like(x)
+    signed, dist = np.empty(len(x)), np.empty(len(x))
+    _surface_frames(
+        x, collider.current_m, collider.normals_current, collider.faces, tri, q, n, signed, dist
+    )
+    push = np.isfinite(signed) & (signed < offset_m) & (signed > -max_depth_m)
+    out = x.copy()
+    out[push] += (offset_m - signed[push])[:, None] * n[push]
+    return out
+
+
 # A point is *under* a layer when the closest point of the layer lies along the layer's normal
 # from it (within this cosine), not off the layer's edge: past a skirt's waistband the closest
 # skirt point is on the band's rim and the point is simply not covered.

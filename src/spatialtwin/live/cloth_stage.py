@@ -7,6 +7,7 @@ positions (and velocities) of the running level are bound onto the new level's v
 (`LiveGarment.level_positions`), so the cloth keeps its shape and motion and the client keeps
 its mesh. A garment switched in mid-session starts from its static drape carried into the
 current pose by the body's skin weights (`carried_drape`) and pushed out of the posed body.
+At a coarser level the display vertices are pushed out of the body as well (`pushed_out`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from numpy.typing import NDArray
 from spatialtwin.body.pose import Pose, skinning_matrices
 from spatialtwin.body.skinning import Skinner
 from spatialtwin.body.twin_body import TwinBody
-from spatialtwin.cloth.collider import BodyCollider
+from spatialtwin.cloth.collider import BodyCollider, pushed_out
+from spatialtwin.cloth.contacts import Contacts
 from spatialtwin.cloth.solver import ClothSim, SolverSettings
 from spatialtwin.garment.placement import CLEARANCE_MARGIN_M, push_out_of_body
 from spatialtwin.live.garments import LiveGarment
@@ -49,6 +51,7 @@ class GarmentCloth:
         self.collider = collider
         self.settings = settings
         x = garment.drape_positions_m if display_positions_m is None else display_positions_m
+        self._display_contacts = Contacts()
         self._start(level, np.asarray(x, dtype=np.float64), np.zeros((garment.vertex_count, 3)))
 
     def _start(self, level: int, display_x: NDArray, display_v: NDArray) -> None:
@@ -76,5 +79,12 @@ class GarmentCloth:
         self.sim.advance(dt)
 
     def display_positions(self) -> NDArray[np.float64]:
-        """(N, 3) display-mesh positions in stream order (metres)."""
-        return self.garment.display_positions(self.level, self.sim.state.positions_m)
+        """(N, 3) display-mesh positions in stream order (metres). At a coarser level the
+        display vertices between the simulated ones are pushed out of the body too: a coarse
+        triangle spans a curved body, and the finer surface it carries would cut into it."""
+        x = self.garment.display_positions(self.level, self.sim.state.positions_m)
+        if self.level == 0:
+            return x
+        offset = self.garment.fabric.thickness_m + self.settings.contact_margin_m
+        radius = offset + self.settings.detection_margin_m
+        return pushed_out(x, self.collider, offset, radius, self._display_contacts)
