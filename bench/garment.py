@@ -44,10 +44,10 @@ from spatialtwin.garment.estimate import posed_template
 from spatialtwin.garment.fabrics import preset
 from spatialtwin.garment.fit_check import body_parts, inside_depth_m
 from spatialtwin.garment.look import LookGarment, drape_look
-from spatialtwin.garment.pipeline import prepare_garment
 from spatialtwin.garment.refit import GarmentRefit
 from spatialtwin.gltf.makehuman import obj_vertex_positions, read_mhclo
 from spatialtwin.gltf.template_npz import shipped_template
+from spatialtwin.services.ingest import prepare_garment
 from spatialtwin.services.twins import import_body
 
 ROOT = Path(__file__).resolve().parents[1]

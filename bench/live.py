@@ -44,13 +44,13 @@ from spatialtwin.cloth.collider import BodyCollider
 from spatialtwin.cloth.solver import SolverSettings, edge_stretch
 from spatialtwin.garment.fabrics import preset
 from spatialtwin.garment.look import LookGarment, drape_look
-from spatialtwin.garment.pipeline import prepare_garment
 from spatialtwin.garment.remesh import RemeshOptions, remesh_for_cloth
 from spatialtwin.gltf.template_npz import shipped_template
 from spatialtwin.live.body import WeldedSkinner
 from spatialtwin.live.cloth_stage import GarmentCloth
 from spatialtwin.live.garments import LiveGarment, build_live_garment
 from spatialtwin.live.session import LiveResult, MirrorSession, SessionOptions
+from spatialtwin.services.ingest import prepare_garment
 from spatialtwin.tracking.bundle import build_bundles
 from spatialtwin.tracking.landmarker import LandmarkerOptions, PoseLandmarkerStream
 from spatialtwin.tracking.tracker import TwinPoseTracker

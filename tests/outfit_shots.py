@@ -43,11 +43,11 @@ from spatialtwin.body.twin_body import TwinBody
 from spatialtwin.garment.appearance import Appearance
 from spatialtwin.garment.fabrics import preset
 from spatialtwin.garment.look import LookGarment, drape_look
-from spatialtwin.garment.pipeline import prepare_garment
 from spatialtwin.garment.refit import GarmentRefit
 from spatialtwin.gltf.look_glb import look_to_glb
 from spatialtwin.gltf.template_npz import shipped_template
 from spatialtwin.services.authoring import resolve_authoring, stored_authoring
+from spatialtwin.services.ingest import prepare_garment
 from spatialtwin.services.twins import import_body
 
 REPO = Path(__file__).resolve().parents[1]

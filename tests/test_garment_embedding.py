@@ -11,7 +11,7 @@ from scipy.spatial.transform import Rotation
 
 from spatialtwin.errors import SpatialTwinError
 from spatialtwin.garment.embedding import embed_points
-from spatialtwin.garment.pipeline import prepare_garment
+from spatialtwin.services.ingest import prepare_garment
 
 REPO = Path(__file__).resolve().parents[1]
 

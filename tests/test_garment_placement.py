@@ -10,9 +10,9 @@ from spatialtwin.body.skeleton import JOINT_INDEX
 from spatialtwin.cloth.collider import BodyCollider
 from spatialtwin.garment.fabrics import preset
 from spatialtwin.garment.pieces import describe_pieces
-from spatialtwin.garment.pipeline import prepare_garment
 from spatialtwin.garment.placement import place_garment
 from spatialtwin.garment.units import decide_units
+from spatialtwin.services.ingest import prepare_garment
 from tests.conftest import shared
 
 

@@ -69,11 +69,7 @@ MAY_IMPORT = {
 }
 
 # Edges still held by work in progress elsewhere, each with who clears it (module -> module).
-KNOWN_EDGES: dict[tuple[str, str], str] = {
-    # The garment pipeline reads the upload through gltf's garment reader; moving the read
-    # into services.garments is the garment/gltf owners' (one-GLB-reader work, #7 item 4).
-    ("spatialtwin.garment.pipeline", "spatialtwin.gltf.garment_io"): "gltf/garment owners",
-}
+KNOWN_EDGES: dict[tuple[str, str], str] = {}
 
 
 def module_name(path: Path) -> str:

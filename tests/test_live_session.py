@@ -31,7 +31,6 @@ from spatialtwin.cloth.solver import ClothSim, SolverSettings
 from spatialtwin.errors import SpatialTwinError
 from spatialtwin.garment.fabrics import preset
 from spatialtwin.garment.look import LookGarment, drape_look
-from spatialtwin.garment.pipeline import prepare_garment
 from spatialtwin.gltf.bvh import read_bvh
 from spatialtwin.gltf.template_npz import shipped_template
 from spatialtwin.gltf.vertex_stream import KEY, VertexStreamDecoder
@@ -41,6 +40,7 @@ from spatialtwin.live.frames import MAX_FRAME_BYTES
 from spatialtwin.live.garments import LevelOptions, build_live_garment
 from spatialtwin.live.quality import QualityOptions
 from spatialtwin.live.session import LiveResult, MirrorSession, SessionOptions
+from spatialtwin.services.ingest import prepare_garment
 from spatialtwin.tracking.motion import (
     SkinnedMotion,
     from_rest,

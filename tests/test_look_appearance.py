@@ -26,13 +26,13 @@ from spatialtwin.errors import SpatialTwinError
 from spatialtwin.garment.appearance import Appearance
 from spatialtwin.garment.fabrics import preset
 from spatialtwin.garment.look import LookGarment, LookOptions, drape_look
-from spatialtwin.garment.pipeline import prepare_garment
 from spatialtwin.gltf.garment_io import read_garment_file
 from spatialtwin.gltf.twin_glb import twin_to_glb
 from spatialtwin.lod.distance import points_at, sample_barycentric
 from spatialtwin.rights.license import Rights
 from spatialtwin.server.app import create_app
 from spatialtwin.server.keys import STORE, TWINS
+from spatialtwin.services.ingest import prepare_garment
 from tests.conftest import generated_twin
 from tests.gltf_validation import assert_valid_glb
 from tests.test_looks_cli import read_accessor

@@ -19,11 +19,11 @@ from spatialtwin.errors import SpatialTwinError
 from spatialtwin.garment.fabrics import preset
 from spatialtwin.garment.layers import draping_order
 from spatialtwin.garment.look import LookGarment, LookOptions, drape_look, drape_one, posed_body
-from spatialtwin.garment.pipeline import prepare_garment
 from spatialtwin.garment.placement import BodyLandmarks
 from spatialtwin.rights.license import Rights
 from spatialtwin.server.app import create_app
 from spatialtwin.server.keys import TWINS
+from spatialtwin.services.ingest import prepare_garment
 from tests.conftest import generated_twin
 from tests.software_render import render, save_png, shows_through
 

@@ -21,13 +21,13 @@ from spatialtwin.cloth.model import build_cloth_model
 from spatialtwin.cloth.solver import edge_stretch
 from spatialtwin.errors import SpatialTwinError
 from spatialtwin.garment.fabrics import preset
-from spatialtwin.garment.pipeline import prepare_garment
 from spatialtwin.garment.placement import place_garment
 from spatialtwin.garment.quality import QUALITY_DEFAULTS, drape_warnings
 from spatialtwin.gltf.twin_glb import twin_to_glb
 from spatialtwin.rights.license import Rights
 from spatialtwin.server.app import create_app
 from spatialtwin.server.keys import TWINS
+from spatialtwin.services.ingest import prepare_garment
 from tests.conftest import generated_twin
 
 REPO = Path(__file__).resolve().parents[1]

@@ -19,11 +19,11 @@ from spatialtwin.body.pose import Pose
 from spatialtwin.body.skeleton import JOINT_INDEX
 from spatialtwin.cli import main
 from spatialtwin.garment.fabrics import preset
-from spatialtwin.garment.pipeline import prepare_garment
 from spatialtwin.garment.placement import place_garment
 from spatialtwin.gltf.twin_glb import twin_to_glb
 from spatialtwin.rights.license import Rights
 from spatialtwin.services.context import Services
+from spatialtwin.services.ingest import prepare_garment
 from spatialtwin.services.twins import import_body
 from spatialtwin.store.embedded import EmbeddedStore
 from tests.conftest import generated_twin

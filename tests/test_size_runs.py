@@ -19,12 +19,12 @@ from spatialtwin.body.parametric import Measurements
 from spatialtwin.cli import main
 from spatialtwin.garment.fabrics import preset
 from spatialtwin.garment.look import LookGarment
-from spatialtwin.garment.pipeline import prepare_garment
 from spatialtwin.garment.sizes import choose_size, size_sort_key
 from spatialtwin.gltf.twin_glb import twin_to_glb
 from spatialtwin.rights.license import Rights
 from spatialtwin.server.app import create_app
 from spatialtwin.server.keys import TWINS
+from spatialtwin.services.ingest import prepare_garment
 from tests.conftest import generated_twin
 
 REPO = Path(__file__).resolve().parents[1]

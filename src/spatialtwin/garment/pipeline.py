@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from numpy.typing import NDArray
 
 from spatialtwin.errors import SpatialTwinError
 from spatialtwin.garment.appearance import TextureImage
@@ -30,6 +29,7 @@ from spatialtwin.garment.mesh import GarmentMesh, edge_lengths_m
 from spatialtwin.garment.pieces import Piece, check_category, describe_pieces
 from spatialtwin.garment.placement import CLEARANCE_MARGIN_M, push_out_of_body
 from spatialtwin.garment.remesh import RemeshOptions, remesh_for_cloth
+from spatialtwin.garment.source import MeshSource
 from spatialtwin.garment.units import (
     CATEGORIES,
     UNIT_M,
@@ -39,7 +39,6 @@ from spatialtwin.garment.units import (
     to_y_up,
 )
 from spatialtwin.garment.weld import WELD_TOLERANCE_M, remove_small_islands, weld_vertices
-from spatialtwin.gltf.garment_io import arrays_from_npz, arrays_to_npz, read_garment_file
 
 Progress = Callable[[str, float], None]
 AUTHORED_CLEARANCE_M = 0.001 + CLEARANCE_MARGIN_M  # a jersey's thickness plus the margin
@@ -140,8 +139,8 @@ def _noop(stage: str, fraction: float) -> None:
     return None
 
 
-def prepare_garment(
-    data: bytes,
+def prepare_source(
+    source: MeshSource,
     filename: str,
     category: str,
     units: str = "auto",
@@ -174,9 +173,7 @@ def prepare_garment(
             status=422,
         )
     warnings: list[dict[str, Any]] = []
-    # (1) read and check the file as authored
-    progress("reading", 0.05)
-    source = read_garment_file(data, filename)
+    # (1) check the file as authored (read by `gltf.garment_io`, see `services.ingest`)
     warnings.extend(source.warnings)  # textures or material files that could not be kept
     progress("validating", 0.2)
     check_has_geometry(source.vertices, source.faces)
@@ -289,51 +286,3 @@ def prepare_garment(
         authoring=authoring.kind if authoring is not None else None,
         estimate=estimate_report,
     )
-
-
-_MESH_FIELDS = ("vertices_m", "faces", "corner_uvs", "face_material", "face_piece")
-
-
-def prepared_to_npz(prepared: PreparedGarment) -> bytes:
-    """The meshes as NPZ (the store's working copy); the record holds everything else."""
-    arrays: dict[str, NDArray[Any]] = {}
-    for prefix, mesh in (("render", prepared.render), ("sim", prepared.simulation)):
-        for name in _MESH_FIELDS:
-            value = getattr(mesh, name)
-            if value is not None:
-                arrays[f"{prefix}_{name}"] = value
-    if prepared.binding is not None:
-        arrays["bind_ref"] = prepared.binding.ref.astype(np.int32)
-        arrays["bind_weights"] = prepared.binding.weights
-        arrays["bind_local_offset_m"] = prepared.binding.local_offset_m
-        arrays["bind_authoring"] = np.array(prepared.binding.authoring)
-    return arrays_to_npz(arrays)
-
-
-def binding_from_npz(data: bytes) -> GarmentBinding | None:
-    """The render vertices' binding stored by `prepared_to_npz`, if the garment has one."""
-    arrays = arrays_from_npz(data)
-    if "bind_ref" not in arrays:
-        return None
-    return GarmentBinding(
-        arrays["bind_ref"].astype(np.int64),
-        arrays["bind_weights"].astype(np.float64),
-        arrays["bind_local_offset_m"].astype(np.float64),
-        str(arrays["bind_authoring"]),
-    )
-
-
-def meshes_from_npz(data: bytes) -> tuple[GarmentMesh, GarmentMesh]:
-    """(render mesh, simulation mesh) from `prepared_to_npz` bytes."""
-    arrays = arrays_from_npz(data)
-
-    def mesh(prefix: str) -> GarmentMesh:
-        return GarmentMesh(
-            vertices_m=arrays[f"{prefix}_vertices_m"].astype(np.float64),
-            faces=arrays[f"{prefix}_faces"].astype(np.int64),
-            corner_uvs=arrays.get(f"{prefix}_corner_uvs"),
-            face_material=arrays[f"{prefix}_face_material"].astype(np.int32),
-            face_piece=arrays[f"{prefix}_face_piece"].astype(np.int32),
-        )
-
-    return mesh("render"), mesh("sim")

@@ -13,7 +13,7 @@ import json
 import logging
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -25,6 +25,7 @@ from numpy.typing import NDArray
 from spatialtwin.errors import SpatialTwinError
 from spatialtwin.garment.appearance import Appearance, GarmentMaterial, TextureImage, TextureRef
 from spatialtwin.garment.render_mesh import RenderBinding
+from spatialtwin.garment.source import MeshSource
 from spatialtwin.gltf.archive import ARCHIVE_DEFAULTS, ArchiveLimits, is_zip, read_zip
 from spatialtwin.gltf.builder import GlbBuilder
 from spatialtwin.gltf.garment_material import (
@@ -47,27 +48,6 @@ from spatialtwin.gltf.obj_text import as_utf8
 MESH_EXTENSIONS = {".obj": "obj", ".glb": "glb", ".gltf": "gltf", ".ply": "ply", ".stl": "stl"}
 SUPPORTED = (*sorted(MESH_EXTENSIONS), ".zip")
 DEFAULT_COLOUR = (0.55, 0.60, 0.70, 1.0)
-
-
-@dataclass
-class MeshSource:
-    """A garment file's triangles in file units, with per-corner UVs and per-face materials.
-
-    UVs follow OBJ's convention (v runs up the image), which is what trimesh returns for every
-    format (it flips glTF's); writers of glTF flip them back (`gltf_uvs`). `materials` are the
-    JSON form of `garment.appearance.GarmentMaterial` (what the garment record stores), their
-    texture references index `images`.
-    """
-
-    vertices: NDArray[np.float64]  # (N, 3) file units, file axes
-    faces: NDArray[np.int64]  # (F, 3) triangles (quads and n-gons fanned)
-    corner_uvs: NDArray[np.float32] | None  # (F, 3, 2) UV of each face corner, or None
-    face_material: NDArray[np.int32]  # (F,) index into `materials`
-    materials: list[dict[str, Any]] = field(default_factory=list)  # GarmentMaterial.to_json()
-    format: str = "obj"
-    source_polygons: int = 0  # faces as authored (a quad counts once)
-    images: list[TextureImage] = field(default_factory=list)
-    warnings: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _format_of(filename: str, data: bytes) -> str:

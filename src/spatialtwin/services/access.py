@@ -26,14 +26,14 @@ from spatialtwin.rights.license import License, check_use, now_utc
 from spatialtwin.store.schema import LICENSE_VERSION
 
 if TYPE_CHECKING:
-    from spatialtwin.services.context import Services
+    from spatialtwin.services.base import ServiceContext
 
 LICENSE_FIELDS = ("channels", "valid_from", "valid_until", "revoked", "terms", "fee_per_use_eur")
 CAS_ATTEMPTS = 4
 
 
 class Access:
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: ServiceContext) -> None:
         self.services = services
 
     def check(self, twin: dict[str, Any], channel: str) -> None:

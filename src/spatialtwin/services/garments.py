@@ -27,18 +27,13 @@ from spatialtwin.garment.fabrics import PRESETS, FabricSpec, preset
 from spatialtwin.garment.look import LookGarment
 from spatialtwin.garment.mesh import GarmentMesh
 from spatialtwin.garment.pieces import Piece
-from spatialtwin.garment.pipeline import (
-    binding_from_npz,
-    meshes_from_npz,
-    prepare_garment,
-    prepared_to_npz,
-)
 from spatialtwin.garment.placement import BodyLandmarks, PlacedGarment, place_garment
 from spatialtwin.garment.refit import GarmentRefit, correspond_authoring, refit_garment
 from spatialtwin.garment.render_mesh import RenderBinding
 from spatialtwin.garment.sizes import size_run
 from spatialtwin.garment.units import CATEGORIES, UNITS
 from spatialtwin.gltf.garment_io import garment_on_twin_glb
+from spatialtwin.gltf.garment_npz import binding_from_npz, meshes_from_npz, prepared_to_npz
 from spatialtwin.rights.license import now_utc, provenance
 from spatialtwin.services.authoring import (
     Attachment,
@@ -46,12 +41,15 @@ from spatialtwin.services.authoring import (
     resolve_authoring,
     stored_authoring,
 )
+from spatialtwin.services.ingest import prepare_garment
 from spatialtwin.services.views import garment_view
 from spatialtwin.store.garment_repository import fabric_exists, garment_exists
 from spatialtwin.store.twin_repository import body_key
 
 if TYPE_CHECKING:
-    from spatialtwin.services.context import Services
+    from spatialtwin.services.access import Access
+    from spatialtwin.services.base import ServiceContext
+    from spatialtwin.services.twins import TwinService
 
 INGEST = "garment.ingest"
 _SKU = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-/ ]{0,63}$")
@@ -193,8 +191,10 @@ def prepared_look_garment(
 
 
 class GarmentService:
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: ServiceContext, access: Access, twins: TwinService) -> None:
         self.services = services
+        self.access = access
+        self.twins = twins
         self.records = services.garment_records
 
     # --- fabrics -------------------------------------------------------------------------------
@@ -520,8 +520,8 @@ class GarmentService:
         garment = await self.get(garment_id)
         if not twin_id:
             raise SpatialTwinError("missing_twin", "preview needs ?twin=<twin id>", status=400)
-        twin = await self.services.access.twin_for_use(twin_id, channel)
-        body = await self.services.twins.body(twin)
+        twin = await self.access.twin_for_use(twin_id, channel)
+        body = await self.twins.body(twin)
         placed = await self.place_on(garment, body, body_key(twin))
         render = await self.render_binding(garment)
         return await self.services.run(

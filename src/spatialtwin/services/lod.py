@@ -38,7 +38,9 @@ from spatialtwin.store.lod_cache import MEDIA_TYPES, cache_key
 from spatialtwin.store.twin_repository import body_key
 
 if TYPE_CHECKING:
-    from spatialtwin.services.context import Services
+    from spatialtwin.services.access import Access
+    from spatialtwin.services.base import ServiceContext
+    from spatialtwin.services.looks import LookService
 
 PIPELINE_VERSION = "lod-1"
 TEXTURE_MAX_PX = (2048, 1024, 512, 256)
@@ -217,8 +219,10 @@ def _file_not_found(sha: str, ext: str) -> SpatialTwinError:
 
 
 class LodService:
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: ServiceContext, access: Access, looks: LookService) -> None:
         self.services = services
+        self.access = access
+        self.looks = looks
         self.records = services.lod_records
 
     @property
@@ -228,7 +232,7 @@ class LodService:
     async def twin_manifest(
         self, twin_id: str, channel: str, if_none_match: Collection[str] = ()
     ) -> ManifestAnswer:
-        twin = await self.services.access.twin_for_use(twin_id, channel)
+        twin = await self.access.twin_for_use(twin_id, channel)
         key = cache_key(twin_inputs(twin), _key_options(self.options))
         if key in if_none_match or "*" in if_none_match:
             return ManifestAnswer(key, not_modified=True)
@@ -237,7 +241,7 @@ class LodService:
     async def look_manifest(
         self, look_id: str, channel: str, if_none_match: Collection[str] = ()
     ) -> ManifestAnswer:
-        look = await self.services.looks.get_for_use(look_id, channel)
+        look = await self.looks.get_for_use(look_id, channel)
         if look.get("pose"):
             raise SpatialTwinError(
                 "lod_needs_rest_pose",
@@ -276,7 +280,7 @@ class LodService:
         revocation that lands meanwhile withdraws what was published)."""
         options = options_from_json(payload["options"])
         channel = str(payload["channel"])
-        access = self.services.access
+        access = self.access
         store = self.services.store
         progress("reading", 0.02)
         if payload["subject"] == "twin":
@@ -290,7 +294,7 @@ class LodService:
                     body_from_npz(data), name=twin["id"], extras=provenance(twin)
                 )
         else:
-            look = await self.services.looks.get_for_use(str(payload["id"]), channel)
+            look = await self.looks.get_for_use(str(payload["id"]), channel)
             twin = await self.services.twin_records.get(look["twin"])
             inputs, owners = look_inputs(look, twin), [twin["id"], look["id"]]
             data = await store.get_blob(inputs["lookGlb"])
@@ -338,7 +342,7 @@ class LodService:
         if record is None or record.get("ext") != ext or record.get("withdrawn"):
             raise _file_not_found(sha, ext)
         try:
-            await self.services.access.check_level_file(list(record.get("owners", ())), channel)
+            await self.access.check_level_file(list(record.get("owners", ())), channel)
         except SpatialTwinError as exc:
             if exc.code in ("license_revoked", "twin_not_found"):
                 raise _file_not_found(sha, ext) from exc

@@ -36,7 +36,10 @@ from spatialtwin.services.views import look_view
 from spatialtwin.store.twin_repository import body_key
 
 if TYPE_CHECKING:
-    from spatialtwin.services.context import Services
+    from spatialtwin.services.access import Access
+    from spatialtwin.services.base import ServiceContext
+    from spatialtwin.services.garments import GarmentService
+    from spatialtwin.services.twins import TwinService
 
 DRAPE = "look.drape"
 REQUEST_FIELDS = ("twin", "garments", "pose", "channel", "layer_order")
@@ -157,8 +160,17 @@ def draped_garments(look: Look) -> list[dict[str, Any]]:
 
 
 class LookService:
-    def __init__(self, services: Services) -> None:
+    def __init__(
+        self,
+        services: ServiceContext,
+        access: Access,
+        twins: TwinService,
+        garments: GarmentService,
+    ) -> None:
         self.services = services
+        self.access = access
+        self.twins = twins
+        self.garments = garments
         self.records = services.look_records
 
     async def check_request(self, payload: Any) -> LookRequest:
@@ -190,7 +202,7 @@ class LookService:
         if not isinstance(channel, str):
             raise SpatialTwinError("invalid_request", "'channel' must be a string", status=422)
         pose = parse_pose(payload.get("pose"))
-        twin = await self.services.access.twin_for_use(twin_id, channel)
+        twin = await self.access.twin_for_use(twin_id, channel)
         items = [await self._item(ref) for ref in refs]
         as_json = {
             "twin": twin_id,
@@ -203,7 +215,7 @@ class LookService:
 
     async def _item(self, ref: dict[str, str]) -> LookItem:
         """A stored garment, one size of a run, or a whole run for "best"; 404 / 422."""
-        garments = self.services.garments
+        garments = self.garments
         if "id" in ref:
             record = await garments.get(ref["id"])
             if "size" not in ref:
@@ -248,7 +260,7 @@ class LookService:
         self, body: TwinBody, run: list[dict[str, Any]], marks: BodyLandmarks | None = None
     ) -> SizeChoice:
         """The size of a run with enough ease on `body` (`garment.sizes.choose_size`)."""
-        sizes = [look_garment(r, (await self.services.garments.meshes(r))[1]) for r in run]
+        sizes = [look_garment(r, (await self.garments.meshes(r))[1]) for r in run]
         return await self.services.run(lambda: choose_size(body, sizes, marks))
 
     async def choose_sizes(
@@ -271,11 +283,11 @@ class LookService:
     ) -> dict[str, Any]:
         """Drape the look, store its GLB and record; returns the record."""
         twin = request.twin
-        body = await self.services.twins.body(twin)
-        marks = await self.services.garments.landmarks(body, body_key(twin))
+        body = await self.twins.body(twin)
+        marks = await self.garments.landmarks(body, body_key(twin))
         progress("sizing", 0.02)
         garments, sizes = await self.choose_sizes(request, body, marks)
-        wearing = [await self.services.garments.stored_look_garment(r) for r in garments]
+        wearing = [await self.garments.stored_look_garment(r) for r in garments]
         look_id = look_id or f"look_{uuid.uuid4().hex[:12]}"
         pose_json = request.pose.to_json() if request.pose is not None else None
 
@@ -333,7 +345,7 @@ class LookService:
         """The look record, refused when its twin may no longer be used in `channel`
         (default: the channel the look was made for)."""
         record = await self.records.get(look_id)
-        await self.services.access.twin_for_use(record["twin"], channel or record["channel"])
+        await self.access.twin_for_use(record["twin"], channel or record["channel"])
         return record
 
     async def glb(self, look_id: str, channel: str | None = None) -> bytes:

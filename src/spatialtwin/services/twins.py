@@ -38,7 +38,8 @@ from spatialtwin.services.views import twin_view
 from spatialtwin.store.twin_repository import body_key, twin_exists
 
 if TYPE_CHECKING:
-    from spatialtwin.services.context import Services
+    from spatialtwin.services.access import Access
+    from spatialtwin.services.base import ServiceContext
 
 GENERATE = "twin.generate"
 SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -141,8 +142,9 @@ def _unique_key(twin_id: str) -> str:
 
 
 class TwinService:
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: ServiceContext, access: Access) -> None:
         self.services = services
+        self.access = access
         self.records = services.twin_records
 
     async def list(self) -> list[dict[str, Any]]:
@@ -305,11 +307,11 @@ class TwinService:
 
     async def body_glb(self, twin_id: str, channel: str, pose: Pose | None) -> bytes:
         """The twin as GLB for `channel`, posed; refused outside its license."""
-        record = await self.services.access.twin_for_use(twin_id, channel)
+        record = await self.access.twin_for_use(twin_id, channel)
         body = await self.body(record)
         return await self.services.run(
             lambda: twin_to_glb(body, pose=pose, provenance=provenance(record))
         )
 
     async def update_license(self, twin_id: str, changes: Any) -> dict[str, Any]:
-        return await self.services.access.change_license(twin_id, changes)
+        return await self.access.change_license(twin_id, changes)
