@@ -357,7 +357,6 @@ export class Stage {
     this.frameRequested = true;
     requestAnimationFrame(() => {
       this.frameRequested = false;
-    this.drawnSizePx = null; // [width, height] the renderer was last sized to
       if (this.controls && this.controls.update()) this.requestFrame();
       this.render();
     });
