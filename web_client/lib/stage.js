@@ -9,7 +9,11 @@
 //               frame comes without prefiltering an environment (product page, 300 ms budget);
 //   TRUE_SCALE  an orthographic front view at `pxPerMetre` CSS pixels per metre on a plain
 //               chroma-green background, no grid or shadows, so a test can measure metres from
-//               pixels (the viewer's `?camera=ortho`).
+//               pixels (the viewer's `?camera=ortho`);
+//   MIRROR      the same orthographic true scale, for a display calibrated in pixels per metre,
+//               with the floor held `floorPx` above the bottom edge and x = 0 in the middle
+//               however the twin moves, on a dark glass-like background (mirror and watch
+//               pages; the mirror flips its canvas left-right in CSS).
 //
 //   const stage = await openStage(container, { ...STUDIO, canvasLabel: '3D view of the twin' });
 //   const gltf = await gltfLoader().parseAsync(glbBytes, '');
@@ -77,6 +81,14 @@ export const TRUE_SCALE = Object.freeze({
   floorGrid: false,
   controls: false,
   preserveDrawingBuffer: true,
+});
+
+export const MIRROR = Object.freeze({
+  ...TRUE_SCALE,
+  view: 'mirror',
+  background: '#14161b',
+  floorPx: 16,
+  preserveDrawingBuffer: false,
 });
 
 const TONE_MAPPING = { neutral: THREE.NeutralToneMapping, none: THREE.NoToneMapping };
@@ -257,15 +269,31 @@ export class Stage {
 
   // An orthographic frustum whose width in metres is the canvas width in pixels / pxPerMetre,
   // centred on the object: one metre on the object is exactly pxPerMetre CSS pixels on screen.
+  // With `floorPx` set (a mirror), the view stays put instead: x = 0 at the centre and the
+  // floor (y = 0) that many CSS pixels above the bottom edge, whatever the object does.
   fitOrtho(width, height) {
-    const centre = this.box ? this.box.getCenter(new THREE.Vector3()) : this.target;
     const halfW = width / 2 / this.options.pxPerMetre;
     const halfH = height / 2 / this.options.pxPerMetre;
+    const floorPx = this.options.floorPx;
+    const centre = Number.isFinite(floorPx)
+      ? new THREE.Vector3(0, halfH - floorPx / this.options.pxPerMetre, 0)
+      : this.box ? this.box.getCenter(new THREE.Vector3()) : this.target.clone();
     Object.assign(this.camera, { left: -halfW, right: halfW, top: halfH, bottom: -halfH });
     this.target.copy(centre);
     this.camera.position.set(centre.x, centre.y, centre.z + 10);
     this.camera.lookAt(centre);
     this.camera.updateProjectionMatrix();
+  }
+
+  // A new scale for an orthographic stage (a mirror calibrated to its display), kept framed.
+  setPxPerMetre(pxPerMetre) {
+    if (!this.camera.isOrthographicCamera || !(Number.isFinite(pxPerMetre) && pxPerMetre > 0)) {
+      throw new RangeError(`an orthographic stage needs pxPerMetre > 0, not ${pxPerMetre}`);
+    }
+    this.options.pxPerMetre = pxPerMetre;
+    const [width, height] = this.sizePx;
+    this.fitOrtho(width, height);
+    this.requestFrame();
   }
 
   // Frame the whole box with the view's margins, so feet and head never touch the edge; from
