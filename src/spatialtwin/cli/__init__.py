@@ -13,7 +13,17 @@ import sys
 
 from spatialtwin.errors import SpatialTwinError
 
-COMMAND_MODULES = ("serve", "twin", "garment", "drape", "lod", "track", "template", "samples")
+COMMAND_MODULES = (
+    "serve",
+    "twin",
+    "garment",
+    "drape",
+    "lod",
+    "track",
+    "template",
+    "samples",
+    "mirror",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -19,6 +19,7 @@ from typing import Any
 
 from spatialtwin.services.access import Access
 from spatialtwin.services.base import ServiceContext
+from spatialtwin.services.devices import DeviceService
 from spatialtwin.services.garments import GarmentService
 from spatialtwin.services.lod import LodService
 from spatialtwin.services.looks import LookService
@@ -38,6 +39,7 @@ class Services(ServiceContext):
         self.garments = GarmentService(self, self.access, self.twins)
         self.looks = LookService(self, self.access, self.twins, self.garments)
         self.lod = LodService(self, self.access, self.looks)
+        self.devices = DeviceService(self)
 
     @classmethod
     async def open(cls, store: Store, **kwargs: Any) -> Services:

@@ -32,6 +32,7 @@ FABRICS = "fabrics"
 JOBS = "jobs"
 LOD_SETS = "lod_sets"
 LOD_FILES = "lod_files"
+MIRROR_DEVICES = "mirror_devices"
 
 # The license is a part of the twin record with a version of its own, so its shape can change
 # (roles, metering: #11) without a new twin version.
@@ -94,6 +95,7 @@ UPGRADES: dict[str, list[Upgrade]] = {
     JOBS: [_job_0_to_1],
     LOD_SETS: [_unchanged],
     LOD_FILES: [_lod_file_0_to_1],
+    MIRROR_DEVICES: [_unchanged],
 }
 CURRENT: dict[str, int] = {kind: len(steps) for kind, steps in UPGRADES.items()}
 
