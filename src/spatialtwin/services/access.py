@@ -9,6 +9,8 @@ level file, a drape job — asks here first, and nothing else in the code base d
 - `check(twin, channel)`: the decision (`rights.license.check_use`): 410 once revoked, 400 for an
   unknown channel, 403 outside the licensed channels or the validity window.
 - `twin_for_use(twin_id, channel)`: the twin record, read now, if that use is allowed.
+- `twins_for_use(channel)`: every twin usable in `channel` now (a mirror picking the twin
+  closest to a shopper's height chooses among these only).
 - `check_level_file(owners, channel)`: a level file shows these twins; it is refused while any
   of them is outside its window (or, with a channel, its channels), and once any is revoked.
 - `change_license(twin_id, changes)`: channels and validity change by compare-and-set;
@@ -45,6 +47,17 @@ class Access:
         twin = await self.services.twin_records.get(twin_id)
         self.check(twin, channel)
         return twin
+
+    async def twins_for_use(self, channel: str) -> list[dict[str, Any]]:
+        """Every twin record usable in `channel` now (revoked, expired or unlicensed left out)."""
+        usable = []
+        for twin in await self.services.twin_records.list():
+            try:
+                self.check(twin, channel)
+            except SpatialTwinError:
+                continue
+            usable.append(twin)
+        return usable
 
     async def check_level_file(self, owners: list[str], channel: str | None) -> None:
         """Refuse a level file while a twin it shows may not be used: revoked (410), outside
