@@ -37,15 +37,16 @@ def test_serve_answers_and_shuts_down_gracefully(tmp_path):
     )
     try:
         deadline = time.monotonic() + 60
-        while True:
+        statuses: list[str] = []
+        while not statuses or statuses[-1] == "loading":
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
-                    assert json.loads(r.read())["status"] == "ok"
-                    break
+                    statuses.append(json.loads(r.read())["status"])
             except OSError:
                 assert proc.poll() is None, proc.stderr.read()
-                assert time.monotonic() < deadline, "server did not come up"
-                time.sleep(0.2)
+            assert time.monotonic() < deadline, "server did not come up"
+            time.sleep(0.2)
+        assert statuses[-1] == "ok", statuses
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/twins", timeout=5) as r:
             assert json.loads(r.read()) == {"twins": []}
     finally:
@@ -61,8 +62,9 @@ def test_serve_answers_and_shuts_down_gracefully(tmp_path):
 
 
 def test_serve_listens_before_seeding_and_reports_it(tmp_path):
-    """A fresh data directory: the server answers while the samples are still being made
-    (`seeding`), becomes `ok` when they are stored, and logs that it listened first."""
+    """A fresh data directory: the server answers while its services load (`loading`) and
+    the samples are still being made (`seeding`), becomes `ok` when they are stored, and logs
+    that it listened first."""
     port, data = free_port(), tmp_path / "data"
     started = time.monotonic()
     proc = subprocess.Popen(
@@ -74,7 +76,7 @@ def test_serve_listens_before_seeding_and_reports_it(tmp_path):
     statuses = []
     try:
         deadline = time.monotonic() + 600
-        while not statuses or statuses[-1] == "seeding":
+        while not statuses or statuses[-1] in ("loading", "seeding"):
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
                     statuses.append(json.loads(r.read())["status"])
@@ -90,7 +92,9 @@ def test_serve_listens_before_seeding_and_reports_it(tmp_path):
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
-    assert statuses[0] == "seeding" and statuses[-1] == "ok", statuses
+    assert statuses[0] in ("loading", "seeding") and statuses[-1] == "ok", statuses
+    assert "seeding" in statuses, statuses
+    assert statuses.index("seeding") > (statuses.index("loading") if "loading" in statuses else -1)
     lines = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
     messages = [e["msg"] for e in lines]
     assert messages.index("listening") < messages.index("seeding finished")

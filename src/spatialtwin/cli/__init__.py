@@ -1,7 +1,9 @@
 """The `spatialtwin` command line: one module per command group, registered here.
 
 Each command module exposes `register(subparsers)`. A `SpatialTwinError` (bad input) prints
-its message and exits with status 2; nothing else is caught.
+its message and exits with status 2; nothing else is caught. When the command line names a
+command, only that command's module is imported: `spatialtwin serve` does not pay for the
+numerics and MediaPipe the other commands import (about 2 s); `--help` imports them all.
 """
 
 from __future__ import annotations
@@ -26,10 +28,13 @@ COMMAND_MODULES = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser with every command, or only the one `argv` names."""
     parser = argparse.ArgumentParser(prog="spatialtwin", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in COMMAND_MODULES:
+    args = sys.argv[1:] if argv is None else argv
+    named = args[0] if args and args[0] in COMMAND_MODULES else None
+    for name in COMMAND_MODULES if named is None else (named,):
         try:
             module = importlib.import_module(f"spatialtwin.cli.{name}")
         except ModuleNotFoundError as exc:
@@ -41,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)

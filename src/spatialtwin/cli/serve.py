@@ -1,12 +1,18 @@
-"""`spatialtwin serve`: run the HTTP server on the embedded store."""
+"""`spatialtwin serve`: run the HTTP server on the embedded store.
+
+The server listens before its services have loaded (`server.loading`): it answers `/healthz`
+within a second of the start, and requests that need the services wait for them.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from aiohttp import web
+if TYPE_CHECKING:
+    from aiohttp import web
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -25,11 +31,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def run(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
     from spatialtwin.server.app import create_app
     from spatialtwin.server.logs import configure_logging
 
     configure_logging(args.log_level)
-    app = create_app(args.data, seed=not args.no_seed)
+    app = create_app(args.data, seed=not args.no_seed, services_after_listening=True)
     log = logging.getLogger("spatialtwin.server")
 
     async def announce(app: web.Application) -> None:

@@ -1,29 +1,45 @@
-"""Typed application keys for the long-lived services a handler may use (every AppKey)."""
+"""Typed application keys for the long-lived services a handler may use (every AppKey).
+
+Imports nothing heavy at run time (the service types are for type checkers only): the HTTP
+layer must listen before the numerics under the services are imported (`server.loading`).
+
+`STORE`, `EXECUTOR`, `LOADER`, `SETTINGS`, `PROJECT_ROOT` (and `SEED` when seeding) are set
+before the server listens. A handler reaches the services through `LOADER`
+(`server.loading.ready_services`), which waits while they are still loading; `SERVICES`,
+`JOBS`, `TWINS`, `GARMENTS`, `LOOKS` and `LOD` are set only by an app that opens its
+services before it listens (`create_app`'s default, which tests use to reach into the app).
+"""
 
 from __future__ import annotations
 
 from concurrent.futures import Executor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from spatialtwin.jobs.runner import InProcessJobQueue
 from spatialtwin.server.seed import SeedState
-from spatialtwin.services.context import Services
-from spatialtwin.services.garments import GarmentService
-from spatialtwin.services.lod import LodService
-from spatialtwin.services.looks import LookService
-from spatialtwin.services.twins import TwinService
 from spatialtwin.store.base import Store
+
+if TYPE_CHECKING:
+    from spatialtwin.jobs.runner import InProcessJobQueue
+    from spatialtwin.server.loading import ServiceLoader
+    from spatialtwin.services.context import Services
+    from spatialtwin.services.garments import GarmentService
+    from spatialtwin.services.lod import LodService
+    from spatialtwin.services.looks import LookService
+    from spatialtwin.services.twins import TwinService
 
 STORE = web.AppKey("store", Store)
 EXECUTOR = web.AppKey("executor", Executor)
-SERVICES = web.AppKey("services", Services)
-JOBS = web.AppKey("jobs", InProcessJobQueue)
-TWINS = web.AppKey("twins", TwinService)
-GARMENTS = web.AppKey("garments", GarmentService)
-LOOKS = web.AppKey("looks", LookService)
-LOD = web.AppKey("lod", LodService)
+LOADER: web.AppKey[ServiceLoader] = web.AppKey("loader")
 SEED = web.AppKey("seed", SeedState)
 SETTINGS = web.AppKey("settings", dict)
 PROJECT_ROOT = web.AppKey("project_root", Path)
+
+SERVICES: web.AppKey[Services] = web.AppKey("services")
+JOBS: web.AppKey[InProcessJobQueue] = web.AppKey("jobs")
+TWINS: web.AppKey[TwinService] = web.AppKey("twins")
+GARMENTS: web.AppKey[GarmentService] = web.AppKey("garments")
+LOOKS: web.AppKey[LookService] = web.AppKey("looks")
+LOD: web.AppKey[LodService] = web.AppKey("lod")

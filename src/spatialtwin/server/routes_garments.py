@@ -10,7 +10,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from spatialtwin.errors import SpatialTwinError
-from spatialtwin.server.keys import GARMENTS, SETTINGS
+from spatialtwin.server.keys import SETTINGS
+from spatialtwin.server.loading import ready_services
 from spatialtwin.server.requests import json_body, multipart_upload
 from spatialtwin.services.views import garment_view, job_started
 
@@ -24,7 +25,7 @@ AUTHORING_PARTS = ("binding", "authoring_body")
 @routes.get("/api/v1/garments")
 async def list_garments(request: web.Request) -> web.Response:
     """All garments, or with `?sku=` the sizes of that sku's size run, smallest first."""
-    garments = request.app[GARMENTS]
+    garments = (await ready_services(request)).garments
     sku = request.query.get("sku")
     if sku is None:
         return web.json_response({"garments": [garment_view(r) for r in await garments.list()]})
@@ -53,7 +54,8 @@ async def upload_garment(request: web.Request) -> web.Response:
                 status=422,
             )
         extra = next(iter(form.extras.values()), None)
-        record, job = await request.app[GARMENTS].upload(
+        garments = (await ready_services(request)).garments
+        record, job = await garments.upload(
             form.file.path,
             form.file.filename,
             form.file.size_bytes,
@@ -70,13 +72,15 @@ async def upload_garment(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/garments/{garment_id}")
 async def get_garment(request: web.Request) -> web.Response:
-    record = await request.app[GARMENTS].get(request.match_info["garment_id"])
+    garments = (await ready_services(request)).garments
+    record = await garments.get(request.match_info["garment_id"])
     return web.json_response(garment_view(record))
 
 
 @routes.get("/api/v1/garments/{garment_id}/preview.glb")
 async def garment_preview(request: web.Request) -> web.Response:
-    glb = await request.app[GARMENTS].preview_glb(
+    garments = (await ready_services(request)).garments
+    glb = await garments.preview_glb(
         request.match_info["garment_id"],
         request.query.get("twin"),
         request.query.get("channel", "ecommerce"),
@@ -88,10 +92,12 @@ async def garment_preview(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/fabrics")
 async def list_fabrics(request: web.Request) -> web.Response:
-    return web.json_response({"fabrics": await request.app[GARMENTS].list_fabrics()})
+    garments = (await ready_services(request)).garments
+    return web.json_response({"fabrics": await garments.list_fabrics()})
 
 
 @routes.post("/api/v1/fabrics")
 async def create_fabric(request: web.Request) -> web.Response:
-    record = await request.app[GARMENTS].create_fabric(await json_body(request))
+    garments = (await ready_services(request)).garments
+    record = await garments.create_fabric(await json_body(request))
     return web.json_response(record, status=201)

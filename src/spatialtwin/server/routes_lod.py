@@ -13,14 +13,18 @@ sends them with sendfile; any other store streams them (`Store.open_blob`).
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
 
 from spatialtwin.server import keys
-from spatialtwin.services.lod import FILE_PREFIX, LevelFile, ManifestAnswer
-from spatialtwin.services.views import job_started
+from spatialtwin.server.loading import ready_services
+from spatialtwin.services.views import LOD_FILE_PREFIX, job_started
 from spatialtwin.store.base import Store
+
+if TYPE_CHECKING:
+    from spatialtwin.services.lod import LevelFile, ManifestAnswer
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 RETRY_AFTER_S = 2
@@ -144,7 +148,8 @@ def _etags(request: web.Request) -> tuple[str, ...]:
 
 @routes.get("/api/v1/twins/{twin_id}/lod/manifest.json")
 async def twin_lod_manifest(request: web.Request) -> web.StreamResponse:
-    answer = await request.app[keys.LOD].twin_manifest(
+    lod = (await ready_services(request)).lod
+    answer = await lod.twin_manifest(
         request.match_info["twin_id"], request.query.get("channel", "ecommerce"), _etags(request)
     )
     return _manifest_response(request, answer)
@@ -154,15 +159,17 @@ async def twin_lod_manifest(request: web.Request) -> web.StreamResponse:
 async def look_lod_manifest(request: web.Request) -> web.StreamResponse:
     """Levels of a look (twin + draped garments), keyed by the look GLB's content hash: a new
     drape is a new look GLB, so its levels get new URLs while the old ones stay valid."""
-    answer = await request.app[keys.LOD].look_manifest(
+    lod = (await ready_services(request)).lod
+    answer = await lod.look_manifest(
         request.match_info["look_id"], request.query.get("channel", "ecommerce"), _etags(request)
     )
     return _manifest_response(request, answer)
 
 
-@routes.get(FILE_PREFIX + r"{sha256:[0-9a-f]{64}}.{ext:(glb|bin)}")
+@routes.get(LOD_FILE_PREFIX + r"{sha256:[0-9a-f]{64}}.{ext:(glb|bin)}")
 async def lod_file(request: web.Request) -> web.StreamResponse:
-    served = await request.app[keys.LOD].level_file(
+    lod = (await ready_services(request)).lod
+    served = await lod.level_file(
         request.match_info["sha256"], request.match_info["ext"], request.query.get("channel")
     )
     if _matches(request, served.sha256):

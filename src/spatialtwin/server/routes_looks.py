@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from spatialtwin.server.keys import LOOKS
+from spatialtwin.server.loading import ready_services
 from spatialtwin.server.requests import json_body
 from spatialtwin.server.validate import pose_json
 from spatialtwin.services.views import job_started, look_view
@@ -28,21 +28,22 @@ async def create_look(request: web.Request) -> web.Response:
     payload = await json_body(request)
     if isinstance(payload, dict):
         pose_json(payload.get("pose"))  # a pose part of the wrong JSON type: 400
-    job = await request.app[LOOKS].submit(payload)
+    looks = (await ready_services(request)).looks
+    job = await looks.submit(payload)
     return web.json_response(job_started(job), status=202)
 
 
 @routes.get("/api/v1/looks/{look_id}")
 async def get_look(request: web.Request) -> web.Response:
-    record = await request.app[LOOKS].get_for_use(
-        request.match_info["look_id"], request.query.get("channel")
-    )
+    looks = (await ready_services(request)).looks
+    record = await looks.get_for_use(request.match_info["look_id"], request.query.get("channel"))
     return web.json_response(look_view(record))
 
 
 @routes.get("/api/v1/looks/{look_id}/look.glb")
 async def look_glb(request: web.Request) -> web.Response:
-    glb = await request.app[LOOKS].glb(request.match_info["look_id"], request.query.get("channel"))
+    looks = (await ready_services(request)).looks
+    glb = await looks.glb(request.match_info["look_id"], request.query.get("channel"))
     return web.Response(
         body=glb, content_type="model/gltf-binary", headers={"Cache-Control": "private, no-store"}
     )

@@ -6,16 +6,22 @@ fit takes seconds); a multipart body import answers 201 with the twin.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from aiohttp import web
 
-from spatialtwin.body.pose import Pose, PoseError
 from spatialtwin.errors import SpatialTwinError
 from spatialtwin.rights.license import Rights
-from spatialtwin.server.keys import SETTINGS, TWINS
+from spatialtwin.server.keys import SETTINGS
+from spatialtwin.server.loading import ready_services
 from spatialtwin.server.requests import json_body, upload_form
 from spatialtwin.server.validate import joint_map as checked_joint_map
 from spatialtwin.server.validate import optional_string, parse_json, pose_json
 from spatialtwin.services.views import job_started, twin_view
+
+if TYPE_CHECKING:
+    from spatialtwin.body.pose import Pose
+    from spatialtwin.services.twins import TwinService
 
 routes = web.RouteTableDef()
 MAX_POSE_CHARS = 16_384  # every joint's quaternion in full is ~4 kB
@@ -23,13 +29,14 @@ MAX_POSE_CHARS = 16_384  # every joint's quaternion in full is ~4 kB
 
 @routes.get("/api/v1/twins")
 async def list_twins(request: web.Request) -> web.Response:
-    records = await request.app[TWINS].list()
+    twins = (await ready_services(request)).twins
+    records = await twins.list()
     return web.json_response({"twins": [twin_view(r) for r in records]})
 
 
 @routes.post("/api/v1/twins")
 async def create_twin(request: web.Request) -> web.Response:
-    twins = request.app[TWINS]
+    twins = (await ready_services(request)).twins
     if not request.content_type.startswith("multipart/"):
         job = await twins.request_generate(await json_body(request))
         twin_link = f"/api/v1/twins/{job['payload']['twin_id']}"
@@ -47,11 +54,12 @@ async def create_twin(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/twins/{twin_id}")
 async def get_twin(request: web.Request) -> web.Response:
-    record = await request.app[TWINS].get(request.match_info["twin_id"])
+    twins = (await ready_services(request)).twins
+    record = await twins.get(request.match_info["twin_id"])
     return web.json_response(twin_view(record))
 
 
-def _pose_param(request: web.Request) -> Pose | None:
+def _pose_param(request: web.Request, twins: TwinService) -> Pose | None:
     raw = request.query.get("pose")
     if not raw:
         return None
@@ -59,18 +67,14 @@ def _pose_param(request: web.Request) -> Pose | None:
         raise SpatialTwinError(
             "invalid_pose", f"pose is limited to {MAX_POSE_CHARS} characters", status=414
         )
-    try:
-        return Pose.from_json(pose_json(parse_json(raw, "pose", "invalid_pose")))
-    except PoseError as exc:
-        raise SpatialTwinError("invalid_pose", str(exc), status=422) from exc
+    return twins.parse_pose(pose_json(parse_json(raw, "pose", "invalid_pose")))
 
 
 @routes.get("/api/v1/twins/{twin_id}/body.glb")
 async def twin_body_glb(request: web.Request) -> web.Response:
     channel = request.query.get("channel", "ecommerce")
-    glb = await request.app[TWINS].body_glb(
-        request.match_info["twin_id"], channel, _pose_param(request)
-    )
+    twins = (await ready_services(request)).twins
+    glb = await twins.body_glb(request.match_info["twin_id"], channel, _pose_param(request, twins))
     return web.Response(
         body=glb, content_type="model/gltf-binary", headers={"Cache-Control": "private, no-store"}
     )
@@ -78,7 +82,6 @@ async def twin_body_glb(request: web.Request) -> web.Response:
 
 @routes.patch("/api/v1/twins/{twin_id}/license")
 async def update_license(request: web.Request) -> web.Response:
-    record = await request.app[TWINS].update_license(
-        request.match_info["twin_id"], await json_body(request)
-    )
+    twins = (await ready_services(request)).twins
+    record = await twins.update_license(request.match_info["twin_id"], await json_body(request))
     return web.json_response(twin_view(record))

@@ -34,6 +34,7 @@ from spatialtwin.lod.scene import LodScene, scene_from_twin_body
 from spatialtwin.lod.selection import DISPLAY_PROFILES, pick_level
 from spatialtwin.lod.simplifier import backend_name
 from spatialtwin.rights.license import provenance
+from spatialtwin.services.views import LOD_FILE_PREFIX
 from spatialtwin.store.lod_cache import MEDIA_TYPES, cache_key
 from spatialtwin.store.twin_repository import body_key
 
@@ -153,7 +154,7 @@ def lod_of_glb(data: bytes, name: str, options: LevelOptions = DEFAULTS) -> LodB
 # --- the LOD service: manifests answered from the store, builds as jobs ----------------------
 
 BUILD = "lod.build"
-FILE_PREFIX = "/api/v1/lod/"
+FILE_PREFIX = LOD_FILE_PREFIX
 
 
 @dataclass

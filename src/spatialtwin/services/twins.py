@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from spatialtwin.body.importer import ImportedTwin, import_scene
 from spatialtwin.body.measurements import Measurements
 from spatialtwin.body.parametric import create_twin_body, measured
-from spatialtwin.body.pose import Pose
+from spatialtwin.body.pose import Pose, PoseError
 from spatialtwin.body.twin_body import TwinBody
 from spatialtwin.errors import SpatialTwinError
 from spatialtwin.gltf.body_arrays import body_from_npz, body_to_npz
@@ -304,6 +304,15 @@ class TwinService:
             )
         body = await self.services.run(body_from_npz, data)
         return self.services.cache.put(("body", key), body)
+
+    @staticmethod
+    def parse_pose(checked: Any) -> Pose:
+        """A pose whose JSON shape the HTTP layer checked, as a `Pose` (422 `invalid_pose`
+        when its values are not one: an unknown joint, a zero quaternion)."""
+        try:
+            return Pose.from_json(checked)
+        except PoseError as exc:
+            raise SpatialTwinError("invalid_pose", str(exc), status=422) from exc
 
     async def body_glb(self, twin_id: str, channel: str, pose: Pose | None) -> bytes:
         """The twin as GLB for `channel`, posed; refused outside its license."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 API = "/api/v1"
+LOD_FILE_PREFIX = f"{API}/lod/"  # a level file's URL: this prefix, its SHA-256, .glb or .bin
 
 
 def _without_blobs(record: dict[str, Any]) -> dict[str, Any]:

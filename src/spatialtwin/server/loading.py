@@ -1,0 +1,155 @@
+"""The services of a server process, opened after it listens.
+
+Importing the services imports the numerics under them — SciPy, trimesh (with networkx),
+numba, scikit-image — about 2 s of a start on the 2-core EPYC (`bench/startup.py`), while the
+HTTP layer, the routes and the store need a few hundred ms. So `spatialtwin serve` listens
+first and imports the services on a thread meanwhile (`ServiceLoader.load_in_background`):
+`/healthz` answers at once and reports `services.status` (`loading`, then `ready`, or
+`failed` with the error), and a request that needs a service waits for them
+(`ready_services`) instead of being refused; once they failed, such requests get 503.
+
+Opening them is what it always was: the store's older records migrated, the job kinds
+registered, the in-process job queue started (taking up what a stopped process left). Nothing
+in this module imports the services at import time; `keys.py` and the route modules import
+them for type checkers only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+import time
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from spatialtwin.errors import SpatialTwinError
+from spatialtwin.jobs.runner import LEASE_S, InProcessJobQueue
+from spatialtwin.server.keys import LOADER
+from spatialtwin.store.base import Store
+
+if TYPE_CHECKING:
+    from spatialtwin.services.context import Services
+
+log = logging.getLogger("spatialtwin.server")
+
+# What a process needs to run requests and jobs; each imports the numerics its services use.
+SERVICE_MODULES = ("spatialtwin.services.context", "spatialtwin.services.job_kinds")
+
+
+def import_service_modules() -> None:
+    """Import the services and, under them, the numerics (what a thread does at start)."""
+    for name in SERVICE_MODULES:
+        importlib.import_module(name)
+
+
+@dataclass
+class OpenedServices:
+    services: Services
+    jobs: InProcessJobQueue
+
+
+async def open_services(
+    store: Store, executor: Executor, settings: dict[str, Any]
+) -> OpenedServices:
+    """The services over `store` with their in-process job queue, started."""
+    import_service_modules()  # at once when already imported (the background thread did it)
+    from spatialtwin.services import job_kinds
+    from spatialtwin.services.context import Services
+
+    services = await Services.open(store, executor=executor, settings=settings)
+    queue = InProcessJobQueue(
+        store,
+        job_kinds.kinds(services),
+        lease_s=float(settings.get("job_lease_s", LEASE_S)),
+        concurrency=int(settings.get("job_concurrency", 2)),
+    )
+    services.attach_jobs(queue)
+    try:
+        await queue.start()
+    except BaseException:
+        await queue.close()
+        raise
+    return OpenedServices(services, queue)
+
+
+class ServiceLoader:
+    """The services of this process, from `loading` to `ready` (or `failed`)."""
+
+    def __init__(self, store: Store, executor: Executor, settings: dict[str, Any]) -> None:
+        self.store = store
+        self.executor = executor
+        self.settings = settings
+        self.status = "loading"
+        self.error: dict[str, Any] | None = None
+        self.opened: OpenedServices | None = None
+        self._started_s = time.perf_counter()
+        self._ms: float | None = None
+        self._done = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def load(self, *, import_on_thread: bool = False) -> OpenedServices:
+        """Open the services (raises what opening raised, after recording it)."""
+        try:
+            if import_on_thread:
+                await asyncio.to_thread(import_service_modules)
+            self.opened = await open_services(self.store, self.executor, self.settings)
+        except Exception as exc:
+            self.status = "failed"
+            self.error = {"code": "services_failed", "message": str(exc)[:200]}
+            raise
+        finally:
+            self._ms = (time.perf_counter() - self._started_s) * 1000
+            self._done.set()
+        self.status = "ready"
+        log.info("services ready", extra={"fields": {"ms": round(self._ms)}})
+        return self.opened
+
+    def load_in_background(self) -> None:
+        """Start `load` as a task, the imports on a thread, while the server listens."""
+
+        async def run() -> None:
+            try:
+                await self.load(import_on_thread=True)
+            except Exception:
+                log.exception("services failed to load")
+
+        self._task = asyncio.create_task(run())
+
+    async def ready(self) -> Services:
+        """The services, once loaded; a 503 `services_unavailable` when they cannot be."""
+        if self.opened is None:
+            await self._done.wait()
+        if self.opened is None:
+            raise SpatialTwinError(
+                "services_unavailable",
+                "the server could not open its services; see its log",
+                self.error,
+                status=503,
+            )
+        return self.opened.services
+
+    def to_json(self) -> dict[str, Any]:
+        """What `/healthz` reports: the status and, once it has ended, how long loading took
+        since the loader was made (at the server's start)."""
+        ms = None if self._ms is None else round(self._ms, 1)
+        return {"status": self.status, "ms": ms, "error": self.error}
+
+    async def close(self) -> None:
+        """Stop loading if it still runs; stop the job queue (its running jobs handed back)."""
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self._done.set()  # a request still waiting is answered (503)
+        if self.opened is not None:
+            await self.opened.jobs.close()
+
+
+async def ready_services(request: web.Request) -> Services:
+    """The process's services for a handler, waiting while they load (the first seconds)."""
+    return await request.app[LOADER].ready()
