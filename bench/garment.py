@@ -47,6 +47,7 @@ from spatialtwin.garment.look import LookGarment, drape_look
 from spatialtwin.garment.refit import GarmentRefit
 from spatialtwin.gltf.makehuman import obj_vertex_positions, read_mhclo
 from spatialtwin.gltf.template_npz import shipped_template
+from spatialtwin.native_logs import quiet_native_logs
 from spatialtwin.services.ingest import prepare_garment
 from spatialtwin.services.twins import import_body
 
@@ -199,7 +200,10 @@ def main() -> None:
     parser.add_argument(
         "--shots", type=Path, metavar="DIR", help="also write textured looks and screenshots"
     )
+    parser.add_argument("--verbose", action="store_true", help="show TFLite/MediaPipe log lines")
     args = parser.parse_args()
+    if not args.verbose:
+        quiet_native_logs()
     print(describe_machine())
     outfits = args.outfits.split(",")
     twins = ["base"] if args.quick else args.twins.split(",")

@@ -50,6 +50,7 @@ from spatialtwin.live.body import WeldedSkinner
 from spatialtwin.live.cloth_stage import GarmentCloth
 from spatialtwin.live.garments import LiveGarment, build_live_garment
 from spatialtwin.live.session import LiveResult, MirrorSession, SessionOptions
+from spatialtwin.native_logs import quiet_native_logs
 from spatialtwin.services.ingest import prepare_garment
 from spatialtwin.tracking.bundle import build_bundles
 from spatialtwin.tracking.landmarker import LandmarkerOptions, PoseLandmarkerStream
@@ -340,7 +341,10 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=300)
     parser.add_argument("--curve", action="store_true")
     parser.add_argument("--soak-s", type=float, default=0.0)
+    parser.add_argument("--verbose", action="store_true", help="show TFLite/MediaPipe log lines")
     args = parser.parse_args()
+    if not args.verbose:
+        quiet_native_logs()
     print(describe_machine())
     print(f"load average {os.getloadavg()[0]:.2f} (other work on the machine slows every figure)")
     build_bundles()

@@ -21,6 +21,7 @@ import cv2
 import mediapipe
 import numpy as np
 
+from spatialtwin.native_logs import quiet_native_logs
 from spatialtwin.tracking.anthropometric import anthropometric_skeleton
 from spatialtwin.tracking.bundle import build_bundles
 from spatialtwin.tracking.landmarker import LandmarkerOptions, PoseLandmarkerStream
@@ -83,7 +84,10 @@ def time_landmarks(model: str, max_people: int, frames: list[np.ndarray], n: int
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=200)
+    parser.add_argument("--verbose", action="store_true", help="show TFLite/MediaPipe log lines")
     args = parser.parse_args()
+    if not args.verbose:
+        quiet_native_logs()
     os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
     build_bundles()
     print(machine())

@@ -34,6 +34,7 @@ LAYER = {
     "": 1,  # the package root: `from spatialtwin import __version__`
     "errors": 1,
     "files": 1,
+    "native_logs": 1,
     "geometry": 1,
     "body": 2,
     "rights": 2,

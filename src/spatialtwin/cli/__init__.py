@@ -14,6 +14,7 @@ import json
 import sys
 
 from spatialtwin.errors import SpatialTwinError
+from spatialtwin.native_logs import quiet_native_logs
 
 COMMAND_MODULES = (
     "serve",
@@ -31,9 +32,15 @@ COMMAND_MODULES = (
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     """The parser with every command, or only the one `argv` names."""
     parser = argparse.ArgumentParser(prog="spatialtwin", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="also show the native libraries' info and warning lines (TFLite, MediaPipe)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     args = sys.argv[1:] if argv is None else argv
-    named = args[0] if args and args[0] in COMMAND_MODULES else None
+    first = next((a for a in args if not a.startswith("-")), None)
+    named = first if first in COMMAND_MODULES else None
     for name in COMMAND_MODULES if named is None else (named,):
         try:
             module = importlib.import_module(f"spatialtwin.cli.{name}")
@@ -48,6 +55,8 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser(argv)
     args = parser.parse_args(argv)
+    if not args.verbose:
+        quiet_native_logs()
     try:
         return int(args.func(args) or 0)
     except SpatialTwinError as exc:
