@@ -5,7 +5,6 @@ kinematics), and the squat video through a real server — the twin's knees foll
 from __future__ import annotations
 
 import json
-import struct
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +13,11 @@ import pytest
 
 from spatialtwin.body.parametric import Measurements
 from spatialtwin.body.pose import Pose, forward_kinematics
-from spatialtwin.body.skeleton import JOINT_INDEX, JOINT_NAMES, Skeleton
+from spatialtwin.body.skeleton import JOINT_INDEX, JOINT_NAMES
 from spatialtwin.body.twin_body import TwinBody
 from spatialtwin.live.session import SessionOptions
 from spatialtwin.tracking.tracker import TwinPoseTracker
-from tests.browser_harness import RunningServer, page_problems, watch_page
+from tests.browser_harness import RunningServer, page_problems
 from tests.conftest import generated_twin
 from tests.test_tracking_video import squat_frames
 from tests.tracking_fixtures.models import (  # noqa: F401  (pytest fixtures)
@@ -73,7 +72,9 @@ def camera_y4m(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """pose_squats.mp4 as the fake camera's file: 360×640 at 15 fps, each frame three times
     (same speed as the 5 fps video). Written to a temporary directory, never the repository."""
     path = tmp_path_factory.mktemp("camera") / "squats.y4m"
-    write_y4m(path, squat_frames(), fps=CAMERA_FPS, repeat=CAMERA_FPS // VIDEO_FPS, size_px=CAMERA_SIZE_PX)
+    write_y4m(
+        path, squat_frames(), fps=CAMERA_FPS, repeat=CAMERA_FPS // VIDEO_FPS, size_px=CAMERA_SIZE_PX
+    )
     return path
 
 
@@ -146,12 +147,15 @@ def test_the_page_skins_the_twin_as_the_python_kinematics_do(
     got = browser_page.evaluate(
         """async ([bodyUrl, joints, pose, sample]) => {
           const { view } = window.mirrorLib;
-          const v = await view.openMirrorView(document.getElementById('stage'), { pxPerMetre: 400 });
+          const stage = document.getElementById('stage');
+          const v = await view.openMirrorView(stage, { pxPerMetre: 400 });
           const twin = await v.setTwin(bodyUrl, joints);
           const mesh = twin.skinnedMeshes[0];
-          const rest = sample.map((i) => mesh.getVertexPosition(i, new mesh.position.constructor()).toArray());
+          const skinned = () => sample.map(
+            (i) => mesh.getVertexPosition(i, new mesh.position.constructor()).toArray());
+          const rest = skinned();
           twin.applyPoseJson(pose);
-          const posed = sample.map((i) => mesh.getVertexPosition(i, new mesh.position.constructor()).toArray());
+          const posed = skinned();
           return {
             joints: joints.map((n) => twin.jointWorldPosition(n)),
             knees: [twin.kneeFlexionDeg('left'), twin.kneeFlexionDeg('right')],
@@ -175,4 +179,108 @@ def test_the_page_skins_the_twin_as_the_python_kinematics_do(
     # And three.js's GPU-style skinning moves the mesh as body.skinning does.
     posed = ava.posed_vertices(Pose.from_json(pose.to_json()))[sample]
     assert np.abs(np.array(got["posed"]) - posed).max() < 1e-4
+    assert page_problems(browser_page) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# The protocol client against the server's own byte layouts (gltf/mirror_messages.py)
+
+
+def stmr_frames() -> dict[str, Any]:
+    """Result frames as the server builds them: a pose, timings and two garments' streams (a
+    key frame each, then a delta of the first), with what each should read back as."""
+    from spatialtwin.gltf.mirror_messages import result_frame
+    from spatialtwin.gltf.vertex_stream import VertexStreamEncoder
+
+    rng = np.random.default_rng(8)
+    quats = rng.normal(size=(len(JOINT_NAMES), 4))
+    quats /= np.linalg.norm(quats, axis=1, keepdims=True)
+    root = np.array([0.031, -0.254, 0.112])
+    skirt = rng.uniform(-0.4, 1.1, size=(900, 3))
+    tee = rng.uniform(-0.4, 1.5, size=(700, 3))
+    enc0, enc1 = VertexStreamEncoder(0), VertexStreamEncoder(1)
+    key = [enc0.encode(skirt), enc1.encode(tee)]
+    moved = skirt + rng.normal(scale=0.004, size=skirt.shape)
+    info = {"timings_ms": {"total": 41.25, "landmarks": 22.5}, "quality": {"cloth_level": 1}}
+    first = result_frame(7, 123456.75, True, False, root, quats, info, key)
+    second = result_frame(8, 123490.5, False, True, root * 2, quats, {}, [enc0.encode(moved)])
+    return {
+        "first": first,
+        "second": second,
+        "quats": quats,
+        "root": root,
+        "info": info,
+        "positions": [skirt, tee, moved],
+    }
+
+
+def b64(data: bytes) -> str:
+    import base64
+
+    return base64.b64encode(data).decode("ascii")
+
+
+PARSE_JS = """async ([first, second]) => {
+  const { client } = window.mirrorLib;
+  const { VertexStreamDecoder } = await import('/web/lib/vertex-stream.js');
+  const { MeshoptDecoder } = await import('three/addons/libs/meshopt_decoder.module.js');
+  await MeshoptDecoder.ready;
+  const bytes = (s) => Uint8Array.from(atob(s), (c) => c.charCodeAt(0));
+  const decoder = new VertexStreamDecoder(MeshoptDecoder);
+  const read = (frame) => {
+    const r = client.parseResultFrame(bytes(frame), 22);
+    return { ...r, rotations: Array.from(r.rotations),
+             streams: r.streams.map((s) => Array.from(decoder.decode(s).positions)) };
+  };
+  const refused = (data, joints = 22) => {
+    try { client.parseResultFrame(data, joints); return null; } catch (e) { return e.code; }
+  };
+  const whole = bytes(first);
+  const longer = new Uint8Array(whole.length + 1); longer.set(whole);
+  const badMagic = whole.slice(); badMagic[3] = 0x58;
+  return {
+    first: read(first), second: read(second),
+    refusals: [refused(whole.subarray(0, whole.length - 1)), refused(longer),
+               refused(whole, 21), refused(badMagic), refused(whole.subarray(0, 30))],
+    camera: btoa(String.fromCharCode(...client.buildCameraFrame({
+      frameId: 4294967295, captureTMs: 98765.125, payload: new Uint8Array([255, 216, 255, 217]),
+    }))),
+  };
+}"""
+
+
+@pytest.mark.browser
+def test_the_page_reads_result_frames_as_the_server_writes_them(
+    spatialtwin_server: RunningServer, browser_page: Any
+) -> None:
+    import base64
+
+    from spatialtwin.gltf.mirror_messages import read_camera_frame
+
+    frames = stmr_frames()
+    open_harness(browser_page, spatialtwin_server)
+    got = browser_page.evaluate(PARSE_JS, [b64(frames["first"]), b64(frames["second"])])
+    first, second = got["first"], got["second"]
+    assert (first["frameId"], first["captureTMs"]) == (7, 123456.75)
+    assert (first["tracked"], first["rateLimited"]) == (True, False)
+    assert (second["tracked"], second["rateLimited"]) == (False, True)
+    assert np.allclose(first["rootM"], frames["root"], atol=1e-7)
+    assert np.allclose(second["rootM"], 2 * frames["root"], atol=1e-7)
+    # float32 on the wire, joint order kept
+    assert np.array_equal(
+        np.array(first["rotations"], dtype=np.float32), frames["quats"].astype(np.float32).ravel()
+    )
+    assert first["info"] == frames["info"] and second["info"] == {}
+    # the garment streams come out whole: decoded in the page, within the codec's √3/2 mm,
+    # the delta applied on top of the key frame it follows
+    decoded = [*first["streams"], *second["streams"]]
+    for positions, expected in zip(decoded, frames["positions"], strict=True):
+        err = np.abs(np.array(positions).reshape(-1, 3) - expected).max()
+        assert err < 0.00087, err
+    # truncated, one byte too long, another joint count, another magic, a torn header
+    assert got["refusals"] == ["bad_result_frame"] * 5
+    # and the page's camera frames are what the server reads
+    frame = read_camera_frame(base64.b64decode(got["camera"]), 1 << 20)
+    assert (frame.kind, frame.frame_id, frame.capture_t_ms) == (1, 4294967295, 98765.125)
+    assert bytes(frame.payload) == bytes([255, 216, 255, 217])
     assert page_problems(browser_page) == []

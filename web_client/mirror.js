@@ -21,6 +21,7 @@ import { byIds, el } from './lib/dom.js';
 import { fitSwitch, legendElement } from './lib/fit-map.js';
 import { MirrorClient, wsUrl } from './lib/mirror-client.js';
 import { openMirrorView, percentile } from './lib/mirror-view.js';
+import { MIRROR } from './lib/stage.js';
 
 const STORAGE = {
   token: 'spatialtwin.mirror.token',
@@ -51,6 +52,7 @@ const dom = byIds({
   credit: 'credit',
   latency: 'readout-latency',
   rate: 'readout-rate',
+  scale: 'readout-scale',
   readoutState: 'readout-state',
   controls: 'controls',
   wearing: 'wearing',
@@ -165,7 +167,7 @@ function calibratedPxPerMetre() {
 }
 
 function fitToScreenPxPerMetre() {
-  return Math.max(100, (window.innerHeight - 16) / UNCALIBRATED_VIEW_HEIGHT_M);
+  return Math.max(100, (window.innerHeight - MIRROR.floorPx) / UNCALIBRATED_VIEW_HEIGHT_M);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -236,7 +238,10 @@ class FrameSender {
       .then((bytes) => {
         const frameId = this.client.sendFrame(bytes, captureTMs);
         if (frameId === null) return;
-        state.sent.push({ frameId, captureTMs, mediaTimeS: meta.mediaTime ?? null, bytes: bytes.byteLength });
+        state.sent.push({
+          frameId, captureTMs, mediaTimeS: meta.mediaTime ?? null, bytes: bytes.byteLength,
+          encodedMs: performance.now() - captureTMs, // capture to the frame's bytes on the socket
+        });
         if (state.sent.length > SENT_LOG_LIMIT) state.sent.splice(0, state.sent.length - SENT_LOG_LIMIT);
       })
       .catch(() => {
@@ -357,7 +362,8 @@ function applyScale(view, px, calibrated) {
   state.pxPerMetre = px;
   state.calibrated = calibrated;
   view.setPxPerMetre(px);
-  dom.calibrate.textContent = calibrated ? 'Calibrate' : 'Calibrate (not calibrated)';
+  dom.scale.textContent = calibrated ? `true scale · ${Math.round(px)} px/m` : 'not calibrated';
+  dom.scale.dataset.calibrated = calibrated ? 'true' : 'false';
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -513,7 +519,7 @@ async function main() {
       } else if (message.type === 'share') {
         state.share = { code: message.code, url: message.url, expires_s: message.expires_s };
         const link = new URL(message.url, window.location.href).href;
-        dom.shareCode.replaceChildren('Watch on your phone: ', el('strong', { text: message.code }), ` · ${link}`);
+        dom.shareCode.replaceChildren('Watch on your phone with the code', el('strong', { text: message.code }), link);
         dom.shareCode.hidden = false;
       } else if (message.type === 'ended') {
         state.ended = message.reason;

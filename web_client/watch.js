@@ -12,8 +12,10 @@ import { API_ROOT, errorState } from './lib/api.js';
 import { byIds } from './lib/dom.js';
 import { MirrorClient, wsUrl } from './lib/mirror-client.js';
 import { openMirrorView } from './lib/mirror-view.js';
+import { MIRROR } from './lib/stage.js';
 
 const VIEW_HEIGHT_M = 2.1; // a phone shows the twin scaled to fit, not at true scale
+const FLOOR_PX = MIRROR.floorPx + 36; // the feet stay above the connection readout
 const CODE_PATTERN = /^[A-Za-z0-9]{4,16}$/;
 
 const dom = byIds({
@@ -49,7 +51,7 @@ function showStatus(title, detail = '', tone = null) {
 }
 
 function fitPxPerMetre() {
-  return Math.max(100, (window.innerHeight - 16) / VIEW_HEIGHT_M);
+  return Math.max(100, (window.innerHeight - FLOOR_PX) / VIEW_HEIGHT_M);
 }
 
 async function main() {
@@ -61,6 +63,7 @@ async function main() {
   }
   const view = await openMirrorView(dom.viewport, {
     pxPerMetre: fitPxPerMetre(),
+    floorPx: FLOOR_PX,
     canvasLabel: 'The digital twin in the mirror session',
   });
   window.addEventListener('resize', () => view.setPxPerMetre(fitPxPerMetre()));

@@ -60,47 +60,118 @@ function dispose(root) {
   });
 }
 
-// A garment's display mesh, in world metres and ready to be moved vertex by vertex: its
-// positions copied to a plain float attribute (whatever quantisation or node transform the
-// GLB used), the node itself at the origin.
-function liveGarmentMesh(gltf, garment) {
-  let mesh = null;
-  gltf.scene.traverse((node) => {
-    if (node.isMesh && !mesh) mesh = node;
-  });
-  if (!mesh) throw new MirrorViewError('bad_garment_mesh', 'the garment GLB holds no mesh', { stream: garment.stream });
-  gltf.scene.updateMatrixWorld(true);
-  const source = mesh.geometry.attributes.position;
-  if (Number.isInteger(garment.vertices) && source.count !== garment.vertices) {
-    throw new MirrorViewError('bad_garment_mesh', 'the garment mesh has another vertex count than its stream', {
-      stream: garment.stream, mesh: source.count, stream_vertices: garment.vertices,
+// A garment's display mesh (src/spatialtwin/gltf/stream_mesh_glb.py), moved by its vertex
+// stream. glTF keeps one UV per vertex, so the GLB splits the stream's vertices at UV seams:
+// its first N vertices are the N stream vertices in stream order, the seam copies follow, and
+// the attribute `_STREAM_VERTEX` (three.js: `_stream_vertex`) names the stream vertex each glTF
+// vertex shows. Normals are computed on the stream's own (welded) mesh and copied out, so seams
+// do not show as creases.
+export class LiveGarment {
+  constructor(gltf, garment) {
+    let mesh = null;
+    gltf.scene.traverse((node) => {
+      if (node.isMesh && !mesh) mesh = node;
     });
+    if (!mesh) throw new MirrorViewError('bad_garment_mesh', 'the garment GLB holds no mesh', { stream: garment.stream });
+    const geometry = mesh.geometry;
+    const count = geometry.attributes.position.count;
+    const extras = gltf.asset?.extras?.spatialtwin ?? {};
+    const n = Number.isInteger(garment.vertices) ? garment.vertices : Number.isInteger(extras.streamVertices) ? extras.streamVertices : count;
+    // (1) which stream vertex each glTF vertex shows
+    const streamOf = new Uint32Array(count);
+    const mapping = geometry.attributes._stream_vertex;
+    for (let i = 0; i < count; i += 1) {
+      const s = mapping ? Math.round(mapping.getX(i)) : i;
+      if (!(s >= 0 && s < n)) {
+        throw new MirrorViewError('bad_garment_mesh', 'a garment vertex names no stream vertex', { stream: garment.stream, vertex: i, streamVertex: s, streamVertices: n });
+      }
+      streamOf[i] = s;
+    }
+    if (!mapping && count !== n) {
+      throw new MirrorViewError('bad_garment_mesh', 'the garment mesh has another vertex count than its stream', { stream: garment.stream, mesh: count, streamVertices: n });
+    }
+    // (2) the triangles over stream vertices, for normals
+    const index = geometry.index;
+    const triangles = index ? index.count : count;
+    this.streamFaces = new Uint32Array(triangles);
+    for (let k = 0; k < triangles; k += 1) this.streamFaces[k] = streamOf[index ? index.getX(k) : k];
+    // (3) plain float positions and normals in world metres, the node at the origin
+    gltf.scene.updateMatrixWorld(true);
+    const xyz = new Float32Array(3 * n);
+    const v = new THREE.Vector3();
+    for (let i = 0; i < count; i += 1) {
+      v.fromBufferAttribute(geometry.attributes.position, i).applyMatrix4(mesh.matrixWorld);
+      xyz.set([v.x, v.y, v.z], 3 * streamOf[i]);
+    }
+    for (const name of ['position', 'normal']) {
+      const attribute = new THREE.BufferAttribute(new Float32Array(3 * count), 3);
+      attribute.setUsage(THREE.DynamicDrawUsage);
+      geometry.setAttribute(name, attribute);
+    }
+    mesh.removeFromParent();
+    mesh.position.set(0, 0, 0);
+    mesh.quaternion.identity();
+    mesh.scale.set(1, 1, 1);
+    mesh.frustumCulled = false; // the cloth moves far from where it was loaded
+    mesh.name = `garment-${garment.stream}`;
+    mesh.userData.garment = garment;
+    this.mesh = mesh;
+    this.garment = garment;
+    this.stream = garment.stream;
+    this.streamVertices = n;
+    this.streamOf = streamOf;
+    this.streamNormals = new Float32Array(3 * n);
+    this.legend = extras.fitMap ?? null;
+    this.setPositions(xyz);
   }
-  const positions = new Float32Array(source.count * 3);
-  const v = new THREE.Vector3();
-  for (let i = 0; i < source.count; i += 1) {
-    v.fromBufferAttribute(source, i).applyMatrix4(mesh.matrixWorld);
-    positions[3 * i] = v.x;
-    positions[3 * i + 1] = v.y;
-    positions[3 * i + 2] = v.z;
+
+  // Stream-order positions (Float32Array, 3 per stream vertex) onto the mesh, normals with them.
+  setPositions(xyz) {
+    if (xyz.length !== 3 * this.streamVertices) {
+      throw new MirrorViewError('bad_garment_frame', 'a stream frame with another vertex count than the mesh', { stream: this.stream, got: xyz.length / 3, expected: this.streamVertices });
+    }
+    const { streamOf, streamFaces, streamNormals: nrm } = this;
+    const geometry = this.mesh.geometry;
+    const pos = geometry.attributes.position.array;
+    const out = geometry.attributes.normal.array;
+    nrm.fill(0);
+    for (let k = 0; k < streamFaces.length; k += 3) {
+      const a = 3 * streamFaces[k];
+      const b = 3 * streamFaces[k + 1];
+      const c = 3 * streamFaces[k + 2];
+      const ux = xyz[b] - xyz[a], uy = xyz[b + 1] - xyz[a + 1], uz = xyz[b + 2] - xyz[a + 2];
+      const wx = xyz[c] - xyz[a], wy = xyz[c + 1] - xyz[a + 1], wz = xyz[c + 2] - xyz[a + 2];
+      const nx = uy * wz - uz * wy, ny = uz * wx - ux * wz, nz = ux * wy - uy * wx; // area-weighted
+      for (const p of [a, b, c]) {
+        nrm[p] += nx;
+        nrm[p + 1] += ny;
+        nrm[p + 2] += nz;
+      }
+    }
+    for (let p = 0; p < nrm.length; p += 3) {
+      const length = Math.hypot(nrm[p], nrm[p + 1], nrm[p + 2]) || 1;
+      nrm[p] /= length;
+      nrm[p + 1] /= length;
+      nrm[p + 2] /= length;
+    }
+    for (let i = 0; i < streamOf.length; i += 1) {
+      const s = 3 * streamOf[i];
+      pos[3 * i] = xyz[s];
+      pos[3 * i + 1] = xyz[s + 1];
+      pos[3 * i + 2] = xyz[s + 2];
+      out[3 * i] = nrm[s];
+      out[3 * i + 1] = nrm[s + 1];
+      out[3 * i + 2] = nrm[s + 2];
+    }
+    geometry.attributes.position.needsUpdate = true;
+    geometry.attributes.normal.needsUpdate = true;
   }
-  const attribute = new THREE.BufferAttribute(positions, 3);
-  attribute.setUsage(THREE.DynamicDrawUsage);
-  mesh.geometry.setAttribute('position', attribute);
-  mesh.geometry.computeVertexNormals();
-  mesh.geometry.attributes.normal.setUsage(THREE.DynamicDrawUsage);
-  mesh.removeFromParent();
-  mesh.position.set(0, 0, 0);
-  mesh.quaternion.identity();
-  mesh.scale.set(1, 1, 1);
-  mesh.frustumCulled = false; // the cloth moves far from where it was loaded
-  mesh.name = `garment-${garment.stream}`;
-  mesh.userData.garment = garment;
-  return mesh;
 }
 
-export async function openMirrorView(container, { pxPerMetre, canvasLabel, onDrawn = () => {}, onStreamGap = () => {} } = {}) {
-  const stage = await openStage(container, { ...MIRROR, pxPerMetre, canvasLabel });
+// `floorPx`: how far above the bottom edge the floor is drawn (CSS pixels; MIRROR's default
+// otherwise), say to keep the feet clear of a readout.
+export async function openMirrorView(container, { pxPerMetre, canvasLabel, floorPx = MIRROR.floorPx, onDrawn = () => {}, onStreamGap = () => {} } = {}) {
+  const stage = await openStage(container, { ...MIRROR, pxPerMetre, canvasLabel, floorPx });
   await MeshoptDecoder.ready;
   return new MirrorView(stage, { onDrawn, onStreamGap });
 }
@@ -117,7 +188,7 @@ export class MirrorView {
     this.twin = null; // SkinnedTwin
     this.twinScene = null;
     this.provenance = null;
-    this.garments = new Map(); // stream -> THREE.Mesh
+    this.garments = new Map(); // stream -> LiveGarment
     this.garmentScene = new THREE.Group();
     this.group.add(this.garmentScene);
     this.fit = null; // FitMap over the garments, when their meshes carry fit attributes
@@ -125,7 +196,7 @@ export class MirrorView {
     this.latest = null; // {result, positions: Map(stream -> Float32Array), receivedTMs}
     this.drawPending = false;
     this.held = false; // a held view keeps decoding but draws nothing new
-    this.log = []; // drawn results: {frameId, captureTMs, receivedTMs, drawnTMs, latencyMs, tracked, kneeDeg}
+    this.log = []; // drawn results: {frameId, captureTMs, receivedTMs, drawnTMs, latencyMs, tracked, serverMs, kneeDeg}
     this.counts = { results: 0, drawn: 0, skipped: 0, gaps: 0, badStreams: 0 };
     this.drawTimesMs = []; // performance.now() of recent draws, for the rate
   }
@@ -153,22 +224,19 @@ export class MirrorView {
   // the ones shown; their streams start again from a key frame.
   async setGarments(garments) {
     const loaded = await Promise.all(
-      garments.map(async (garment) => {
-        const gltf = await this.loader.parseAsync(await getBytes(garment.mesh_url), '');
-        return { mesh: liveGarmentMesh(gltf, garment), legend: gltf.asset?.extras?.spatialtwin?.fitMap ?? null };
-      }),
+      garments.map(async (garment) => new LiveGarment(await this.loader.parseAsync(await getBytes(garment.mesh_url), ''), garment)),
     );
     const mode = this.fit?.mode ?? 'garment';
     this.fit?.dispose();
-    for (const [stream, mesh] of this.garments) {
-      this.garmentScene.remove(mesh);
-      dispose(mesh);
+    for (const [stream, live] of this.garments) {
+      this.garmentScene.remove(live.mesh);
+      dispose(live.mesh);
       this.decoder.forget(stream);
     }
     this.garments.clear();
-    for (const { mesh } of loaded) {
-      this.garments.set(mesh.userData.garment.stream, mesh);
-      this.garmentScene.add(mesh);
+    for (const live of loaded) {
+      this.garments.set(live.stream, live);
+      this.garmentScene.add(live.mesh);
     }
     this.fit = new FitMap(this.garmentScene, loaded.find((g) => g.legend)?.legend ?? null);
     if (mode !== 'garment') this.fit.setMode(mode);
@@ -229,11 +297,8 @@ export class MirrorView {
     const { result, positions } = latest;
     if (this.twin) this.twin.applyPose(result.rootM, result.rotations);
     for (const [stream, xyz] of positions) {
-      const mesh = this.garments.get(stream);
-      if (!mesh || mesh.geometry.attributes.position.array.length !== xyz.length) continue;
-      mesh.geometry.attributes.position.array.set(xyz);
-      mesh.geometry.attributes.position.needsUpdate = true;
-      mesh.geometry.computeVertexNormals();
+      const live = this.garments.get(stream);
+      if (live && xyz.length === 3 * live.streamVertices) live.setPositions(xyz);
     }
     this.stage.render();
     const drawnTMs = performance.now();
@@ -247,6 +312,7 @@ export class MirrorView {
       drawnTMs,
       latencyMs: drawnTMs - result.captureTMs,
       tracked: result.tracked,
+      serverMs: result.info?.timings_ms?.total ?? null, // the server's arrival to result
       kneeDeg: this.twin ? [this.twin.kneeFlexionDeg('left'), this.twin.kneeFlexionDeg('right')] : null,
     };
     pushBounded(this.log, entry, LOG_LIMIT);
