@@ -26,8 +26,8 @@ from tests.browser_harness import RunningServer, page_problems
 
 WEB = Path(__file__).resolve().parents[1] / "web_client"
 OUT = Path(__file__).resolve().parent / "_out"
-PAGES_HTML = ("index.html", "merchandiser.html", "product.html")
-PAGES_JS = ("twin-viewer.js", "merchandiser.js", "product.js")
+PAGES_HTML = ("index.html", "merchandiser.html", "product.html", "mirror.html", "watch.html")
+PAGES_JS = ("twin-viewer.js", "merchandiser.js", "product.js", "mirror.js", "watch.js")
 SHARED_MODULES = ("/web/lib/stage.js", "/web/lib/api.js", "/web/lib/dom.js", "/web/lib/fit-map.js")
 # Three.js set-up that belongs to the stage alone.
 STAGE_ONLY = (
