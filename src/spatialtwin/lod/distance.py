@@ -1,13 +1,16 @@
 """Sampled symmetric Hausdorff distance between triangle surfaces, in metres.
 
-Points are sampled area-uniformly on each surface and their exact
-distance to the other surface is found with trimesh's R-tree closest-point query.
+Points are sampled area-uniformly on each surface and their exact distance to the other
+surface is found with libigl's AABB tree (through gpytoolbox), built once per surface.
+trimesh's R-tree query, used before, was 20× slower and not exact: it searched candidate
+faces from a bounding-box guess and could return a farther triangle (up to 27 µm too far on
+a posed look's garment probes), and it dominated a look's level build (112 of 134 s).
 """
 
 from __future__ import annotations
 
+import gpytoolbox
 import numpy as np
-import trimesh
 from numpy.typing import NDArray
 
 
@@ -39,16 +42,23 @@ class SurfaceDistance:
     """Exact distances from query points to one triangle surface (metres)."""
 
     def __init__(self, positions: NDArray[np.float64], faces: NDArray[np.int64]) -> None:
-        self.mesh = trimesh.Trimesh(
-            np.asarray(positions, dtype=np.float64), np.asarray(faces), process=False
-        )
+        self.positions = np.ascontiguousarray(positions, dtype=np.float64)
+        self.faces = np.ascontiguousarray(faces, dtype=np.int32)
+        self.tree = gpytoolbox.squared_distance_precompute(self.positions, self.faces)
 
     def closest(
         self, points: NDArray[np.float64]
     ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.int64]]:
         """(distance (P,), closest point (P, 3), face index (P,)) for each query point."""
-        near, dist, face = trimesh.proximity.closest_point(self.mesh, points)
-        return np.asarray(dist), np.asarray(near), np.asarray(face, dtype=np.int64)
+        p = np.ascontiguousarray(points, dtype=np.float64).reshape(-1, 3)
+        if len(p) == 0:
+            return np.zeros(0), np.zeros((0, 3)), np.zeros(0, dtype=np.int64)
+        sq, face, bary = gpytoolbox.squared_distance(
+            p, self.positions, self.faces, use_cpp=True, cpp_aabb=self.tree
+        )
+        face = np.asarray(face, dtype=np.int64).reshape(-1)
+        near = np.einsum("nk,nkd->nd", bary, self.positions[self.faces[face]])
+        return np.sqrt(np.maximum(np.asarray(sq).reshape(-1), 0.0)), near, face
 
 
 def surface_points(
