@@ -1,0 +1,176 @@
+"""Routes of the smart-mirror protocol (`docs/mirror-protocol.md`):
+
+- `GET /api/v1/mirror/sessions` — the mirror's WebSocket (hello, camera frames, results);
+- `GET /api/v1/mirror/watch?code=CODE` — a watcher's read-only WebSocket;
+- `GET /api/v1/mirror/sessions/{session_id}/garments/{stream}.glb?access=KEY` — a stream's
+  display mesh in stream order (404 once the session ended);
+- the twin's body for a session is `GET /api/v1/twins/{id}/body.glb?access=KEY`
+  (`routes_twins`, which asks `body_access` here).
+
+The socket machinery is `server.mirror_socket`, the sessions `live.mirror_service`; both are
+imported on the first mirror request, so a server that never sees a mirror does not pay for
+the live pipeline at start. `install(app)` adds the routes' state: the `MirrorHub` under
+`keys.MIRROR`, and the shutdown hook that ends every session with close 1001 before the
+services close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from spatialtwin.errors import SpatialTwinError
+from spatialtwin.server import keys
+from spatialtwin.server.loading import ready_services
+
+if TYPE_CHECKING:
+    from spatialtwin.live.mirror_service import MirrorService
+    from spatialtwin.server.mirror_socket import Peer
+
+routes = web.RouteTableDef()
+_ACCESS = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+_SESSION = re.compile(r"^ms_[0-9a-f]{24}$")
+
+
+class MirrorHub:
+    """The app's mirror service (made on first use) and its open sockets."""
+
+    def __init__(self) -> None:
+        self.service: MirrorService | None = None
+        self.peers: set[Peer] = set()
+        self._lock = asyncio.Lock()
+        self._closed = False
+
+    async def get(self, request: web.Request) -> MirrorService:
+        if self.service is not None:
+            return self.service
+        services = await ready_services(request)  # waits while the services load
+        async with self._lock:
+            if self.service is None:
+                if self._closed:
+                    raise SpatialTwinError(
+                        "server_shutdown", "the server is shutting down", status=503
+                    )
+                from spatialtwin.live.mirror_service import MirrorOptions, MirrorService
+
+                settings = request.app[keys.SETTINGS]
+                service = MirrorService(services, MirrorOptions.from_settings(settings))
+                await service.start()
+                self.service = service
+        return self.service
+
+    async def close(self) -> None:
+        """End every session (close 1001, `ended: server_shutdown`), close the other
+        sockets the same way, and wait (bounded) for their handlers to finish."""
+        self._closed = True
+        if self.service is not None:
+            await self.service.close()
+        for peer in list(self.peers):
+            peer.end(1001, "server_shutdown", "server_shutdown")
+        deadline = asyncio.get_running_loop().time() + 5.0
+        while self.peers and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+
+
+def install(app: web.Application) -> None:
+    """The hub and its shutdown hook (`on_shutdown` runs before aiohttp waits for handlers
+    and before the services' cleanup)."""
+    app[keys.MIRROR] = MirrorHub()
+
+    async def close_sessions(app: web.Application) -> None:
+        await app[keys.MIRROR].close()
+
+    app.on_shutdown.append(close_sessions)
+
+
+@routes.get("/api/v1/mirror/sessions")
+async def mirror_socket(request: web.Request) -> web.StreamResponse:
+    from spatialtwin.server.mirror_socket import MirrorPeer, serve_socket
+
+    hub = request.app[keys.MIRROR]
+    service = await hub.get(request)
+    devices = service.services.devices
+    options = service.options
+    return await serve_socket(
+        request,
+        service,
+        MirrorPeer,
+        options.max_frame_bytes + 24,
+        lambda peer: peer.run(devices),
+        hub.peers,
+    )
+
+
+@routes.get("/api/v1/mirror/watch")
+async def watch_socket(request: web.Request) -> web.StreamResponse:
+    from spatialtwin.server.mirror_socket import WatcherPeer, serve_socket
+
+    hub = request.app[keys.MIRROR]
+    service = await hub.get(request)
+    code = request.query.get("code", "")[:16]
+    return await serve_socket(
+        request,
+        service,
+        WatcherPeer,
+        service.options.max_text_bytes,
+        lambda peer: peer.run(code),
+        hub.peers,
+    )
+
+
+def _access_key(request: web.Request) -> str:
+    key = request.query.get("access", "")
+    if not _ACCESS.match(key):
+        raise SpatialTwinError(
+            "session_not_found", "no live session with this id and access key", status=404
+        )
+    return key
+
+
+@routes.get(r"/api/v1/mirror/sessions/{session_id}/garments/{stream:\d{1,5}}.glb")
+async def garment_mesh(request: web.Request) -> web.Response:
+    session_id = request.match_info["session_id"]
+    if not _SESSION.match(session_id):
+        raise SpatialTwinError("session_not_found", "no such session", status=404)
+    service = await request.app[keys.MIRROR].get(request)
+    glb = await service.garment_glb(
+        session_id, int(request.match_info["stream"]), _access_key(request)
+    )
+    return web.Response(
+        body=glb, content_type="model/gltf-binary", headers={"Cache-Control": "private, no-store"}
+    )
+
+
+async def body_access(request: web.Request, twin_id: str) -> str:
+    """The channel a body GLB request with `?access=` is served for (`mirror`), once a live
+    session of this twin holds that key; 404 otherwise."""
+    key = _access_key(request)
+    hub = request.app.get(keys.MIRROR)
+    if hub is None or hub.service is None:
+        raise SpatialTwinError(
+            "session_not_found", "no live session of this twin holds this access key", status=404
+        )
+    hub.service.check_body_access(twin_id, key)
+    return "mirror"
+
+
+def mirror_stats(app: web.Application) -> dict[str, Any]:
+    """Counts for operators and tests: sessions, sockets, closes by code."""
+    hub = app[keys.MIRROR]
+    service = hub.service
+    with contextlib.suppress(AttributeError):
+        if service is not None:
+            return {
+                "sessions": len(service.sessions),
+                "sockets": len(hub.peers),
+                "opened": service.stats.opened,
+                "resumed": service.stats.resumed,
+                "ended": dict(service.stats.ended),
+                "closes": dict(service.stats.closes),
+                "live_builds": service.builds.builds,
+            }
+    return {"sessions": 0, "sockets": len(hub.peers)}
