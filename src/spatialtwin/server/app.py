@@ -26,7 +26,14 @@ from typing import Any
 from aiohttp import web
 
 from spatialtwin import __version__
-from spatialtwin.server import keys, routes_garments, routes_jobs, routes_lod, routes_looks
+from spatialtwin.server import (
+    keys,
+    routes_garments,
+    routes_jobs,
+    routes_lod,
+    routes_looks,
+    routes_mirror,
+)
 from spatialtwin.server.loading import OpenedServices, ServiceLoader
 from spatialtwin.server.middleware import install_http_layer_errors, json_errors
 from spatialtwin.server.routes_twins import routes as twin_routes
@@ -38,7 +45,7 @@ log = logging.getLogger("spatialtwin.server")
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 MAX_UPLOAD_BYTES = 200 * 1024 * 1024
 
-ROUTE_MODULES = (routes_garments, routes_jobs, routes_looks, routes_lod)
+ROUTE_MODULES = (routes_garments, routes_jobs, routes_looks, routes_lod, routes_mirror)
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -136,5 +143,6 @@ def create_app(
     app.add_routes(twin_routes)
     for module in ROUTE_MODULES:
         app.add_routes(module.routes)
+    routes_mirror.install(app)  # mirror sessions end (close 1001) before the services close
     _static_routes(app, project_root)
     return app

@@ -24,6 +24,7 @@ from spatialtwin.store.base import Store
 if TYPE_CHECKING:
     from spatialtwin.jobs.runner import InProcessJobQueue
     from spatialtwin.server.loading import ServiceLoader
+    from spatialtwin.server.routes_mirror import MirrorHub
     from spatialtwin.services.context import Services
     from spatialtwin.services.garments import GarmentService
     from spatialtwin.services.lod import LodService
@@ -43,3 +44,4 @@ TWINS: web.AppKey[TwinService] = web.AppKey("twins")
 GARMENTS: web.AppKey[GarmentService] = web.AppKey("garments")
 LOOKS: web.AppKey[LookService] = web.AppKey("looks")
 LOD: web.AppKey[LodService] = web.AppKey("lod")
+MIRROR: web.AppKey[MirrorHub] = web.AppKey("mirror")  # server.routes_mirror

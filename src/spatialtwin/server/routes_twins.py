@@ -15,6 +15,7 @@ from spatialtwin.rights.license import Rights
 from spatialtwin.server.keys import SETTINGS
 from spatialtwin.server.loading import ready_services
 from spatialtwin.server.requests import json_body, upload_form
+from spatialtwin.server.routes_mirror import body_access
 from spatialtwin.server.validate import joint_map as checked_joint_map
 from spatialtwin.server.validate import optional_string, parse_json, pose_json
 from spatialtwin.services.views import job_started, twin_view
@@ -73,6 +74,8 @@ def _pose_param(request: web.Request, twins: TwinService) -> Pose | None:
 @routes.get("/api/v1/twins/{twin_id}/body.glb")
 async def twin_body_glb(request: web.Request) -> web.Response:
     channel = request.query.get("channel", "ecommerce")
+    if "access" in request.query:  # a mirror page's body, with its session's access key
+        channel = await body_access(request, request.match_info["twin_id"])
     twins = (await ready_services(request)).twins
     glb = await twins.body_glb(request.match_info["twin_id"], channel, _pose_param(request, twins))
     return web.Response(
