@@ -36,10 +36,15 @@ KIND_RETRIES = 1  # an idempotent job killed mid-run is run once more
 @dataclass(frozen=True)
 class JobKind:
     """What a kind name runs: `run(payload, progress) -> result` (JSON). `idempotent`: running
-    it again after an interruption is safe (it finds its own earlier writes and ends the same)."""
+    it again after an interruption is safe (it finds its own earlier writes and ends the same).
+    `on_failure(job)`: removes what a failed job leaves (a garment upload staged for it), given
+    the job's record once it ended `failed`: by the runner when `run` raised, or by whoever
+    recovered it interrupted with no attempt left (a restart, a shutdown). An interrupted job
+    that will run again is not cleaned: its next attempt needs what it left."""
 
     run: Callable[[dict[str, Any], Progress], Awaitable[dict[str, Any]]]
     idempotent: bool = True
+    on_failure: Callable[[dict[str, Any]], Awaitable[None]] | None = None
 
     @property
     def max_attempts(self) -> int:

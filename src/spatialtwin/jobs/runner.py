@@ -11,7 +11,8 @@ the job again) stops and writes nothing more.
 event loop (at most `concurrency` at once; their CPU work goes to the services' executor), and
 on `start` every job a stopped process left: queued ones, and running ones whose lease is stale
 (retried once where idempotent, else failed `interrupted`). A job another live process holds is
-never touched. On `close` its own running jobs are handed back the same way.
+never touched. On `close` its own running jobs are handed back the same way. A job that ends
+failed, whichever way, gets its kind's `on_failure` clean-up (`JobKind`).
 """
 
 from __future__ import annotations
@@ -206,10 +207,25 @@ class JobRunner:
         with contextlib.suppress(asyncio.CancelledError, LeaseLostError, RecordChangedError):
             await keeper
         try:
-            return await self._end(job_id, status, **fields)
+            final = await self._end(job_id, status, **fields)
         except LeaseLostError:
             log.warning("job lease lost at its end", extra={"fields": {"jobId": job_id}})
             return None
+        await self._clean_up_failed(final)
+        return final
+
+    async def _clean_up_failed(self, record: dict[str, Any] | None) -> None:
+        """The kind's `on_failure` for a job that ended failed (its errors are logged: the job
+        stays failed either way, and what is left is swept at the next start)."""
+        if record is None or record.get("status") != "failed":
+            return
+        spec = self.kinds.get(str(record.get("kind")))
+        if spec is None or spec.on_failure is None:
+            return
+        try:
+            await spec.on_failure(dict(record))
+        except Exception:
+            log.exception("failed job's clean-up failed", extra={"fields": {"jobId": record["id"]}})
 
     async def _end(self, job_id: str, status: str, **fields: Any) -> dict[str, Any] | None:
         def end(record: dict[str, Any]) -> dict[str, Any]:
@@ -259,11 +275,13 @@ class JobRunner:
             return record
 
         try:
-            return await self._update(job_id, release, owned=owned)
+            handed = await self._update(job_id, release, owned=owned)
         finally:
             if owned:
                 with self._live_lock:
                     self.live.pop(job_id, None)
+        await self._clean_up_failed(handed)
+        return handed
 
 
 class InProcessJobQueue(StoreJobQueue):

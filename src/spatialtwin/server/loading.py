@@ -9,9 +9,11 @@ first and imports the services on a thread meanwhile (`ServiceLoader.load_in_bac
 (`ready_services`) instead of being refused; once they failed, such requests get 503.
 
 Opening them is what it always was: the store's older records migrated, the job kinds
-registered, the in-process job queue started (taking up what a stopped process left). Nothing
-in this module imports the services at import time; `keys.py` and the route modules import
-them for type checkers only.
+registered, the in-process job queue started (taking up what a stopped process left); then, in
+the background, the blobs no record names that a killed process left are swept
+(`services.blobs`, older than `blob_sweep_min_age_s`, an hour by default). Nothing in this
+module imports the services at import time; `keys.py` and the route modules import them for
+type checkers only.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from aiohttp import web
 from spatialtwin.errors import SpatialTwinError
 from spatialtwin.jobs.runner import LEASE_S, InProcessJobQueue
 from spatialtwin.server.keys import LOADER
+from spatialtwin.services.blobs import SWEEP_MIN_AGE_S, sweep_unused_blobs
 from spatialtwin.store.base import Store
 
 if TYPE_CHECKING:
@@ -51,6 +54,7 @@ def import_service_modules() -> None:
 class OpenedServices:
     services: Services
     jobs: InProcessJobQueue
+    sweep: asyncio.Task[Any] | None = None
 
 
 async def open_services(
@@ -74,7 +78,18 @@ async def open_services(
     except BaseException:
         await queue.close()
         raise
-    return OpenedServices(services, queue)
+    # After the queue took up what a stopped process left: a job it failed has released its
+    # blobs, a job it queued again names its own.
+    min_age_s = float(settings.get("blob_sweep_min_age_s", SWEEP_MIN_AGE_S))
+    sweep = asyncio.create_task(_sweep(store, min_age_s))
+    return OpenedServices(services, queue, sweep)
+
+
+async def _sweep(store: Store, min_age_s: float) -> None:
+    try:
+        await sweep_unused_blobs(store, min_age_s)
+    except Exception:  # the next start sweeps again; serving goes on
+        log.exception("blob sweep failed")
 
 
 class ServiceLoader:
@@ -146,8 +161,13 @@ class ServiceLoader:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         self._done.set()  # a request still waiting is answered (503)
-        if self.opened is not None:
-            await self.opened.jobs.close()
+        if self.opened is None:
+            return
+        if self.opened.sweep is not None:
+            self.opened.sweep.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.opened.sweep
+        await self.opened.jobs.close()
 
 
 async def ready_services(request: web.Request) -> Services:

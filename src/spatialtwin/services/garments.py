@@ -15,6 +15,7 @@ import asyncio
 import hashlib
 import json
 import re
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -34,6 +35,7 @@ from spatialtwin.garment.sizes import size_run
 from spatialtwin.garment.units import CATEGORIES, UNITS
 from spatialtwin.gltf.garment_io import garment_on_twin_glb
 from spatialtwin.gltf.garment_npz import binding_from_npz, meshes_from_npz, prepared_to_npz
+from spatialtwin.jobs.records import parse_time
 from spatialtwin.rights.license import now_utc, provenance
 from spatialtwin.services.authoring import (
     Attachment,
@@ -41,6 +43,7 @@ from spatialtwin.services.authoring import (
     resolve_authoring,
     stored_authoring,
 )
+from spatialtwin.services.blobs import release_blobs
 from spatialtwin.services.ingest import prepare_garment
 from spatialtwin.services.views import garment_view
 from spatialtwin.store.garment_repository import fabric_exists, garment_exists
@@ -363,18 +366,18 @@ class GarmentService:
             raise
 
     async def ingest_job(self, payload: dict[str, Any], progress: Progress) -> dict[str, Any]:
-        """The `garment.ingest` job. Its staged blobs that the garment does not keep (an
-        avatar part is stored as body arrays; a refused upload keeps nothing) are removed.
-        Run again after an interruption, it finds its own garment and ends."""
+        """The `garment.ingest` job. Run again after an interruption, it finds its own garment
+        and ends. Once the garment is stored, the upload's blobs it does not keep (an avatar
+        part is stored as body arrays) are released; a job that fails has its upload released
+        by `release_upload` (the kind's `on_failure`); an interrupted job that will run again
+        keeps it for its next attempt."""
+        started_s = time.time()
         garment_id = str(payload["garment_id"])
-        existing = await self.records.find(garment_id)
-        if existing is not None:
-            if existing.get("blobs", {}).get("source") == payload["source"]:
-                return garment_view(existing)
-            raise garment_exists(garment_id)
         store = self.services.store
-        record: dict[str, Any] | None = None
-        try:
+        record = await self.records.find(garment_id)
+        if record is not None and record.get("blobs", {}).get("source") != payload["source"]:
+            raise garment_exists(garment_id)
+        if record is None:
             data = await _blob(store, payload["source"])
             extra = payload.get("attachment")
             attachment = (
@@ -390,12 +393,20 @@ class GarmentService:
                 garment_id=garment_id,
                 attachment=attachment,
             )
-        finally:
-            kept = _blob_keys(record["blobs"]) if record else set()
-            for key in payload.get("staged") or []:
-                if key not in kept:
-                    await store.delete_blob(key)
+        unkept = _upload_keys(payload) - _blob_keys(record["blobs"])
+        await release_blobs(store, unkept, since_s=started_s)
         return garment_view(record)
+
+    async def release_upload(self, job: dict[str, Any]) -> None:
+        """`garment.ingest`'s clean-up once the job failed (refused, or interrupted with no
+        attempt left): the upload's blobs (the file and any attachment) are deleted unless
+        another record names them (a garment that keeps the same file, another job queued
+        with it) or someone stored them again after the job was submitted."""
+        submitted = parse_time(job.get("created_at"))
+        if submitted is None:  # not knowing when it was staged, leave it to the start's sweep
+            return
+        keys = _upload_keys(job.get("payload") or {})
+        await release_blobs(self.services.store, keys, since_s=submitted.timestamp())
 
     # --- reading -------------------------------------------------------------------------------
 
@@ -568,6 +579,13 @@ async def _blob(store: Any, key: str) -> bytes:
     if data is None:
         raise NotFoundError("blob", key)
     return bytes(data)
+
+
+def _upload_keys(payload: dict[str, Any]) -> set[str]:
+    """The blobs a `garment.ingest` job's upload was staged as: the file and any attachment."""
+    extra = payload.get("attachment")
+    keys = {payload.get("source"), extra.get("blob") if isinstance(extra, dict) else None}
+    return {key for key in keys if isinstance(key, str)}
 
 
 def _blob_keys(blobs: dict[str, Any]) -> set[str]:

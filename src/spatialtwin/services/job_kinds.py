@@ -12,6 +12,8 @@
 Every kind is idempotent: run again after an interruption it finds what its earlier attempt
 stored (a twin, garment or look under the payload's id; a level set under its key) and ends
 with the same result, so a job killed mid-run is retried once (`jobs.queue.KIND_RETRIES`).
+A failed `garment.ingest` releases the upload it was staged with (`release_upload`); the other
+kinds stage nothing.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ def kinds(services: Services) -> dict[str, JobKind]:
     """The registry of `services`: each kind name bound to the service method that runs it."""
     return {
         GENERATE: JobKind(services.twins.generate),
-        INGEST: JobKind(services.garments.ingest_job),
+        INGEST: JobKind(services.garments.ingest_job, on_failure=services.garments.release_upload),
         DRAPE: JobKind(services.looks.drape_job),
         BUILD: JobKind(services.lod.build_job),
     }

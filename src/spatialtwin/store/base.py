@@ -12,8 +12,11 @@ equal content, equal revision.
 
 Blobs are read whole (`get_blob`) or streamed (`open_blob`, a byte range in chunks), so a store
 without local files can serve large files; `blob_path` is the local file where the store has
-one (the embedded store), for `sendfile`. The store holds whatever JSON it is given: record
-shapes and their `schema_version` are the repositories' (`store/schema.py`).
+one (the embedded store), for `sendfile`. A blob's `stored_at_s` is when it was last put
+(putting bytes the store has marks them stored again), so a deletion can be made to spare a
+blob someone stored after the deleter decided it was unused (`delete_blob(stored_before_s=)`).
+The store holds whatever JSON it is given: record shapes and their `schema_version` are the
+repositories' (`store/schema.py`).
 """
 
 from __future__ import annotations
@@ -68,8 +71,13 @@ class Store(abc.ABC):
         """The ids of a kind's records, sorted."""
 
     @abc.abstractmethod
+    async def list_kinds(self) -> list[str]:
+        """The record kinds the store holds, sorted."""
+
+    @abc.abstractmethod
     async def put_blob(self, data: bytes) -> tuple[str, bool]:
-        """Store bytes; returns (sha256 hex key, whether this call created the blob)."""
+        """Store bytes; returns (sha256 hex key, whether this call created the blob). Bytes
+        the store already has are marked stored now."""
 
     @abc.abstractmethod
     async def get_blob(self, key: str) -> bytes | None: ...
@@ -103,7 +111,13 @@ class Store(abc.ABC):
             yield data[offset : min(offset + chunk_bytes, stop)]
 
     @abc.abstractmethod
-    async def delete_blob(self, key: str) -> bool: ...
+    async def list_blobs(self) -> list[tuple[str, float]]:
+        """Every blob as (key, stored_at_s: when it was last put, seconds since the epoch)."""
+
+    @abc.abstractmethod
+    async def delete_blob(self, key: str, stored_before_s: float | None = None) -> bool:
+        """Delete the blob; with `stored_before_s`, only if it was last put before then
+        (checked and deleted as one step against concurrent puts). True if deleted."""
 
     @abc.abstractmethod
     async def publish(self, channel: str, message: dict[str, Any]) -> int:

@@ -1,6 +1,9 @@
 """The embedded default store: a data directory, no external service.
 
-Layout: `records/<kind>/<id>.json`, `blobs/<aa>/<sha256>` and `tmp/` (uploads in transit).
+Layout: `records/<kind>/<id>.json`, `blobs/<aa>/<sha256>` and `tmp/` (uploads in transit). A
+blob's mtime is when it was last put: putting bytes that are there touches the file, under a
+shared `flock` on `blobs/.lock` that a conditional delete takes exclusively from reading the
+mtime to the unlink, so a blob put again meanwhile is never deleted (`delete_blob`).
 Every write goes to a temporary file in the same directory and is renamed into place, so a
 crash leaves the old version or the new one, never half a file; the temporary files a killed
 process leaves behind are removed when a store opens the directory (`atomic.is_leftover`:
@@ -77,6 +80,25 @@ class EmbeddedStore(Store):
 
     def scratch_dir(self) -> Path:
         return self.root / "tmp"
+
+    @contextlib.contextmanager
+    def _blob_lock(self, exclusive: bool) -> Iterator[None]:
+        """Puts share it; a conditional delete holds it alone (across processes: `flock`)."""
+        with open(self.root / "blobs" / ".lock", "a+b") as fh:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+    def _touch_existing(self, target: Path) -> bool:
+        """Mark a blob that is there as stored now; False when it is not there."""
+        with self._blob_lock(exclusive=False):
+            try:
+                os.utime(target)
+            except FileNotFoundError:
+                return False
+            return True
 
     @contextlib.contextmanager
     def _kind_lock(self, kind: str) -> Iterator[None]:
@@ -186,6 +208,13 @@ class EmbeddedStore(Store):
 
         return await asyncio.to_thread(delete)
 
+    async def list_kinds(self) -> list[str]:
+        def kinds() -> list[str]:
+            folder = self.root / "records"
+            return sorted(p.name for p in folder.iterdir() if p.is_dir() and _SAFE_ID.match(p.name))
+
+        return await asyncio.to_thread(kinds)
+
     async def list_ids(self, kind: str) -> list[str]:
         folder = self.root / "records" / _check_id(kind, "kind")
 
@@ -208,7 +237,7 @@ class EmbeddedStore(Store):
                     digest.update(chunk)
             key = digest.hexdigest()
             target = self.root / "blobs" / key[:2] / key
-            if target.exists():
+            if self._touch_existing(target):
                 return key, False
             target.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(
@@ -264,7 +293,7 @@ class EmbeddedStore(Store):
     async def put_blob(self, data: bytes) -> tuple[str, bool]:
         key = hashlib.sha256(data).hexdigest()
         path = self.root / "blobs" / key[:2] / key
-        if path.exists():
+        if await asyncio.to_thread(self._touch_existing, path):
             return key, False
         await asyncio.to_thread(write_bytes_atomic, path, data)
         return key, True
@@ -273,12 +302,36 @@ class EmbeddedStore(Store):
         path = self._blob_file(key)
         return None if path is None else await asyncio.to_thread(path.read_bytes)
 
-    async def delete_blob(self, key: str) -> bool:
+    async def list_blobs(self) -> list[tuple[str, float]]:
+        def stored() -> list[tuple[str, float]]:
+            blobs = []
+            for path in (self.root / "blobs").glob("*/*"):
+                if _SHA.match(path.name):
+                    with contextlib.suppress(FileNotFoundError):
+                        blobs.append((path.name, path.stat().st_mtime))
+            return sorted(blobs)
+
+        return await asyncio.to_thread(stored)
+
+    async def delete_blob(self, key: str, stored_before_s: float | None = None) -> bool:
         path = self._blob_file(key)
         if path is None:
             return False
-        path.unlink(missing_ok=True)
-        return True
+        if stored_before_s is None:
+            path.unlink(missing_ok=True)
+            return True
+
+        def delete_if_unchanged() -> bool:
+            with self._blob_lock(exclusive=True):
+                try:
+                    if path.stat().st_mtime >= stored_before_s:
+                        return False
+                    path.unlink()
+                except FileNotFoundError:
+                    return False
+                return True
+
+        return await asyncio.to_thread(delete_if_unchanged)
 
     async def publish(self, channel: str, message: dict[str, Any]) -> int:
         queues = list(self._subscribers.get(channel, ()))
