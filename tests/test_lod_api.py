@@ -234,7 +234,7 @@ async def test_unknown_twin_manifest_is_404_json(lod_client):
 
 async def test_revoked_twin_loses_its_manifest_and_its_files(lod_client):
     manifest, _ = await get_manifest(lod_client)
-    urls = level_urls(manifest)
+    urls = [*level_urls(manifest), manifest["ar"]["usdz"]["url"]]  # the AR USDZ goes too
     r = await lod_client.patch(
         f"/api/v1/twins/{lod_client.twin_id}/license", json={"revoked": True}
     )

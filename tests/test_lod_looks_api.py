@@ -69,9 +69,15 @@ async def test_look_levels_are_cached_per_drape_and_withdrawn_on_revocation(api)
         assert (await api.get(lv["url"])).status == 404
 
 
-async def test_posed_look_levels_are_refused_with_a_reason(api):  # noqa: F811
+async def test_a_posed_look_streams_static_levels_of_its_pose(api):  # noqa: F811
+    """A posed look once answered 422 `lod_needs_rest_pose`; now its levels are the posed
+    meshes baked (no skin: the draped cloth would not follow the body into another pose)."""
     pose = {"root": [0, 0, 0], "joints": {"spine": [0.0, 0.0871557, 0.0, 0.9961947]}}
     look = await drape(api, api.garment_ids["skirt_a_line"], pose)
-    r = await api.get(f"/api/v1/looks/{look['id']}/lod/manifest.json")
-    assert r.status == 422
-    assert (await r.json())["error"]["code"] == "lod_needs_rest_pose"
+    r = await levels_of(api, f"/api/v1/looks/{look['id']}/lod/manifest.json")
+    assert r.status == 200, await r.text()
+    manifest = await r.json()
+    assert manifest["skinned"] is False and len(manifest["levels"]) >= 4
+    full = await (await api.get(manifest["levels"][0]["url"])).read()
+    gltf = pygltflib.GLTF2.load_from_bytes(full)
+    assert not gltf.skins and "twin" in {n.name for n in gltf.nodes}

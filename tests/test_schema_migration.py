@@ -187,12 +187,14 @@ async def test_an_old_data_directory_is_migrated_on_start_and_served(old_data, t
         assert (await r.json())["extent_m"] == before["garments"][0]["extent_m"]
         fabrics = (await (await client.get("/api/v1/fabrics")).json())["fabrics"]
         assert "old-twill" in {f["id"] for f in fabrics}
-        # The old level set answers at once under the same key: nothing is rebuilt.
-        r = await client.get(f"/api/v1/twins/{ids['twin']}/lod/manifest.json")
-        assert r.status == 200, await r.text()
-        assert (await r.json())["key"] == ids["key"]
+        # The old level set is kept and its files stay served (clients holding its URLs keep
+        # working); its key names the old pipeline (lod-1), so the manifest asked for today is
+        # today's pipeline's (lod-2 added the AR level as USDZ): a new key, built once.
+        assert await client.app[SERVICES].lod_records.get_set(ids["key"]) is not None
         r = await client.get(ids["level"])
         assert r.status == 200
+        r = await client.get(f"/api/v1/twins/{ids['twin']}/lod/manifest.json")
+        assert r.status == 202 and (await r.json())["key"] != ids["key"], await r.text()
         # Migrated once: a second open finds nothing older than today.
         assert await schema.migrate(client.app[SERVICES].store) == {}
         # And a revocation withdraws the old files too.

@@ -68,6 +68,9 @@ COMPONENT_DTYPES = {
 }
 TYPE_WIDTH = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4, "MAT2": 4, "MAT3": 9, "MAT4": 16}
 TRIANGLES = 4
+# The per-vertex scalars read beside the standard attributes: the fit map a look GLB carries
+# (`gltf.look_glb`, `cloth.fit_map`), so levels and AR files made from a look keep it.
+SCALAR_ATTRIBUTES = ("_STRAIN", "_EASE")
 UNSIGNED_INTEGERS = (5121, 5123, 5125)
 # Extensions a file may require that this reader honours (or that only change shading).
 SUPPORTED_REQUIRED = {"KHR_mesh_quantization", EXT, KHR_EXT, "KHR_texture_transform"}
@@ -108,6 +111,9 @@ class GltfPrimitive:
     joints: NDArray[np.int64] | None
     weights: Array | None
     material: LodMaterial | None  # what looks and LOD draw; body import ignores it
+    # Application-specific per-vertex scalars the project writes (the fit map's `_STRAIN`,
+    # `_EASE`), by attribute name; other custom attributes are not read.
+    scalars: dict[str, Array] = field(default_factory=dict)
 
     @property
     def skinned(self) -> bool:
@@ -704,7 +710,7 @@ class GltfDocument:
                 )
                 if read is None:
                     continue
-                positions, faces, normals, uvs, joints, weights, material = read
+                positions, faces, normals, uvs, joints, weights, material, scalars = read
                 primitives.append(
                     GltfPrimitive(
                         mesh_index=mesh_index,
@@ -719,6 +725,7 @@ class GltfDocument:
                         joints=joints,
                         weights=weights,
                         material=material,
+                        scalars=scalars,
                     )
                 )
         asset = _obj(self.json.get("asset"), "asset", self.fail)
@@ -797,6 +804,11 @@ class GltfDocument:
         n = len(pos)
         nrm = self._attribute(attrs, "NORMAL", where, n, ("VEC3",))
         uvs = self._attribute(attrs, "TEXCOORD_0", where, n, ("VEC2",))
+        scalars = {}
+        for name in SCALAR_ATTRIBUTES:
+            values = self._attribute(attrs, name, where, n, ("SCALAR",))
+            if values is not None and np.isfinite(values).all():  # an overlay: bad ones dropped
+                scalars[name] = np.asarray(values, dtype=np.float64).reshape(-1)
         faces = self._faces(prim, where, n)
         material = self._material(prim, where)
         if uvs is not None and material is not None:
@@ -829,7 +841,7 @@ class GltfDocument:
                 nrm = nrm @ normal_matrices(node_world[None, :3, :3])[0].T
             if np.linalg.det(node_world[:3, :3]) < 0:
                 faces = faces[:, ::-1]
-        return pos, faces, nrm, uvs, joints, weights, material_out
+        return pos, faces, nrm, uvs, joints, weights, material_out, scalars
 
     def _faces(self, prim: dict[str, Any], where: str, n: int) -> NDArray[np.int64]:
         index = _index(prim, "indices", where, len(self.accessors), self.fail)

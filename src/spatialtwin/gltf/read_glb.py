@@ -65,6 +65,7 @@ def _mesh(prim: GltfPrimitive) -> LodMesh:
         prim.joints,
         prim.weights,
         prim.material or gltf_material(),
+        dict(prim.scalars),
     )
 
 

@@ -72,6 +72,9 @@ class LodMesh:
     joints: NDArray[np.int64] | None = None
     weights: NDArray[np.float64] | None = None
     material: LodMaterial = field(default_factory=LodMaterial)
+    # Per-vertex overlays by name (a look's fit map: `_STRAIN` as a fraction, `_EASE` in m);
+    # levels keep them for the vertices they keep.
+    scalars: dict[str, NDArray[np.float64]] = field(default_factory=dict)
 
     @property
     def skinned(self) -> bool:
@@ -93,7 +96,12 @@ class LodMesh:
             uvs=pick(self.uvs),
             joints=pick(self.joints),
             weights=pick(self.weights),
+            scalars={name: values[used] for name, values in self.scalars.items()},
         )
+
+    def static(self) -> LodMesh:
+        """This mesh where it is shown, without its skin: it no longer follows a rig."""
+        return replace(self, joints=None, weights=None)
 
 
 @dataclass
@@ -127,7 +135,18 @@ class LodScene:
             h.update(repr((mat.name, mat.base_color, mat.roughness, mat.metallic)).encode())
             h.update(repr((mat.double_sided, mat.image_mime)).encode())
             h.update(mat.base_color_image or b"")
+            for name in sorted(m.scalars):
+                h.update(name.encode() + np.ascontiguousarray(m.scalars[name]).tobytes())
         return h.hexdigest()
+
+    def baked(self) -> LodScene:
+        """The scene as static meshes where they are shown, without its rig.
+
+        A look draped in a pose is a sculpture: its garments were simulated into that pose and
+        would not follow the body into another, so its levels are made of the posed meshes
+        and measured in that pose only (no bent poses), and no client re-poses them.
+        """
+        return replace(self, meshes=[m.static() for m in self.meshes], rig=None)
 
 
 def translation_matrix(t: NDArray[np.float64]) -> NDArray[np.float64]:

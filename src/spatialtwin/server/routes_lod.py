@@ -4,10 +4,14 @@
 door, then answers the built manifest from the store (200, strong `ETag` = the set's key, 304
 on a match) or, while the levels are not built, 202 with the `lod.build` job that builds them
 (queued once per key, whoever asks; levels are never built inside a request). `GET
-/api/v1/lod/{sha256}.glb|.bin[?channel=]` serves a level file while every twin it shows may be
-used: strong `ETag` = the content hash, `304` on a matching `If-None-Match`, `206` for `Range`,
-and `Cache-Control: immutable`, since a URL's bytes can never change. A store with local files
-sends them with sendfile; any other store streams them (`Store.open_blob`).
+/api/v1/lod/{sha256}.glb|.bin|.usdz[?channel=]` serves a level file while every twin it shows
+may be used (a `.usdz` only while they are licensed for `ar`): strong `ETag` = the content
+hash, `304` on a matching `If-None-Match`, `206` for `Range`, and `Cache-Control: immutable`,
+since a URL's bytes can never change. A store with local files sends them with sendfile; any
+other store streams them (`Store.open_blob`).
+
+A manifest's `ar.usdz.url` is the AR level as USDZ for iOS AR Quick Look (`ios-src`); it is
+served by the same route, only while every twin it shows is licensed for `ar`.
 """
 
 from __future__ import annotations
@@ -166,7 +170,7 @@ async def look_lod_manifest(request: web.Request) -> web.StreamResponse:
     return _manifest_response(request, answer)
 
 
-@routes.get(LOD_FILE_PREFIX + r"{sha256:[0-9a-f]{64}}.{ext:(glb|bin)}")
+@routes.get(LOD_FILE_PREFIX + r"{sha256:[0-9a-f]{64}}.{ext:(glb|bin|usdz)}")
 async def lod_file(request: web.Request) -> web.StreamResponse:
     lod = (await ready_services(request)).lod
     served = await lod.level_file(

@@ -13,6 +13,9 @@ level file, a drape job — asks here first, and nothing else in the code base d
   closest to a shopper's height chooses among these only).
 - `check_level_file(owners, channel)`: a level file shows these twins; it is refused while any
   of them is outside its window (or, with a channel, its channels), and once any is revoked.
+- `check_ar_file(owners)`: an AR file (a USDZ for AR Quick Look) is `ar` use, whoever asks for
+  it and whatever channel the request names: it is served only while every twin it shows is
+  licensed for `ar`.
 - `change_license(twin_id, changes)`: channels and validity change by compare-and-set;
   revocation is final (a revoked license is never reinstated, by any value) and withdraws the
   twin's level files before it answers.
@@ -30,6 +33,7 @@ from spatialtwin.store.schema import LICENSE_VERSION
 if TYPE_CHECKING:
     from spatialtwin.services.base import ServiceContext
 
+AR_CHANNEL = "ar"  # placing a twin in a room (USDZ, Scene Viewer): the license's `ar` channel
 LICENSE_FIELDS = ("channels", "valid_from", "valid_until", "revoked", "terms", "fee_per_use_eur")
 CAS_ATTEMPTS = 4
 
@@ -74,6 +78,10 @@ class Access:
         for twin in twins:
             # Without a channel, any licensed one: the window and revocation still decide.
             self.check(twin, channel if channel is not None else twin["license"]["channels"][0])
+
+    async def check_ar_file(self, owners: list[str]) -> None:
+        """Refuse an AR file (USDZ) unless every twin it shows may be used in `ar` now."""
+        await self.check_level_file(owners, AR_CHANNEL)
 
     async def change_license(self, twin_id: str, changes: Any) -> dict[str, Any]:
         """Change channels/validity, or revoke (irreversible).

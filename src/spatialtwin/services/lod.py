@@ -10,9 +10,17 @@ files through the access door on every read.
 
 Steps: (1) levels (cull, simplify pose-aware, clear garments, measure), (2) one position grid
 for all levels so their bounding boxes agree, (3) per level a meshopt-compressed GLB with an
-uncompressed fallback buffer beside it and a quantised-only GLB (the AR hand-off), textures
-scaled down per level, (4) the manifest. File names are the SHA-256 of their bytes, which is
+uncompressed fallback buffer beside it and a quantised-only GLB (the AR hand-off for Android),
+textures scaled down per level, (4) the AR level again as an ARKit USDZ (`gltf.usdz_writer`,
+for iOS AR Quick Look), (5) the manifest. File names are the SHA-256 of their bytes, which is
 also the store's blob key, so URLs are content-hashed and immutable.
+
+A look draped in a pose has levels too: its meshes are baked where they are shown
+(`LodScene.baked`: the posed body and the draped garments as static meshes, no skin), the
+levels are simplified from those and measured in that pose, and the manifest says
+`"skinned": false`. A rest-pose look or a twin keeps its skin, so a client can still pose it.
+USDZ files are AR use: they are served only while every twin they show is licensed for the
+`ar` channel (`Access.check_ar_file`), whatever channel the request names.
 """
 
 from __future__ import annotations
@@ -29,11 +37,14 @@ from spatialtwin.errors import SpatialTwinError
 from spatialtwin.gltf.body_arrays import body_from_npz
 from spatialtwin.gltf.level_glb import PositionGrid, write_level
 from spatialtwin.gltf.read_glb import read_glb_scene
+from spatialtwin.gltf.usdz_writer import MEDIA_TYPE as USDZ_MEDIA_TYPE
+from spatialtwin.gltf.usdz_writer import UsdzOptions, scene_to_usdz
 from spatialtwin.lod.levels import DEFAULTS, Level, LevelOptions, build_levels
 from spatialtwin.lod.scene import LodScene, scene_from_twin_body
 from spatialtwin.lod.selection import DISPLAY_PROFILES, pick_level
 from spatialtwin.lod.simplifier import backend_name
 from spatialtwin.rights.license import provenance
+from spatialtwin.services.access import AR_CHANNEL
 from spatialtwin.services.views import LOD_FILE_PREFIX
 from spatialtwin.store.lod_cache import MEDIA_TYPES, cache_key
 from spatialtwin.store.twin_repository import body_key
@@ -43,7 +54,7 @@ if TYPE_CHECKING:
     from spatialtwin.services.base import ServiceContext
     from spatialtwin.services.looks import LookService
 
-PIPELINE_VERSION = "lod-1"
+PIPELINE_VERSION = "lod-2"  # lod-2: the AR level as USDZ beside the GLBs
 TEXTURE_MAX_PX = (2048, 1024, 512, 256)
 AR_LEVEL = 1  # the 25 % level: sharp at arm's length, small enough for a phone to place
 
@@ -69,6 +80,7 @@ def build_lod_for_scene(
     """Build every level of `scene`; `inputs` (name -> content hash) are echoed in the manifest."""
     levels = build_levels(scene, options)
     grid = PositionGrid.for_scene(levels[0].scene)
+    skinned = scene.rig is not None and any(m.skinned for m in scene.meshes)
     files: dict[str, bytes] = {}
     entries = []
     for lv in levels:
@@ -113,12 +125,20 @@ def build_lod_for_scene(
         )
     lo, hi = levels[0].scene.bounds_m()
     ar = entries[min(AR_LEVEL, len(entries) - 1)]
+    usdz = scene_to_usdz(
+        levels[ar["level"]].scene,
+        UsdzOptions(texture_max_px=ar["textureMaxPx"]),
+        provenance=scene.extras,
+    )
+    usdz_name = f"{_sha(usdz)}.usdz"
+    files[usdz_name] = usdz
     manifest = {
         "version": 1,
         "pipeline": PIPELINE_VERSION,
         "scene": scene.name,
         "units": "metres",
         "inputs": dict(inputs or {}),
+        "skinned": skinned,
         "bounds_m": {
             "min": [round(float(x), 6) for x in lo],
             "max": [round(float(x), 6) for x in hi],
@@ -135,7 +155,13 @@ def build_lod_for_scene(
             "url": ar["quantized"]["url"],
             "bytes": ar["quantized"]["bytes"],
             "note": "KHR_mesh_quantization only, no EXT_meshopt_compression: for Android Scene "
-            "Viewer; iOS Quick Look needs USDZ converted from this file",
+            "Viewer; `usdz` is the same level for iOS AR Quick Look",
+            "usdz": {
+                "url": url_prefix + usdz_name,
+                "bytes": len(usdz),
+                "mediaType": USDZ_MEDIA_TYPE,
+                "channel": AR_CHANNEL,
+            },
         },
         "displayProfiles": {
             name: {**profile, "level": pick_level(entries, profile["mmPerPx"])}
@@ -243,14 +269,6 @@ class LodService:
         self, look_id: str, channel: str, if_none_match: Collection[str] = ()
     ) -> ManifestAnswer:
         look = await self.looks.get_for_use(look_id, channel)
-        if look.get("pose"):
-            raise SpatialTwinError(
-                "lod_needs_rest_pose",
-                "levels are built for looks draped in the twin's rest pose; this look is "
-                "posed (pose the levels on the client through the joints instead)",
-                {"lookId": look["id"]},
-                status=422,
-            )
         twin = await self.services.twin_records.get(look["twin"])
         key = cache_key(look_inputs(look, twin), _key_options(self.options))
         if key in if_none_match or "*" in if_none_match:
@@ -300,9 +318,12 @@ class LodService:
             inputs, owners = look_inputs(look, twin), [twin["id"], look["id"]]
             data = await store.get_blob(inputs["lookGlb"])
 
+            posed = bool(look.get("pose"))
+
             def scene() -> LodScene:
                 assert data is not None
-                return read_glb_scene(data)
+                read = read_glb_scene(data)
+                return read.baked() if posed else read
 
         if data is None:
             raise SpatialTwinError(
@@ -338,12 +359,17 @@ class LodService:
 
     async def level_file(self, sha: str, ext: str, channel: str | None) -> LevelFile:
         """The file behind `/lod/<sha>.<ext>`, if it is a live level file whose twins may be
-        used now (each read asks the access door; a revoked twin's files are gone: 404)."""
+        used now (each read asks the access door; a revoked twin's files are gone: 404). A
+        USDZ is AR use, whatever `channel` says."""
         record = await self.records.get_file(sha)
         if record is None or record.get("ext") != ext or record.get("withdrawn"):
             raise _file_not_found(sha, ext)
+        owners = list(record.get("owners", ()))
         try:
-            await self.access.check_level_file(list(record.get("owners", ())), channel)
+            if ext == "usdz":
+                await self.access.check_ar_file(owners)
+            else:
+                await self.access.check_level_file(owners, channel)
         except SpatialTwinError as exc:
             if exc.code in ("license_revoked", "twin_not_found"):
                 raise _file_not_found(sha, ext) from exc

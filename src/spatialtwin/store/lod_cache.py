@@ -21,7 +21,11 @@ from spatialtwin.store.schema import LOD_FILES, LOD_SETS, stamped, upgraded
 
 SETS = LOD_SETS
 FILES = LOD_FILES
-MEDIA_TYPES = {"glb": "model/gltf-binary", "bin": "application/octet-stream"}
+MEDIA_TYPES = {
+    "glb": "model/gltf-binary",
+    "bin": "application/octet-stream",
+    "usdz": "model/vnd.usdz+zip",  # the AR level for iOS AR Quick Look
+}
 CAS_ATTEMPTS = 16
 
 
