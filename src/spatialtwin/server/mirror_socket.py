@@ -271,6 +271,7 @@ class Peer:
                     return
             else:
                 self.over_since = None
+            self.on_tick()
             entry = self.entry
             if now >= next_status and entry is not None:
                 next_status += 1.0
@@ -278,6 +279,9 @@ class Peer:
             if now >= next_ping:
                 next_ping += options.heartbeat_s
                 self._queue(("ping",))
+
+    def on_tick(self) -> None:
+        """Four times a second while the socket is open (a subclass's own checks)."""
 
     # --- reading ------------------------------------------------------------------------------
 
@@ -411,12 +415,12 @@ class MirrorPeer(Peer):
                 continue
             else:
                 return
-            self._report_pipeline_errors(entry)
 
-    def _report_pipeline_errors(self, entry: LiveSessionEntry) -> None:
+    def on_tick(self) -> None:
         """Frames whose header passed but whose pixels did not decode fail on the tracking
-        thread; each new failure is answered with an `error` (`bad_frame`)."""
-        pipeline = entry.pipeline
+        thread; new failures are answered with an `error` (`bad_frame`)."""
+        entry = self.entry
+        pipeline = entry.pipeline if entry is not None else None
         if pipeline is None:
             return
         errors = len(pipeline.stats.errors)
