@@ -61,6 +61,7 @@ const dom = byIds({
   share: 'share',
   shareCode: 'share-code',
   calibrate: 'calibrate',
+  finish: 'finish',
   calibration: 'calibration',
   ruler: 'ruler',
   rulerLabel: 'calibration-length-label',
@@ -537,6 +538,7 @@ async function main() {
     }
   };
   dom.share.addEventListener('click', () => client.requestShare());
+  dom.finish.addEventListener('click', () => client.close());
   dom.restart.addEventListener('click', () => window.location.reload());
   fillGarmentSelect(switchTo).catch(() => { dom.garmentSelect.disabled = true; });
   setInterval(() => renderReadout(view, client), 500);
@@ -547,6 +549,10 @@ async function main() {
     latencyPercentile: (p) => percentile(view.log.map((e) => e.latencyMs), p),
     hold: (held) => view.hold(held),
     setGarmentsVisible: (visible) => view.setGarmentsVisible(visible),
+    restPose: () => {
+      view.twin?.rest();
+      view.render();
+    },
     render: () => view.render(),
     dropConnection: () => client.dropConnection(),
     requestShare: () => client.requestShare(),

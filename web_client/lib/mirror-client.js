@@ -55,6 +55,8 @@ export const CLOSE_CODES = Object.freeze({
 export const RECONNECT_DELAYS_MS = Object.freeze([250, 500, 1000, 2000, 4000, 8000]);
 // A frame sent longer ago than this without a result for it (or a later one) is taken as lost.
 export const FRAME_LOST_AFTER_MS = 2000;
+// After `bye`, how long the server has to close the socket before the client does.
+export const BYE_CLOSE_TIMEOUT_MS = 2000;
 // Sending stops while more than this is still queued in the socket (a slow uplink).
 export const MAX_BUFFERED_BYTES = 1 << 20;
 
@@ -429,14 +431,22 @@ export class MirrorClient {
     this.onClose(1006, 'dropped');
   }
 
-  // End the session (`bye`); nothing reconnects.
+  // End the session (`bye`); nothing reconnects. The server ends the session and closes the
+  // socket (1000); closing it here at once could reach the server as a dropped connection, which
+  // keeps the session waiting for a resume. A server that does not close within
+  // BYE_CLOSE_TIMEOUT_MS is closed on.
   close() {
     this.closedByUs = true;
     clearTimeout(this.timers.reconnect);
     clearInterval(this.timers.heartbeat);
-    if (this.socket?.readyState === WebSocket.OPEN) {
+    const socket = this.socket;
+    if (socket?.readyState === WebSocket.OPEN) {
       this.sendJson({ type: 'bye' });
-      this.socket.close(1000, 'bye');
+      setTimeout(() => {
+        if (socket.readyState === WebSocket.OPEN) socket.close(1000, 'bye');
+      }, BYE_CLOSE_TIMEOUT_MS);
+    } else if (socket) {
+      socket.close();
     }
     this.session = null;
     this.setState('ended', { reason: 'bye' });
