@@ -54,9 +54,9 @@ SERVER_SETTINGS: dict[str, Any] = {
     "mirror_resume_s": 2.0,
     "mirror_hello_timeout_s": 1.0,
     "mirror_heartbeat_s": 1.0,
-    "mirror_send_buffer_bytes": 96 * 1024,
+    "mirror_send_buffer_bytes": 48 * 1024,
     "mirror_send_over_s": 1.0,
-    "mirror_socket_send_bytes": 32 * 1024,
+    "mirror_socket_send_bytes": 8 * 1024,
     "mirror_close_timeout_s": 0.5,
     "mirror_revocation_poll_s": 0.5,
 }
@@ -289,7 +289,8 @@ class MirrorClient:
                 aiohttp.WSMsgType.CLOSED,
                 aiohttp.WSMsgType.ERROR,
             ):
-                if msg.type == aiohttp.WSMsgType.CLOSE:
+                if msg.type == aiohttp.WSMsgType.CLOSE:  # the server's close frame
+                    self.received.close_code = int(msg.data)
                     self.received.close_reason = msg.extra or ""
                 break
             if msg.type == aiohttp.WSMsgType.BINARY:
@@ -311,7 +312,8 @@ class MirrorClient:
                     self._welcome.set()
         if not self.ws.closed:
             await self.ws.close()
-        self.received.close_code = self.ws.close_code
+        if self.received.close_code is None:  # no close frame came (a reset, a lost socket)
+            self.received.close_code = self.ws.close_code
 
     async def send_json(self, message: dict[str, Any]) -> None:
         assert self.ws is not None

@@ -347,6 +347,7 @@ class MirrorStats:
     resumed: int = 0
     ended: dict[str, int] = field(default_factory=dict)
     closes: dict[int, int] = field(default_factory=dict)
+    results_dropped: int = 0  # results not sent to a receiver that did not read them
 
     def count_close(self, code: int) -> None:
         self.closes[code] = self.closes.get(code, 0) + 1
@@ -396,6 +397,7 @@ class MirrorService:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._closings: set[asyncio.Future[None]] = set()
         self._closing = False
 
     # --- lifecycle ----------------------------------------------------------------------------
@@ -419,6 +421,8 @@ class MirrorService:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        if self._closings:
+            await asyncio.gather(*self._closings, return_exceptions=True)
 
     async def _listen(self, channel: str) -> None:
         """Wake the revocation check at once when a license or device change is announced."""
@@ -653,7 +657,7 @@ class MirrorService:
             if not self._opening[device_id]:
                 del self._opening[device_id]
         if self._closing:
-            await asyncio.to_thread(entry.pipeline.close)
+            await self._close_pipeline(entry.pipeline)
             raise _session_error("server_shutdown", "the server is shutting down", 503)
         self.sessions[entry.id] = entry
         self.stats.opened += 1
@@ -759,7 +763,16 @@ class MirrorService:
         log.info("mirror session ended", extra={"fields": {"session": entry.id, "reason": reason}})
         pipeline, entry.pipeline = entry.pipeline, None
         if pipeline is not None:
-            await asyncio.to_thread(pipeline.close)
+            await self._close_pipeline(pipeline)
+
+    async def _close_pipeline(self, pipeline: MirrorSession) -> None:
+        """Stop a session's threads on a worker thread. The close is the service's own task:
+        a caller cancelled meanwhile (its socket's handler finishing) must not cancel a close
+        still waiting for a worker, which would leave the session's threads running."""
+        closing = asyncio.ensure_future(asyncio.to_thread(pipeline.close))
+        self._closings.add(closing)
+        closing.add_done_callback(self._closings.discard)
+        await asyncio.shield(closing)
 
     # --- watchers -----------------------------------------------------------------------------
 

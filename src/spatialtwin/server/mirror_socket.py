@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import socket
 import time
 from collections import deque
@@ -50,6 +51,27 @@ log = logging.getLogger("spatialtwin.mirror")
 TICK_S = 0.25
 PROGRESS_EVERY_S = 0.2
 RATE_BURST = 3.0  # frames a client may send back to back before the rate limit counts
+
+
+LINGER_S = 1.0
+LINGER_BYTES = 64 << 20
+_LINGERING: set[asyncio.Task[None]] = set()
+
+
+async def _read_out(kept: socket.socket) -> None:
+    """Read and drop what a refused client still sends, for a moment, then close."""
+    loop = asyncio.get_running_loop()
+    end, taken = loop.time() + LINGER_S, 0
+    try:
+        while taken < LINGER_BYTES and (left := end - loop.time()) > 0:
+            data = await asyncio.wait_for(loop.sock_recv(kept, 1 << 16), left)
+            if not data:
+                break
+            taken += len(data)
+    except (OSError, TimeoutError):
+        pass
+    finally:
+        kept.close()
 
 
 def close_for(exc: SpatialTwinError) -> tuple[int, str]:
@@ -116,6 +138,7 @@ class Peer:
         self.entry: LiveSessionEntry | None = None
         self.results_sent = 0
         self.results_dropped = 0
+        self.refused_with: int | None = None  # the close code of a refusal aiohttp made
         self._tasks: list[asyncio.Task[None]] = []
         self._sender = asyncio.create_task(self._send_loop(), name=f"mirror-{self.kind}-send")
 
@@ -176,6 +199,7 @@ class Peer:
 
     def _dropped(self) -> None:
         self.results_dropped += 1
+        self.service.stats.results_dropped += 1
         if self.entry is not None:
             self.entry.results_dropped += 1
 
@@ -283,6 +307,31 @@ class Peer:
     def on_tick(self) -> None:
         """Four times a second while the socket is open (a subclass's own checks)."""
 
+    def linger_after(self, msg: Any) -> None:
+        """After aiohttp refused a message itself (1009 too big, a broken frame) it has sent
+        the close frame and closes the socket at the next loop turn, while the client may
+        still be sending: closing a socket with unread bytes makes the kernel send a reset,
+        which discards the close frame on its way (the client sees 1006, not 1009). So the
+        socket is kept open on a duplicate descriptor, shut for writing (the close frame, then
+        a FIN) and read out for a moment (`LINGER_S`, at most `LINGER_BYTES`) before it is
+        closed: a lingering close."""
+        if msg.type != WSMsgType.ERROR or self.transport is None:
+            return
+        code = getattr(msg.data, "code", None)  # aiohttp's WebSocketError
+        self.refused_with = int(code) if isinstance(code, int) else None
+        sock = self.transport.get_extra_info("socket")
+        if sock is None:
+            return
+        try:
+            kept = socket.socket(fileno=os.dup(sock.fileno()))
+            kept.setblocking(False)
+            kept.shutdown(socket.SHUT_WR)
+        except OSError:
+            return
+        task = asyncio.create_task(_read_out(kept), name="mirror-linger")
+        _LINGERING.add(task)
+        task.add_done_callback(_LINGERING.discard)
+
     # --- reading ------------------------------------------------------------------------------
 
     def answer_ping(self, t_ms: float | None) -> None:
@@ -297,7 +346,7 @@ class Peer:
         and cut a transport that still holds unsent bytes."""
         if not self.closing:
             self.closing = True
-            self.service.stats.count_close(self.ws.close_code or 1006)
+            self.service.stats.count_close(self.refused_with or self.ws.close_code or 1006)
         for task in self._tasks:
             task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -398,6 +447,7 @@ class MirrorPeer(Peer):
                     )
                 )
                 return None
+            self.linger_after(msg)
             return None  # closed, closing or a protocol error aiohttp answered itself
 
     async def _read(self, entry: LiveSessionEntry) -> None:
@@ -414,6 +464,7 @@ class MirrorPeer(Peer):
             elif msg.type == WSMsgType.PONG:
                 continue
             else:
+                self.linger_after(msg)
                 return
 
     def on_tick(self) -> None:
@@ -578,6 +629,7 @@ class WatcherPeer(Peer):
             elif msg.type == WSMsgType.PING:
                 self._queue(("pong", msg.data))
             elif msg.type != WSMsgType.PONG:
+                self.linger_after(msg)
                 return
 
 

@@ -171,6 +171,7 @@ def mirror_stats(app: web.Application) -> dict[str, Any]:
                 "resumed": service.stats.resumed,
                 "ended": dict(service.stats.ended),
                 "closes": dict(service.stats.closes),
+                "results_dropped": service.stats.results_dropped,
                 "live_builds": service.builds.builds,
             }
     return {"sessions": 0, "sockets": len(hub.peers)}
