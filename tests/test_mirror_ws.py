@@ -360,6 +360,7 @@ async def test_revoking_the_device_ends_its_session_within_a_second(
         ended_s = time.perf_counter() - revoked_at
         stop.set()
         await feeder
+        print(f"device revoked by the CLI: session closed {ended_s:.2f} s later")
         assert code == 4401 and client.ws.close_code == 4401
         assert client.received.messages[-1] == {"type": "ended", "reason": "revoked"}
         assert ended_s <= 1.0, ended_s
@@ -405,6 +406,7 @@ async def test_revoking_the_twin_ends_its_sessions_within_a_second(
         assert await watcher.wait_closed(5) == 1000
         stop.set()
         await feeder
+        print(f"twin revoked over HTTP: session closed {ended_s:.2f} s later")
         assert ended_s <= 1.0, ended_s
         assert client.received.messages[-1] == {"type": "ended", "reason": "revoked"}
         assert watcher.received.messages[-1] == {"type": "ended", "reason": "revoked"}
@@ -510,3 +512,34 @@ async def test_a_server_shutting_down_closes_its_sessions_with_1001(mirror_data,
     finally:
         if server._thread.is_alive():
             await asyncio.to_thread(server.stop)
+
+
+async def test_a_switch_wears_new_streams_and_a_refused_one_leaves_the_session_as_it_was(
+    mirror_server, mirror_data, marks
+):
+    from spatialtwin.gltf.vertex_stream import read_header
+
+    _, token = await mirror_server.register_device()
+    async with aiohttp.ClientSession() as http:
+        client, welcome = await opened(
+            http, mirror_server, token, look=mirror_data.look, input="landmarks"
+        )
+        next_id = await stream_landmarks(client, marks, 0.5)
+        await client.send_json({"type": "switch", "look": "look_nothing"})
+        await client.wait_for(lambda r: r.of_type("error"), 3)
+        assert client.received.of_type("error")[0]["error"]["code"] == "look_not_found"
+        await client.send_json({"type": "switch", "garments": [mirror_data.garment]})
+        await client.wait_for(lambda r: r.of_type("switched"), 10)
+        switched_at = len(client.received.results)
+        await stream_landmarks(client, marks, 1.0, first_id=next_id)
+        await client.send_json({"type": "bye"})
+        assert await client.wait_closed() == 1000
+    switched = client.received.of_type("switched")[0]["garments"]
+    assert [g["stream"] for g in switched] == [1]  # a new stream id, never reused
+    assert switched[0]["garment"] == mirror_data.garment
+    assert switched[0]["mesh_url"] != welcome["garments"][0]["mesh_url"]
+    after = [read_header(r.streams[0]) for r in client.received.results[switched_at:]]
+    assert after and after[-1].stream == 1
+    first_new = next(h for h in after if h.stream == 1)
+    assert first_new.kind == 0  # the new garment starts with a key frame
+    assert all(h.stream == 0 for h in after[: after.index(first_new)])
