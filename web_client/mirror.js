@@ -18,7 +18,7 @@
 
 import { API_ROOT, errorState, getJson, listFrom } from './lib/api.js';
 import { byIds, el } from './lib/dom.js';
-import { fitSwitch, legendElement } from './lib/fit-map.js';
+import { FIT_MODES, fitSwitch, legendElement } from './lib/fit-map.js';
 import { MirrorClient, wsUrl } from './lib/mirror-client.js';
 import { openMirrorView, percentile } from './lib/mirror-view.js';
 import { MIRROR } from './lib/stage.js';
@@ -97,6 +97,7 @@ const state = {
   share: null, // {code, url, expires_s}
   counts: null,
   fitMode: 'garment',
+  fitMap: null, // {mode, loaded, transfer: {garments, matched, medianDistanceMm, p95DistanceMm}}
   debug: null,
 };
 window.spatialTwinMirror = state;
@@ -368,23 +369,45 @@ function applyScale(view, px, calibrated) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Fit map: the shared switch (lib/fit-map.js) over the live garments, when they carry it.
+// Fit map: the shared switch and legend (lib/fit-map.js). The live garments carry no fit values
+// of their own; the first time Stretch or Ease is asked for, the look's GLB is fetched and its
+// values (as draped at rest) carried onto the live meshes (MirrorView.loadFit).
 
-function renderFitMap(view) {
-  const fit = view.fit;
+function setUpFitMap(view, lookId, channel = 'mirror') {
   dom.fitMap.replaceChildren();
-  dom.fitMap.hidden = !fit?.available;
-  if (!fit?.available) return;
-  let legend = legendElement(fit, fit.mode);
-  const control = fitSwitch(fit.modes, fit.mode, (mode) => {
+  dom.fitMap.hidden = !lookId;
+  state.fitMap = lookId ? { mode: 'garment', loaded: false, transfer: null } : null;
+  if (!lookId) return;
+  let legend = el('div', { className: 'fit-legend', hidden: true });
+  const note = el('p', { className: 'fit-note', text: 'Fit as draped at rest' });
+  note.hidden = true;
+  let loading = null;
+  const choose = async (mode) => {
+    if (mode !== 'garment' && !state.fitMap.loaded) {
+      note.hidden = false;
+      note.textContent = 'Loading the fit map…';
+      loading ??= view.loadFit(`${API_ROOT}/looks/${encodeURIComponent(lookId)}/look.glb?channel=${channel}`);
+      state.fitMap.transfer = await loading;
+      state.fitMap.loaded = true;
+    }
     const shown = view.setFitMode(mode);
-    state.fitMode = shown;
     control.check(shown);
-    const next = legendElement(fit, shown);
+    const next = shown === 'garment' ? el('div', { className: 'fit-legend', hidden: true }) : legendElement(view.fit, shown);
     legend.replaceWith(next);
     legend = next;
+    note.hidden = shown === 'garment';
+    note.textContent = shown === mode ? 'Fit as draped at rest' : 'No fit map for these garments';
+    state.fitMap.mode = shown;
+    state.fitMode = shown;
+  };
+  const control = fitSwitch(FIT_MODES, 'garment', (mode) => {
+    choose(mode).catch((err) => {
+      state.fitMap.error = errorState(err);
+      note.hidden = false;
+      note.textContent = `The fit map could not be loaded: ${state.fitMap.error.message}`;
+    });
   });
-  dom.fitMap.append(control.element, legend);
+  dom.fitMap.append(control.element, legend, note);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -462,7 +485,7 @@ async function main() {
     if (urls !== garmentsShown) {
       await view.setGarments(garments);
       garmentsShown = urls;
-      renderFitMap(view);
+      setUpFitMap(view, state.lookId);
     } else {
       view.resetStreams();
     }
@@ -557,6 +580,7 @@ async function main() {
     dropConnection: () => client.dropConnection(),
     requestShare: () => client.requestShare(),
     switchGarments: (ids) => switchTo(ids),
+    fitShares: (mode) => view.fit?.shares(mode) ?? null,
     clientCounts: () => ({ ...client.counts, inFlight: client.framesInFlight(), rttMs: client.rttMs }),
   };
 
