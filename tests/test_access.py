@@ -58,6 +58,13 @@ NOT_USES = {
     ("GET", "/api/v1/fabrics"): "fabrics only",
     ("POST", "/api/v1/fabrics"): "fabrics only",
     ("GET", "/api/v1/jobs/{job_id}"): "a job's state; a job re-checks its twin when it runs",
+    # Mirror sessions use a twin, through the same door (channel `mirror`), but need a device
+    # token and a live session: refused and ended sessions are tried in tests/test_mirror_ws.py
+    ("GET", "/api/v1/mirror/sessions"): "a WebSocket; its twin passes the door at the hello "
+    "and every 0.5 s while the session lives (a refusal ends it, 4403)",
+    ("GET", "/api/v1/mirror/watch"): "a WebSocket watching a live session, ended with it",
+    ("GET", "/api/v1/mirror/sessions/{session_id}/garments/{stream}.glb"): "a garment mesh "
+    "of a live session (its access key), its twin put to the door on every read",
 }
 STATIC_PREFIXES = ("/web", "/vendor/")
 
