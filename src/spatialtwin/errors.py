@@ -57,3 +57,18 @@ class RecordChangedError(SpatialTwinError):
             {"kind": kind, "id": record_id},
             status=409,
         )
+
+
+class StoreUnavailableError(SpatialTwinError):
+    """The store's server (Redis) cannot be reached: 503, worth retrying after `retry_after_s`
+    (nothing was half-written: every store write is one atomic step)."""
+
+    retry_after_s = 1
+
+    def __init__(self, url: str, reason: str = "") -> None:
+        super().__init__(
+            "store_unavailable",
+            f"the store at {url} cannot be reached; retry shortly",
+            {"url": url, "reason": reason[:200]} if reason else {"url": url},
+            status=503,
+        )

@@ -80,6 +80,9 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         response = await handler(request)
     except SpatialTwinError as exc:
         response = error_response(exc.status, exc.code, exc.message, exc.detail)
+        retry_after_s = getattr(exc, "retry_after_s", None)
+        if retry_after_s is not None:  # a store that is briefly away (503)
+            response.headers["Retry-After"] = str(retry_after_s)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
