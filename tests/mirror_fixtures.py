@@ -189,10 +189,10 @@ class ServerThread:
         return self.app[keys.SERVICES]
 
     def hub(self) -> Any:
-        from spatialtwin.server import keys
+        from spatialtwin.server.routes_mirror import MIRROR
 
         assert self.app is not None
-        return self.app[keys.MIRROR]
+        return self.app[MIRROR]
 
     def stats(self) -> dict[str, Any]:
         from spatialtwin.server.routes_mirror import mirror_stats

@@ -24,8 +24,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from spatialtwin.jobs.queue import StoreJobQueue
 from spatialtwin.jobs.runner import InProcessJobQueue, JobRunner
-from spatialtwin.server import keys
 from spatialtwin.server.app import PROJECT_ROOT, create_app
+from spatialtwin.server.loading import LOADER
 from spatialtwin.services import job_kinds
 from spatialtwin.services.blobs import keys_named
 from spatialtwin.services.context import Services
@@ -192,7 +192,7 @@ async def test_a_start_sweeps_old_blobs_no_record_names(tmp_path):
     client = TestClient(TestServer(create_app(data, seed=False)))
     await client.start_server()
     try:
-        sweep = client.app[keys.LOADER].opened.sweep
+        sweep = client.app[LOADER].opened.sweep
         await asyncio.wait_for(sweep, timeout=60)
         r = await client.get(f"/api/v1/garments/{garment['id']}")
         assert r.status == 200

@@ -34,7 +34,7 @@ from spatialtwin.server import (
     routes_looks,
     routes_mirror,
 )
-from spatialtwin.server.loading import OpenedServices, ServiceLoader
+from spatialtwin.server.loading import LOADER, OpenedServices, ServiceLoader
 from spatialtwin.server.middleware import install_http_layer_errors, json_errors
 from spatialtwin.server.routes_twins import routes as twin_routes
 from spatialtwin.server.seed import SeedState, seed_when_ready
@@ -51,7 +51,7 @@ ROUTE_MODULES = (routes_garments, routes_jobs, routes_looks, routes_lod, routes_
 async def healthz(request: web.Request) -> web.Response:
     """Liveness, and readiness: `loading` while the services load, `seeding` while the samples
     are made, then `ok` (or `degraded`); 503 `failed` when the services could not be opened."""
-    loader = request.app.get(keys.LOADER)
+    loader = request.app.get(LOADER)
     seed = request.app.get(keys.SEED)
     status = "ok" if seed is None else seed.status
     body: dict[str, Any] = {"status": status, "version": __version__}
@@ -117,7 +117,7 @@ def create_app(
         executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="spatialtwin-cpu")
         app[keys.STORE] = store
         app[keys.EXECUTOR] = executor
-        app[keys.LOADER] = loader = ServiceLoader(store, executor, app[keys.SETTINGS])
+        app[LOADER] = loader = ServiceLoader(store, executor, app[keys.SETTINGS])
         if services_after_listening:
             loader.load_in_background()
         else:

@@ -3,11 +3,13 @@
 Imports nothing heavy at run time (the service types are for type checkers only): the HTTP
 layer must listen before the numerics under the services are imported (`server.loading`).
 
-`STORE`, `EXECUTOR`, `LOADER`, `SETTINGS`, `PROJECT_ROOT` (and `SEED` when seeding) are set
-before the server listens. A handler reaches the services through `LOADER`
+`STORE`, `EXECUTOR`, `SETTINGS`, `PROJECT_ROOT` (and `SEED` when seeding) are set before the
+server listens, with `server.loading.LOADER`: a handler reaches the services through it
 (`server.loading.ready_services`), which waits while they are still loading; `SERVICES`,
 `JOBS`, `TWINS`, `GARMENTS`, `LOOKS` and `LOD` are set only by an app that opens its
 services before it listens (`create_app`'s default, which tests use to reach into the app).
+A key whose value is a server module's own type lives in that module (`loading.LOADER`,
+`routes_mirror.MIRROR`), so this module imports no server module but `seed`.
 """
 
 from __future__ import annotations
@@ -23,8 +25,6 @@ from spatialtwin.store.base import Store
 
 if TYPE_CHECKING:
     from spatialtwin.jobs.runner import InProcessJobQueue
-    from spatialtwin.server.loading import ServiceLoader
-    from spatialtwin.server.routes_mirror import MirrorHub
     from spatialtwin.services.context import Services
     from spatialtwin.services.garments import GarmentService
     from spatialtwin.services.lod import LodService
@@ -33,7 +33,6 @@ if TYPE_CHECKING:
 
 STORE = web.AppKey("store", Store)
 EXECUTOR = web.AppKey("executor", Executor)
-LOADER: web.AppKey[ServiceLoader] = web.AppKey("loader")
 SEED = web.AppKey("seed", SeedState)
 SETTINGS = web.AppKey("settings", dict)
 PROJECT_ROOT = web.AppKey("project_root", Path)
@@ -44,4 +43,3 @@ TWINS: web.AppKey[TwinService] = web.AppKey("twins")
 GARMENTS: web.AppKey[GarmentService] = web.AppKey("garments")
 LOOKS: web.AppKey[LookService] = web.AppKey("looks")
 LOD: web.AppKey[LodService] = web.AppKey("lod")
-MIRROR: web.AppKey[MirrorHub] = web.AppKey("mirror")  # server.routes_mirror

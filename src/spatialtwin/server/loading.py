@@ -31,7 +31,6 @@ from aiohttp import web
 
 from spatialtwin.errors import SpatialTwinError
 from spatialtwin.jobs.runner import LEASE_S, InProcessJobQueue
-from spatialtwin.server.keys import LOADER
 from spatialtwin.services.blobs import SWEEP_MIN_AGE_S, sweep_unused_blobs
 from spatialtwin.store.base import Store
 
@@ -168,6 +167,9 @@ class ServiceLoader:
             with contextlib.suppress(asyncio.CancelledError):
                 await self.opened.sweep
         await self.opened.jobs.close()
+
+
+LOADER = web.AppKey("loader", ServiceLoader)
 
 
 async def ready_services(request: web.Request) -> Services:

@@ -10,7 +10,7 @@
 The socket machinery is `server.mirror_socket`, the sessions `live.mirror_service`; both are
 imported on the first mirror request, so a server that never sees a mirror does not pay for
 the live pipeline at start. `install(app)` adds the routes' state: the `MirrorHub` under
-`keys.MIRROR`, and the shutdown hook that ends every session with close 1001 before the
+`MIRROR`, and the shutdown hook that ends every session with close 1001 before the
 services close.
 """
 
@@ -76,13 +76,16 @@ class MirrorHub:
             await asyncio.sleep(0.05)
 
 
+MIRROR = web.AppKey("mirror", MirrorHub)
+
+
 def install(app: web.Application) -> None:
     """The hub and its shutdown hook (`on_shutdown` runs before aiohttp waits for handlers
     and before the services' cleanup)."""
-    app[keys.MIRROR] = MirrorHub()
+    app[MIRROR] = MirrorHub()
 
     async def close_sessions(app: web.Application) -> None:
-        await app[keys.MIRROR].close()
+        await app[MIRROR].close()
 
     app.on_shutdown.append(close_sessions)
 
@@ -91,7 +94,7 @@ def install(app: web.Application) -> None:
 async def mirror_socket(request: web.Request) -> web.StreamResponse:
     from spatialtwin.server.mirror_socket import MirrorPeer, serve_socket
 
-    hub = request.app[keys.MIRROR]
+    hub = request.app[MIRROR]
     service = await hub.get(request)
     devices = service.services.devices
     options = service.options
@@ -109,7 +112,7 @@ async def mirror_socket(request: web.Request) -> web.StreamResponse:
 async def watch_socket(request: web.Request) -> web.StreamResponse:
     from spatialtwin.server.mirror_socket import WatcherPeer, serve_socket
 
-    hub = request.app[keys.MIRROR]
+    hub = request.app[MIRROR]
     service = await hub.get(request)
     code = request.query.get("code", "")[:16]
     return await serve_socket(
@@ -136,7 +139,7 @@ async def garment_mesh(request: web.Request) -> web.Response:
     session_id = request.match_info["session_id"]
     if not _SESSION.match(session_id):
         raise SpatialTwinError("session_not_found", "no such session", status=404)
-    service = await request.app[keys.MIRROR].get(request)
+    service = await request.app[MIRROR].get(request)
     glb = await service.garment_glb(
         session_id, int(request.match_info["stream"]), _access_key(request)
     )
@@ -149,7 +152,7 @@ async def body_access(request: web.Request, twin_id: str) -> str:
     """The channel a body GLB request with `?access=` is served for (`mirror`), once a live
     session of this twin holds that key; 404 otherwise."""
     key = _access_key(request)
-    hub = request.app.get(keys.MIRROR)
+    hub = request.app.get(MIRROR)
     if hub is None or hub.service is None:
         raise SpatialTwinError(
             "session_not_found", "no live session of this twin holds this access key", status=404
@@ -160,7 +163,7 @@ async def body_access(request: web.Request, twin_id: str) -> str:
 
 def mirror_stats(app: web.Application) -> dict[str, Any]:
     """Counts for operators and tests: sessions, sockets, closes by code."""
-    hub = app[keys.MIRROR]
+    hub = app[MIRROR]
     service = hub.service
     with contextlib.suppress(AttributeError):
         if service is not None:
