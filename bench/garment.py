@@ -99,9 +99,7 @@ def one_look(
             obj, f"{outfit}.obj", "outfit", estimate_from=AuthoringBody.from_template(template)
         )
         authoring = (
-            posed_template(
-                AuthoringBody.from_template(template), prepared.estimate["rotations"]
-            )
+            posed_template(AuthoringBody.from_template(template), prepared.estimate["rotations"])
             if prepared.estimate
             else None
         )

@@ -139,9 +139,7 @@ def test_stretched_cloth_is_reported(settled, placed_skirt):
     assert "mean_stretch" in [w.code for w in drape_warnings(wide, "skirt")]
     a, b = model.mesh_edges[0]
     pulled = x.copy()
-    pulled[b] = x[a] + 2.0 * (x[b] - x[a]) * model.mesh_edge_rest_m[0] / np.linalg.norm(
-        x[b] - x[a]
-    )
+    pulled[b] = x[a] + 2.0 * (x[b] - x[a]) * model.mesh_edge_rest_m[0] / np.linalg.norm(x[b] - x[a])
     stretch = edge_stretch(model, pulled)
     torn = dataclasses.replace(
         settled, mean_stretch=float(stretch.mean()), max_stretch=float(stretch.max())
