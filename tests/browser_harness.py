@@ -208,6 +208,17 @@ class RunningServer:
     def url(self, path: str) -> str:
         return self.base_url + (path if path.startswith("/") else "/" + path)
 
+    def post_json(self, path: str, payload: Any, *, timeout_s: float = 60.0) -> tuple[int, Any]:
+        """POST a JSON body; returns (status, parsed reply). A 4xx/5xx raises HTTPError."""
+        request = urllib.request.Request(
+            self.url(path),
+            data=json.dumps(payload).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+            return response.status, json.loads(response.read())
+
     def get(self, path: str, *, timeout_s: float = 30.0) -> tuple[int, dict[str, str], bytes]:
         """GET a path; returns (status, headers, body) for 4xx/5xx answers as well."""
         request = urllib.request.Request(self.url(path))

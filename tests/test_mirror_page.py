@@ -316,19 +316,6 @@ def register_mirror(data_dir: Path) -> str:
     return str(json.loads(run.stdout)["token"])
 
 
-def post_json(server: RunningServer, path: str, payload: Any) -> tuple[int, Any]:
-    import urllib.request
-
-    request = urllib.request.Request(
-        server.url(path),
-        data=json.dumps(payload).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    with urllib.request.urlopen(request, timeout=60) as response:
-        return response.status, json.loads(response.read())
-
-
 @pytest.fixture(scope="module")
 def mirror_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """A seeded `spatialtwin serve` with a registered mirror and a look: the sample A-line
@@ -340,8 +327,8 @@ def mirror_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
     data_dir = tmp_path_factory.mktemp("mirror-server") / "data"
     token = register_mirror(data_dir)
     with start_spatialtwin_server(data_dir) as server:
-        status, started = post_json(
-            server, "/api/v1/looks", {"twin": AVA["id"], "garments": [SKIRT], "channel": "mirror"}
+        status, started = server.post_json(
+            "/api/v1/looks", {"twin": AVA["id"], "garments": [SKIRT], "channel": "mirror"}
         )
         assert status == 202, started
         deadline = time.monotonic() + LOOK_TIMEOUT_S

@@ -59,17 +59,6 @@ def post_multipart(server: RunningServer, path: str, fields: dict[str, Any]) -> 
         return response.status, json.loads(response.read())
 
 
-def post_json(server: RunningServer, path: str, payload: Any) -> tuple[int, Any]:
-    request = urllib.request.Request(
-        server.url(path),
-        data=json.dumps(payload).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    with urllib.request.urlopen(request, timeout=60) as response:
-        return response.status, json.loads(response.read())
-
-
 @pytest.fixture(scope="module")
 def look_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """A seeded server holding one look: the textured skirt under the sample T-shirt on Ava."""
@@ -84,8 +73,8 @@ def look_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
             },
         )
         assert status == 201, skirt
-        status, started = post_json(
-            server, "/api/v1/looks", {"twin": AVA, "garments": [skirt["id"], TEE]}
+        status, started = server.post_json(
+            "/api/v1/looks", {"twin": AVA, "garments": [skirt["id"], TEE]}
         )
         assert status == 202, started
         deadline = time.monotonic() + LOOK_TIMEOUT_S
