@@ -150,9 +150,11 @@ class BodyFrame:
         dominant = _dominant_joint(skin)
         starts, ends = joints.copy(), tips.copy()
         for j in set(PART_OF_JOINT.tolist()) - {-1}:
-            region = vertices[dominant == j] if j != JOINT_INDEX["neck"] else vertices[
-                np.isin(dominant, [JOINT_INDEX["neck"], JOINT_INDEX["head"]])
-            ]
+            region = (
+                vertices[dominant == j]
+                if j != JOINT_INDEX["neck"]
+                else vertices[np.isin(dominant, [JOINT_INDEX["neck"], JOINT_INDEX["head"]])]
+            )
             tip = tips[JOINT_INDEX["head"]] if j == JOINT_INDEX["neck"] else tips[j]
             rig_axis = tip - joints[j]
             if len(region) < 8 or np.linalg.norm(rig_axis) < 1e-6:
@@ -561,4 +563,3 @@ def _welded(body: TwinBody, vertices: Array) -> tuple[Array, NDArray[np.int64]]:
 def _welded_skin(body: TwinBody) -> SkinWeights:
     keep = _weld_keep(body)
     return SkinWeights(body.skin.joints[keep], body.skin.weights[keep])
-

@@ -245,9 +245,7 @@ def drape_garment(
     stretch = edge_stretch(model, x)
     clearance = body.signed_distance(x, radius_m=REPORT_RADIUS_M)
     under = (
-        layered.under_layers(x, REPORT_RADIUS_M)
-        if layered is not None
-        else np.full(len(x), np.inf)
+        layered.under_layers(x, REPORT_RADIUS_M) if layered is not None else np.full(len(x), np.inf)
     )
     return DrapeResult(
         positions_m=x.copy(),

@@ -364,8 +364,10 @@ def drape_one(
         placed = place_garment(garment.mesh, garment.pieces, body, garment.fabric, landmarks)
     # (2) into the pose: the body moves there with the cloth simulated along the way
     motion = pose_motion(body, pose, options) if pose is not None else ()
-    start, posed_push = (placed.positions_m, 0.0) if motion else pose_placed_garment(
-        placed, body, posed, pose, options.skin_neighbours
+    start, posed_push = (
+        (placed.positions_m, 0.0)
+        if motion
+        else pose_placed_garment(placed, body, posed, pose, options.skin_neighbours)
     )
     # (3) settle on the posed body
     body_v, body_f = posed.welded()
@@ -474,9 +476,7 @@ def drape_look(
     share = 0.85 / len(garments)
     for i, garment in enumerate(garments[k] for k in order):
         progress(f"draping {garment.key}", 0.05 + share * i)
-        done = drape_one(
-            garment, body, posed, pose, marks, options, tuple(layers), correspondences
-        )
+        done = drape_one(garment, body, posed, pose, marks, options, tuple(layers), correspondences)
         draped.append(done)
         layers.append(DrapeLayer(done.positions_m, done.faces, garment.fabric.thickness_m))
     progress("draped", 0.9)

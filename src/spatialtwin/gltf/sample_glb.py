@@ -47,4 +47,3 @@ def garment_glb(mesh: SampleMesh, spec: SampleSpec, fitted_to: str) -> bytes:
         }
     )
     return builder.to_bytes()
-
