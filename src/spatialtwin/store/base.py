@@ -1,7 +1,8 @@
 """What every store offers: JSON records by kind and id, content-addressed blobs, pub/sub.
 
-The embedded store (a data directory) is the default; a Redis-backed store can satisfy the same
-interface for a fleet of servers. Services depend on this interface only.
+The embedded store (a data directory) is the default; `RedisStore` satisfies the same interface
+for a fleet of servers (records and pub/sub on Redis, blobs in a shared directory), and
+`tests/test_store_contract.py` holds both to it. Services depend on this interface only.
 
 Records are written three ways: `create_record` only where the id is free (two creates of one
 id: the second is refused, `RecordExistsError`); `replace_record` only over the revision the writer
@@ -125,6 +126,11 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def subscribe(self, channel: str) -> AsyncIterator[dict[str, Any]]: ...
+
+    def blob_root(self) -> Path | None:
+        """The local folder every `blob_path` lies under (a front proxy serving blobs itself,
+        `X-Accel-Redirect`, maps it); None for a store without local files."""
+        return None
 
     def scratch_dir(self) -> Path | None:
         """A local folder for temporary files (uploads in transit) that the store clears of

@@ -1,9 +1,10 @@
 """The embedded default store: a data directory, no external service.
 
 Layout: `records/<kind>/<id>.json`, `blobs/<aa>/<sha256>` and `tmp/` (uploads in transit). A
-blob's mtime is when it was last put: putting bytes that are there touches the file, under a
-shared `flock` on `blobs/.lock` that a conditional delete takes exclusively from reading the
-mtime to the unlink, so a blob put again meanwhile is never deleted (`delete_blob`).
+blob's mtime is when it was last put (set at full clock precision, `blob_files.stamp_now`):
+putting bytes that are there touches the file, under a shared `flock` on `blobs/.lock` that a
+conditional delete takes exclusively from reading the mtime to the unlink, so a blob put again
+meanwhile is never deleted (`delete_blob`).
 Every write goes to a temporary file in the same directory and is renamed into place, so a
 crash leaves the old version or the new one, never half a file; the temporary files a killed
 process leaves behind are removed when a store opens the directory (`atomic.is_leftover`:
@@ -23,8 +24,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
-import tempfile
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Iterator
@@ -39,10 +38,18 @@ from spatialtwin.files import (
     write_bytes_atomic,
 )
 from spatialtwin.store.base import RecordChangedError, RecordExistsError, Store
+from spatialtwin.store.blob_files import (
+    SHA256,
+    blob_target,
+    existing_blob,
+    file_size,
+    hash_file,
+    read_range,
+    stamp_now,
+    write_blob,
+)
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
-_SHA = re.compile(r"^[0-9a-f]{64}$")
-_HASH_CHUNK_BYTES = 1 << 20
 
 
 def _check_id(value: str, what: str) -> str:
@@ -81,6 +88,9 @@ class EmbeddedStore(Store):
     def scratch_dir(self) -> Path:
         return self.root / "tmp"
 
+    def blob_root(self) -> Path:
+        return self.root / "blobs"
+
     @contextlib.contextmanager
     def _blob_lock(self, exclusive: bool) -> Iterator[None]:
         """Puts share it; a conditional delete holds it alone (across processes: `flock`)."""
@@ -95,7 +105,7 @@ class EmbeddedStore(Store):
         """Mark a blob that is there as stored now; False when it is not there."""
         with self._blob_lock(exclusive=False):
             try:
-                os.utime(target)
+                stamp_now(target)
             except FileNotFoundError:
                 return False
             return True
@@ -122,10 +132,7 @@ class EmbeddedStore(Store):
 
     def _blob_file(self, key: str) -> Path | None:
         """The blob's file, for this store's own reads (`blob_path` is what it offers out)."""
-        if not _SHA.match(key):
-            return None
-        path = self.root / "blobs" / key[:2] / key
-        return path if path.exists() else None
+        return existing_blob(self.root / "blobs", key)
 
     async def put_record(self, kind: str, record_id: str, record: dict[str, Any]) -> None:
         path, data = self._record_path(kind, record_id), json_bytes(record)
@@ -188,7 +195,8 @@ class EmbeddedStore(Store):
         def read_all() -> list[dict[str, Any]]:
             if not folder.exists():
                 return []
-            return [json.loads(p.read_bytes()) for p in sorted(folder.glob("*.json"))]
+            files = sorted(folder.glob("*.json"), key=lambda p: p.stem)  # by id, as list_ids
+            return [json.loads(p.read_bytes()) for p in files]
 
         return await asyncio.to_thread(read_all)
 
@@ -231,71 +239,30 @@ class EmbeddedStore(Store):
         source = Path(path)
 
         def store_file() -> tuple[str, bool]:
-            digest = hashlib.sha256()
-            with open(source, "rb") as fh:
-                while chunk := fh.read(_HASH_CHUNK_BYTES):
-                    digest.update(chunk)
-            key = digest.hexdigest()
-            target = self.root / "blobs" / key[:2] / key
+            key = hash_file(source)
+            target = blob_target(self.root / "blobs", key)
             if self._touch_existing(target):
                 return key, False
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(
-                prefix=f".{key}.{os.getpid()}.", suffix=TEMP_SUFFIX, dir=target.parent
-            )
-            try:
-                with os.fdopen(fd, "wb") as out, open(source, "rb") as fh:
-                    shutil.copyfileobj(fh, out, _HASH_CHUNK_BYTES)
-                    out.flush()
-                    os.fsync(out.fileno())
-                os.chmod(tmp, 0o644)
-                os.replace(tmp, target)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            write_blob(target, source)
             return key, True
 
         return await asyncio.to_thread(store_file)
 
     async def blob_size(self, key: str) -> int | None:
-        path = self._blob_file(key)
-        if path is None:
-            return None
-        try:
-            return (await asyncio.to_thread(path.stat)).st_size
-        except FileNotFoundError:
-            return None
+        return await file_size(self._blob_file(key))
 
     async def open_blob(
         self, key: str, start: int = 0, count: int | None = None, chunk_bytes: int = 256 * 1024
     ) -> AsyncIterator[bytes]:
-        path = self._blob_file(key)
-        if path is None:
-            return
-        try:
-            fh = await asyncio.to_thread(open, path, "rb")
-        except FileNotFoundError:
-            return
-        try:
-            await asyncio.to_thread(fh.seek, start)
-            left = count
-            while left is None or left > 0:
-                size = chunk_bytes if left is None else min(chunk_bytes, left)
-                chunk = await asyncio.to_thread(fh.read, size)
-                if not chunk:
-                    break
-                if left is not None:
-                    left -= len(chunk)
-                yield chunk
-        finally:
-            await asyncio.to_thread(fh.close)
+        async for chunk in read_range(self._blob_file(key), start, count, chunk_bytes):
+            yield chunk
 
     async def put_blob(self, data: bytes) -> tuple[str, bool]:
         key = hashlib.sha256(data).hexdigest()
-        path = self.root / "blobs" / key[:2] / key
+        path = blob_target(self.root / "blobs", key)
         if await asyncio.to_thread(self._touch_existing, path):
             return key, False
-        await asyncio.to_thread(write_bytes_atomic, path, data)
+        await asyncio.to_thread(write_blob, path, data)
         return key, True
 
     async def get_blob(self, key: str) -> bytes | None:
@@ -306,7 +273,7 @@ class EmbeddedStore(Store):
         def stored() -> list[tuple[str, float]]:
             blobs = []
             for path in (self.root / "blobs").glob("*/*"):
-                if _SHA.match(path.name):
+                if SHA256.match(path.name):
                     with contextlib.suppress(FileNotFoundError):
                         blobs.append((path.name, path.stat().st_mtime))
             return sorted(blobs)
@@ -354,7 +321,9 @@ class EmbeddedStore(Store):
             for p in (self.root / "records").rglob("*.json")
             if not p.name.startswith(".") and p.parent.name not in ignore_kinds
         ]
-        blobs = [p for p in (self.root / "blobs").rglob("*") if p.is_file() and _SHA.match(p.name)]
+        blobs = [
+            p for p in (self.root / "blobs").rglob("*") if p.is_file() and SHA256.match(p.name)
+        ]
         return sorted(records) + sorted(blobs)
 
     def snapshot(self, content: bool = False, ignore_kinds: tuple[str, ...] = ()) -> dict[str, Any]:
