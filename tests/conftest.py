@@ -10,7 +10,7 @@ from spatialtwin.body.parametric import Measurements, create_twin_body
 from spatialtwin.body.twin_body import TwinBody
 from spatialtwin.gltf.template_npz import shipped_template
 
-pytest_plugins = ["tests.browser_harness", "tests.mirror_fixtures"]
+pytest_plugins = ["tests.browser_harness", "tests.mirror_fixtures", "tests.redis_server"]
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
