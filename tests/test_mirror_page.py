@@ -452,7 +452,24 @@ def session(
     mirror.evaluate("() => window.spatialTwinMirror.debug.restPose()")
     out["rest"] = canvas_rgb(mirror, "mirror_rest_pose.png")
     mirror.evaluate("() => window.spatialTwinMirror.debug.setGarmentsVisible(true)")
+    # The fit map: the look's stretch carried onto the live skirt, drawn with its legend.
     mirror.evaluate(OVERLAYS_JS, "visible")
+    mirror.locator('.fit-mode[data-mode="strain"]').click()
+    with contextlib.suppress(PlaywrightTimeout):
+        mirror.wait_for_function(
+            "() => { const s = window.spatialTwinMirror, f = s.fitMap;"
+            " return f && (f.loaded || f.error) && s.fitMode === 'strain'; }",
+            timeout=30_000,
+        )
+    out["fit"] = page_state(mirror, "spatialTwinMirror")["fitMap"]
+    out["fit_shares"] = mirror.evaluate("() => window.spatialTwinMirror.debug.fitShares('strain')")
+    out["fit_legend"] = mirror.locator(".fit-legend").inner_text()
+    mirror.evaluate(OVERLAYS_JS, "hidden")
+    out["fit_strain"] = canvas_rgb(mirror, "mirror_fit_strain.png")
+    mirror.evaluate(OVERLAYS_JS, "visible")
+    screenshot_rgb(mirror, "mirror_page_fit_map.png")
+    mirror.locator('.fit-mode[data-mode="garment"]').click()
+    mirror.wait_for_timeout(300)
     screenshot_rgb(mirror, "mirror_page.png")
     mirror.evaluate("() => window.spatialTwinMirror.debug.hold(false)")
 
@@ -629,6 +646,35 @@ def test_the_mirror_shows_body_and_garment_mirrored_at_true_scale(
     for page_name, (visible, text) in session["disclosure"].items():
         assert visible, page_name
         assert "Digital twin" in text and owner["model"] in text and owner["agency"] in text, text
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_the_fit_map_of_the_look_shows_on_the_live_garment(session: dict[str, Any]) -> None:
+    """Strain as draped at rest, carried from the look GLB onto the live skirt by nearest
+    vertex: every live garment matched within a few millimetres (the same drape, another
+    vertex order), mostly neutral for a skirt that fits, and the skirt drawn in other colours
+    than its own while the legend says what they mean."""
+    fit = session["fit"]
+    assert fit is not None and fit.get("error") is None and fit["loaded"] is True, fit
+    transfer = fit["transfer"]
+    assert transfer["garments"] >= 1 and transfer["matched"] == transfer["garments"], transfer
+    assert transfer["medianDistanceMm"] < 6.0 and transfer["p95DistanceMm"] < 15.0, transfer
+    shares = session["fit_shares"]
+    assert shares is not None and sum(shares) == pytest.approx(1.0, abs=1e-6)
+    assert max(shares) > 0.5, shares  # one band holds most of a skirt that fits
+    assert "Stretch" in session["fit_legend"] and "%" in session["fit_legend"]
+    # The same held frame: only the skirt's pixels change colour.
+    changed = (
+        np.abs(session["fit_strain"].astype(int) - session["with_garment"].astype(int)).max(axis=2)
+        > BACKGROUND_THRESHOLD
+    )
+    body_only = session["without_garment"].astype(int)
+    garment = (
+        np.abs(session["with_garment"].astype(int) - body_only).max(axis=2) > BACKGROUND_THRESHOLD
+    )
+    assert changed.sum() > 0.5 * garment.sum(), (changed.sum(), garment.sum())
+    assert (changed & ~garment).sum() < 0.05 * changed.sum()
 
 
 @pytest.mark.browser

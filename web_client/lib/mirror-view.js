@@ -122,6 +122,7 @@ export class LiveGarment {
     this.streamOf = streamOf;
     this.streamNormals = new Float32Array(3 * n);
     this.legend = extras.fitMap ?? null;
+    this.drapeXyz = xyz; // stream-order positions at the twin's bind pose, as loaded
     this.setPositions(xyz);
   }
 
@@ -166,6 +167,89 @@ export class LiveGarment {
     geometry.attributes.position.needsUpdate = true;
     geometry.attributes.normal.needsUpdate = true;
   }
+}
+
+// The fit map of a live garment comes from its look: the look GLB
+// (`/api/v1/looks/{id}/look.glb`) carries each garment's stretch and ease (`_STRAIN`, `_EASE`)
+// at rest, on the garment's render mesh, in another vertex order than the stream's. Both are the
+// same drape at the twin's bind pose, so each stream vertex takes the values of the look vertex
+// nearest to it (within FIT_MAX_DISTANCE_M): the fit as draped at rest, shown on the moving
+// cloth. Nearest points are found in a uniform grid of FIT_CELL_M cells.
+export const FIT_CELL_M = 0.02;
+export const FIT_MAX_DISTANCE_M = 0.06;
+
+export function nearestIndices(targetXyz, sourceXyz, cellM = FIT_CELL_M, maxDistanceM = FIT_MAX_DISTANCE_M) {
+  const key = (x, y, z) => `${x},${y},${z}`;
+  const grid = new Map();
+  const sourceCount = sourceXyz.length / 3;
+  for (let i = 0; i < sourceCount; i += 1) {
+    const k = key(Math.floor(sourceXyz[3 * i] / cellM), Math.floor(sourceXyz[3 * i + 1] / cellM), Math.floor(sourceXyz[3 * i + 2] / cellM));
+    if (!grid.has(k)) grid.set(k, []);
+    grid.get(k).push(i);
+  }
+  const count = targetXyz.length / 3;
+  const index = new Int32Array(count).fill(-1);
+  const distanceM = new Float32Array(count).fill(Infinity);
+  const rings = Math.ceil(maxDistanceM / cellM);
+  for (let t = 0; t < count; t += 1) {
+    const x = targetXyz[3 * t], y = targetXyz[3 * t + 1], z = targetXyz[3 * t + 2];
+    const cx = Math.floor(x / cellM), cy = Math.floor(y / cellM), cz = Math.floor(z / cellM);
+    let best = -1;
+    let bestD2 = maxDistanceM * maxDistanceM;
+    // Grow the searched cube ring by ring; stop once the ring lies beyond the best found.
+    for (let r = 0; r <= rings; r += 1) {
+      if (best >= 0 && (r - 1) * cellM > Math.sqrt(bestD2)) break;
+      for (let dx = -r; dx <= r; dx += 1) {
+        for (let dy = -r; dy <= r; dy += 1) {
+          for (let dz = -r; dz <= r; dz += 1) {
+            if (Math.max(Math.abs(dx), Math.abs(dy), Math.abs(dz)) !== r) continue;
+            const cell = grid.get(key(cx + dx, cy + dy, cz + dz));
+            if (!cell) continue;
+            for (const i of cell) {
+              const ex = sourceXyz[3 * i] - x, ey = sourceXyz[3 * i + 1] - y, ez = sourceXyz[3 * i + 2] - z;
+              const d2 = ex * ex + ey * ey + ez * ez;
+              if (d2 < bestD2) {
+                bestD2 = d2;
+                best = i;
+              }
+            }
+          }
+        }
+      }
+    }
+    index[t] = best;
+    if (best >= 0) distanceM[t] = Math.sqrt(bestD2);
+  }
+  return { index, distanceM };
+}
+
+// World positions (Float32Array) and the named float attributes of a mesh.
+function meshSamples(mesh, names) {
+  const position = mesh.geometry.attributes.position;
+  const xyz = new Float32Array(3 * position.count);
+  const v = new THREE.Vector3();
+  for (let i = 0; i < position.count; i += 1) {
+    v.fromBufferAttribute(position, i).applyMatrix4(mesh.matrixWorld);
+    xyz[3 * i] = v.x;
+    xyz[3 * i + 1] = v.y;
+    xyz[3 * i + 2] = v.z;
+  }
+  const values = {};
+  for (const name of names) {
+    const attribute = mesh.geometry.attributes[name];
+    if (attribute) values[name] = Array.from({ length: attribute.count }, (_, i) => attribute.getX(i));
+  }
+  return { xyz, values };
+}
+
+// The garment id a look GLB's mesh belongs to (node extras `spatialtwin.garmentId`, on the
+// mesh's node or a parent when a garment has several primitives).
+function garmentIdOf(node) {
+  for (let n = node; n; n = n.parent) {
+    const id = n.userData?.spatialtwin?.garmentId;
+    if (id) return id;
+  }
+  return null;
 }
 
 // `floorPx`: how far above the bottom edge the floor is drawn (CSS pixels; MIRROR's default
@@ -243,6 +327,63 @@ export class MirrorView {
     this.stage.requestFrame();
   }
 
+  // The fit map from the look's GLB (see nearestIndices): every live garment the look holds
+  // gets `_strain` and `_ease`; returns what was carried over, with how far the nearest look
+  // vertex was ({garments, matched, medianDistanceMm, p95DistanceMm}).
+  async loadFit(lookGlbUrl) {
+    const gltf = await this.loader.parseAsync(await getBytes(lookGlbUrl), '');
+    gltf.scene.updateMatrixWorld(true);
+    const sources = new Map(); // garment id -> [{xyz, values}]
+    gltf.scene.traverse((node) => {
+      if (!node.isMesh || !node.geometry.attributes._strain) return;
+      const id = garmentIdOf(node);
+      if (!sources.has(id)) sources.set(id, []);
+      sources.get(id).push(meshSamples(node, ['_strain', '_ease']));
+    });
+    dispose(gltf.scene);
+    const distances = [];
+    let matched = 0;
+    for (const live of this.garments.values()) {
+      const parts = sources.get(live.garment.garment);
+      if (!parts) continue;
+      // one source of all the garment's primitives
+      const xyz = new Float32Array(parts.reduce((n, p) => n + p.xyz.length, 0));
+      const values = { _strain: [], _ease: [] };
+      let at = 0;
+      for (const part of parts) {
+        xyz.set(part.xyz, at);
+        at += part.xyz.length;
+        for (const name of Object.keys(values)) {
+          values[name].push(...(part.values[name] ?? new Array(part.xyz.length / 3).fill(NaN)));
+        }
+      }
+      const { index, distanceM } = nearestIndices(live.drapeXyz, xyz);
+      const geometry = live.mesh.geometry;
+      for (const name of Object.keys(values)) {
+        if (values[name].every(Number.isNaN)) continue;
+        const out = new Float32Array(live.streamOf.length);
+        for (let i = 0; i < out.length; i += 1) {
+          const source = index[live.streamOf[i]];
+          out[i] = source >= 0 ? values[name][source] : 0;
+        }
+        geometry.setAttribute(name, new THREE.BufferAttribute(out, 1));
+      }
+      for (const d of distanceM) if (Number.isFinite(d)) distances.push(d);
+      matched += 1;
+    }
+    const mode = this.fit?.mode ?? 'garment';
+    this.fit?.dispose();
+    this.fit = new FitMap(this.garmentScene, gltf.asset?.extras?.spatialtwin?.fitMap ?? null);
+    if (mode !== 'garment') this.fit.setMode(mode);
+    this.stage.requestFrame();
+    return {
+      garments: this.garments.size,
+      matched,
+      medianDistanceMm: distances.length ? 1000 * percentile(distances, 50) : null,
+      p95DistanceMm: distances.length ? 1000 * percentile(distances, 95) : null,
+    };
+  }
+
   // Forget every stream's decoder state (after a reconnect the next frames are key frames).
   resetStreams() {
     for (const stream of this.garments.keys()) this.decoder.forget(stream);
@@ -295,6 +436,7 @@ export class MirrorView {
     const latest = this.latest;
     if (!latest || latest.drawn || this.held) return;
     const { result, positions } = latest;
+    const renderStartTMs = performance.now();
     if (this.twin) this.twin.applyPose(result.rootM, result.rotations);
     for (const [stream, xyz] of positions) {
       const live = this.garments.get(stream);
@@ -311,6 +453,7 @@ export class MirrorView {
       receivedTMs: latest.receivedTMs,
       drawnTMs,
       latencyMs: drawnTMs - result.captureTMs,
+      renderMs: drawnTMs - renderStartTMs, // pose, cloth and the WebGL calls on the main thread
       tracked: result.tracked,
       serverMs: result.info?.timings_ms?.total ?? null, // the server's arrival to result
       kneeDeg: this.twin ? [this.twin.kneeFlexionDeg('left'), this.twin.kneeFlexionDeg('right')] : null,

@@ -86,6 +86,7 @@ export const TRUE_SCALE = Object.freeze({
 export const MIRROR = Object.freeze({
   ...TRUE_SCALE,
   view: 'mirror',
+  light: 'plain',
   background: '#14161b',
   floorPx: 16,
   preserveDrawingBuffer: false,
