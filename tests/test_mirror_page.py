@@ -546,8 +546,15 @@ def test_frames_flow_and_capture_to_draw_latency_is_measured(session: dict[str, 
     latency = np.array([e["latencyMs"] for e in drawn])
     server_ms = np.array([e["serverMs"] for e in drawn if e["serverMs"] is not None])
     p50, p95 = np.percentile(latency, [50, 95])
-    assert mirror["latency"]["samples"] > 0
-    assert mirror["latency"]["p50Ms"] == pytest.approx(np.percentile(latency[-300:], 50), rel=1e-6)
+    # The readout's figure (refreshed every 0.5 s, so up to a few results behind the log) is the
+    # median of the last results drawn: of at most 300, ending at most 30 results ago.
+    window = mirror["latency"]
+    assert 0 < window["samples"] <= 300
+    assert any(
+        np.percentile(latency[: len(latency) - behind][-window["samples"] :], 50)
+        == pytest.approx(window["p50Ms"], rel=1e-6)
+        for behind in range(min(30, len(latency) - window["samples"]) + 1)
+    ), window
     assert 0 < p50 <= p95 < 5000.0, (p50, p95)
     report = {
         "results_drawn": len(drawn),
