@@ -42,7 +42,7 @@ import logging
 import os
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -226,7 +226,8 @@ class _Slot:
 
 @dataclass
 class SessionStats:
-    """Counts since the session started."""
+    """Counts since the session started. `errors` counts frames that failed by error code
+    (or exception class): a bounded map however long a bad camera keeps sending."""
 
     received: int = 0
     dropped_before_tracking: int = 0
@@ -234,7 +235,7 @@ class SessionStats:
     results: int = 0
     results_dropped: int = 0
     level_changes: int = 0
-    errors: list[str] = field(default_factory=list)
+    errors: Counter[str] = field(default_factory=Counter)
 
     @property
     def dropped(self) -> int:
@@ -501,11 +502,11 @@ class MirrorSession:
                         self.stats.dropped_before_cloth += 1
             except SpatialTwinError as exc:
                 with self._lock:
-                    self.stats.errors.append(exc.code)
+                    self.stats.errors[exc.code] += 1
             except Exception as exc:  # a failed frame must not end the session
                 log.exception("tracking failed on a frame: %s", type(exc).__name__)
                 with self._lock:
-                    self.stats.errors.append(type(exc).__name__)
+                    self.stats.errors[type(exc).__name__] += 1
 
     # --- the cloth thread -----------------------------------------------------------------
 
@@ -555,7 +556,7 @@ class MirrorSession:
             except Exception as exc:  # a failed frame must not end the session
                 log.exception("cloth step failed on a frame: %s", type(exc).__name__)
                 with self._lock:
-                    self.stats.errors.append(type(exc).__name__)
+                    self.stats.errors[type(exc).__name__] += 1
 
     def _cloth_steps(self, dt: float) -> int:
         """Cloth steps for an interval of `dt` seconds: enough that none is longer than

@@ -474,7 +474,7 @@ class MirrorPeer(Peer):
         pipeline = entry.pipeline if entry is not None else None
         if pipeline is None:
             return
-        errors = len(pipeline.stats.errors)
+        errors = pipeline.stats.errors.total()
         if errors > self._errors_seen:
             self._errors_seen = errors
             self.send_error(
