@@ -68,6 +68,17 @@ class JobQueue(Protocol):
         """The job's record once it is done or failed."""
 
 
+class ServedJobQueue(JobQueue, Protocol):
+    """A process's job queue over its lifetime: `start` takes up what stopped processes left
+    (returns how many jobs it started), `close` hands back what runs here. Both
+    `runner.InProcessJobQueue` (jobs run in this process) and
+    `dramatiq_queue.DramatiqJobQueue` (jobs run by workers) are one."""
+
+    async def start(self) -> int: ...
+
+    async def close(self) -> None: ...
+
+
 class StoreJobQueue:
     """Jobs as records of `store`: submit and read; runs nothing itself."""
 

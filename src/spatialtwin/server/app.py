@@ -1,10 +1,12 @@
 """The aiohttp application: routes, services and their lifetimes.
 
 `create_app` wires the store, the executor for CPU-heavy work (meshing, skinning, GLB writing
-never run on the event loop), the services with their in-process job queue, and the route
-tables; `cleanup_ctx` opens and closes them, so a SIGTERM drains requests and releases
-everything. Opening migrates older records (`store.schema`) and takes up the jobs a stopped
-process left; seeding runs in the background after the server listens.
+never run on the event loop), the services with their job queue, and the route tables;
+`cleanup_ctx` opens and closes them, so a SIGTERM drains requests and releases everything.
+Opening migrates older records (`store.schema`) and takes up the jobs a stopped process left;
+seeding runs in the background after the server listens. The store is the embedded one over a
+data directory unless `store_factory` says otherwise; a fleet's server (`fleet_factories`:
+`RedisStore`, jobs announced on Dramatiq for `spatialtwin worker --redis`) runs no job itself.
 
 With `services_after_listening` (what `spatialtwin serve` asks for) the server listens as soon
 as the HTTP layer and the store are open, and the services, with the numerics under them, load
@@ -18,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -33,8 +35,16 @@ from spatialtwin.server import (
     routes_lod,
     routes_looks,
     routes_mirror,
+    routes_products,
+    routes_stills,
 )
-from spatialtwin.server.loading import LOADER, OpenedServices, ServiceLoader
+from spatialtwin.server.loading import (
+    LOADER,
+    OpenedServices,
+    QueueFactory,
+    ServiceLoader,
+    in_process_queue,
+)
 from spatialtwin.server.middleware import install_http_layer_errors, json_errors
 from spatialtwin.server.routes_twins import routes as twin_routes
 from spatialtwin.server.seed import SeedState, seed_when_ready
@@ -45,7 +55,15 @@ log = logging.getLogger("spatialtwin.server")
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 MAX_UPLOAD_BYTES = 200 * 1024 * 1024
 
-ROUTE_MODULES = (routes_garments, routes_jobs, routes_looks, routes_lod, routes_mirror)
+ROUTE_MODULES = (
+    routes_garments,
+    routes_jobs,
+    routes_looks,
+    routes_lod,
+    routes_mirror,
+    routes_products,
+    routes_stills,
+)
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -103,6 +121,7 @@ def create_app(
     seed: bool = True,
     settings: dict[str, Any] | None = None,
     store_factory: Callable[[Path], Store] = EmbeddedStore,
+    queue_factory: QueueFactory = in_process_queue,
     services_after_listening: bool = False,
 ) -> web.Application:
     """The app over the data directory; `services_after_listening`: listen first and load
@@ -117,7 +136,7 @@ def create_app(
         executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="spatialtwin-cpu")
         app[keys.STORE] = store
         app[keys.EXECUTOR] = executor
-        app[LOADER] = loader = ServiceLoader(store, executor, app[keys.SETTINGS])
+        app[LOADER] = loader = ServiceLoader(store, executor, app[keys.SETTINGS], queue_factory)
         if services_after_listening:
             loader.load_in_background()
         else:
@@ -146,3 +165,21 @@ def create_app(
     routes_mirror.install(app)  # mirror sessions end (close 1001) before the services close
     _static_routes(app, project_root)
     return app
+
+
+def fleet_factories(
+    redis_url: str, blobs_dir: Path, broker_options: Any = None
+) -> tuple[Callable[[Path], Store], QueueFactory]:
+    """The store and job queue of one server of a fleet: `RedisStore` on `redis_url` with
+    blobs in the shared `blobs_dir`, and jobs announced on Dramatiq's broker on the same Redis
+    (`jobs.dramatiq_queue.BrokerOptions`) for `spatialtwin worker --redis` to run."""
+    from spatialtwin.jobs.dramatiq_queue import DramatiqJobQueue, job_broker
+    from spatialtwin.store.redis_store import RedisStore
+
+    def store(_data_dir: Path) -> Store:
+        return RedisStore(redis_url, blobs=blobs_dir)
+
+    def queue(store: Store, kinds: Mapping[str, Any], settings: dict[str, Any]) -> DramatiqJobQueue:
+        return DramatiqJobQueue(store, kinds, job_broker(redis_url, broker_options))
+
+    return store, queue

@@ -9,7 +9,8 @@ first and imports the services on a thread meanwhile (`ServiceLoader.load_in_bac
 (`ready_services`) instead of being refused; once they failed, such requests get 503.
 
 Opening them is what it always was: the store's older records migrated, the job kinds
-registered, the in-process job queue started (taking up what a stopped process left); then, in
+registered, the job queue started (the in-process one takes up what a stopped process left; a
+fleet's server gets its queue from `queue_factory`, whose jobs workers run); then, in
 the background, the blobs no record names that a killed process left are swept
 (`services.blobs`, older than `blob_sweep_min_age_s`, an hour by default). Nothing in this
 module imports the services at import time; `keys.py` and the route modules import them for
@@ -23,6 +24,7 @@ import contextlib
 import importlib
 import logging
 import time
+from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -30,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from spatialtwin.errors import SpatialTwinError
+from spatialtwin.jobs.queue import JobKind, ServedJobQueue
 from spatialtwin.jobs.runner import LEASE_S, InProcessJobQueue
 from spatialtwin.services.blobs import SWEEP_MIN_AGE_S, sweep_unused_blobs
 from spatialtwin.store.base import Store
@@ -42,6 +45,9 @@ log = logging.getLogger("spatialtwin.server")
 # What a process needs to run requests and jobs; each imports the numerics its services use.
 SERVICE_MODULES = ("spatialtwin.services.context", "spatialtwin.services.job_kinds")
 
+QueueFactory = Callable[[Store, Mapping[str, JobKind], dict[str, Any]], ServedJobQueue]
+"""(store, job kinds, settings) -> the process's job queue, not yet started."""
+
 
 def import_service_modules() -> None:
     """Import the services and, under them, the numerics (what a thread does at start)."""
@@ -52,25 +58,35 @@ def import_service_modules() -> None:
 @dataclass
 class OpenedServices:
     services: Services
-    jobs: InProcessJobQueue
+    jobs: ServedJobQueue
     sweep: asyncio.Task[Any] | None = None
 
 
+def in_process_queue(
+    store: Store, kinds: Mapping[str, JobKind], settings: dict[str, Any]
+) -> InProcessJobQueue:
+    """The default: jobs run in this process (`job_lease_s`, `job_concurrency`)."""
+    return InProcessJobQueue(
+        store,
+        kinds,
+        lease_s=float(settings.get("job_lease_s", LEASE_S)),
+        concurrency=int(settings.get("job_concurrency", 2)),
+    )
+
+
 async def open_services(
-    store: Store, executor: Executor, settings: dict[str, Any]
+    store: Store,
+    executor: Executor,
+    settings: dict[str, Any],
+    queue_factory: QueueFactory = in_process_queue,
 ) -> OpenedServices:
-    """The services over `store` with their in-process job queue, started."""
+    """The services over `store` with their job queue (`queue_factory`'s), started."""
     import_service_modules()  # at once when already imported (the background thread did it)
     from spatialtwin.services import job_kinds
     from spatialtwin.services.context import Services
 
     services = await Services.open(store, executor=executor, settings=settings)
-    queue = InProcessJobQueue(
-        store,
-        job_kinds.kinds(services),
-        lease_s=float(settings.get("job_lease_s", LEASE_S)),
-        concurrency=int(settings.get("job_concurrency", 2)),
-    )
+    queue = queue_factory(store, job_kinds.kinds(services), settings)
     services.attach_jobs(queue)
     try:
         await queue.start()
@@ -94,10 +110,17 @@ async def _sweep(store: Store, min_age_s: float) -> None:
 class ServiceLoader:
     """The services of this process, from `loading` to `ready` (or `failed`)."""
 
-    def __init__(self, store: Store, executor: Executor, settings: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        store: Store,
+        executor: Executor,
+        settings: dict[str, Any],
+        queue_factory: QueueFactory = in_process_queue,
+    ) -> None:
         self.store = store
         self.executor = executor
         self.settings = settings
+        self.queue_factory = queue_factory
         self.status = "loading"
         self.error: dict[str, Any] | None = None
         self.opened: OpenedServices | None = None
@@ -111,7 +134,9 @@ class ServiceLoader:
         try:
             if import_on_thread:
                 await asyncio.to_thread(import_service_modules)
-            self.opened = await open_services(self.store, self.executor, self.settings)
+            self.opened = await open_services(
+                self.store, self.executor, self.settings, self.queue_factory
+            )
         except Exception as exc:
             self.status = "failed"
             self.error = {"code": "services_failed", "message": str(exc)[:200]}
