@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "template",
     "samples",
     "mirror",
+    "worker",
 )
 
 
