@@ -65,6 +65,13 @@ NOT_USES = {
     ("GET", "/api/v1/mirror/watch"): "a WebSocket watching a live session, ended with it",
     ("GET", "/api/v1/mirror/sessions/{session_id}/garments/{stream}.glb"): "a garment mesh "
     "of a live session (its access key), its twin put to the door on every read",
+    # A product lists only the twins the door lets through (Access.twins_for_use), and stills
+    # are read through the look's door (LookService.get_for_use): refusals, revocation and the
+    # twin leaving a product are tried in tests/test_products_api.py.
+    ("GET", "/api/v1/products/{sku}"): "lists the looks of the twins usable in the channel",
+    ("POST", "/api/v1/looks/{look_id}/stills"): "a still of a look, through the look's door",
+    ("GET", "/api/v1/stills/{key}"): "a still's record, through its look's door",
+    ("GET", "/api/v1/stills/{key}.{ext}"): "a still's file, through its look's door",
 }
 STATIC_PREFIXES = ("/web", "/vendor/")
 

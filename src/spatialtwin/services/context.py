@@ -23,6 +23,8 @@ from spatialtwin.services.devices import DeviceService
 from spatialtwin.services.garments import GarmentService
 from spatialtwin.services.lod import LodService
 from spatialtwin.services.looks import LookService
+from spatialtwin.services.products import ProductOptions, ProductService
+from spatialtwin.services.stills import StillService
 from spatialtwin.services.twins import TwinService
 from spatialtwin.store.base import Store
 from spatialtwin.store.schema import migrate
@@ -39,6 +41,11 @@ class Services(ServiceContext):
         self.garments = GarmentService(self, self.access, self.twins)
         self.looks = LookService(self, self.access, self.twins, self.garments)
         self.lod = LodService(self, self.access, self.looks)
+        self.stills = StillService(self, self.access, self.looks)
+        options = ProductOptions.from_settings(kwargs.get("settings") or {})
+        self.products = ProductService(
+            self, self.access, self.garments, self.looks, self.lod, self.stills, options
+        )
         self.devices = DeviceService(self)
 
     @classmethod

@@ -8,6 +8,8 @@
 | `garment.ingest` | garment id, file name, metadata, source and staged blobs | the garment |
 | `look.drape` | look id, the checked look request | the look |
 | `lod.build` | subject (`twin`/`look`) and id, channel, key, level options | the set's key |
+| `still.render` | look id, the checked still request, channel, key | the still |
+| `product.look` | sku, twin, garment, channel, key | the look and its poster |
 
 Every kind is idempotent: run again after an interruption it finds what its earlier attempt
 stored (a twin, garment or look under the payload's id; a level set under its key) and ends
@@ -24,12 +26,14 @@ from spatialtwin.jobs.queue import JobKind
 from spatialtwin.services.garments import INGEST
 from spatialtwin.services.lod import BUILD
 from spatialtwin.services.looks import DRAPE
+from spatialtwin.services.products import PRODUCT_LOOK
+from spatialtwin.services.stills import RENDER
 from spatialtwin.services.twins import GENERATE
 
 if TYPE_CHECKING:
     from spatialtwin.services.context import Services
 
-NAMES = (GENERATE, INGEST, DRAPE, BUILD)
+NAMES = (GENERATE, INGEST, DRAPE, BUILD, RENDER, PRODUCT_LOOK)
 
 
 def kinds(services: Services) -> dict[str, JobKind]:
@@ -39,4 +43,6 @@ def kinds(services: Services) -> dict[str, JobKind]:
         INGEST: JobKind(services.garments.ingest_job, on_failure=services.garments.release_upload),
         DRAPE: JobKind(services.looks.drape_job),
         BUILD: JobKind(services.lod.build_job),
+        RENDER: JobKind(services.stills.render_job),
+        PRODUCT_LOOK: JobKind(services.products.look_job),
     }
