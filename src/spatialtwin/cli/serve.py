@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,8 +28,24 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help="data directory of the embedded store (created if missing)",
     )
     p.add_argument("--no-seed", action="store_true", help="do not seed sample twins")
+    p.add_argument(
+        "--accel-redirect",
+        type=_accel_prefix,
+        default=os.environ.get("SPATIALTWIN_ACCEL_REDIRECT") or None,
+        metavar="PREFIX",
+        help="behind nginx: answer blob downloads with X-Accel-Redirect to PREFIX (nginx's "
+        "internal location aliasing the blob folder, e.g. /_spatialtwin_blobs/; "
+        "env SPATIALTWIN_ACCEL_REDIRECT)",
+    )
     p.add_argument("--log-level", default="info")
     p.set_defaults(func=run)
+
+
+def _accel_prefix(value: str) -> str:
+    """An absolute URL path ending in `/` (nginx's internal location), no `.`/`..` segments."""
+    if not re.fullmatch(r"/(?:(?!\.+/)[A-Za-z0-9._~-]+/)+", value):
+        raise argparse.ArgumentTypeError(f"not a URL path like /_spatialtwin_blobs/: {value!r}")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
@@ -37,7 +55,10 @@ def run(args: argparse.Namespace) -> int:
     from spatialtwin.server.logs import configure_logging
 
     configure_logging(args.log_level)
-    app = create_app(args.data, seed=not args.no_seed, services_after_listening=True)
+    settings = {"accel_redirect": args.accel_redirect} if args.accel_redirect else None
+    app = create_app(
+        args.data, seed=not args.no_seed, settings=settings, services_after_listening=True
+    )
     log = logging.getLogger("spatialtwin.server")
 
     async def announce(app: web.Application) -> None:

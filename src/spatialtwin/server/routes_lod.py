@@ -8,7 +8,10 @@ on a match) or, while the levels are not built, 202 with the `lod.build` job tha
 may be used (a `.usdz` only while they are licensed for `ar`): strong `ETag` = the content
 hash, `304` on a matching `If-None-Match`, `206` for `Range`, and `Cache-Control: immutable`,
 since a URL's bytes can never change. A store with local files sends them with sendfile; any
-other store streams them (`Store.open_blob`).
+other store streams them (`Store.open_blob`). Behind nginx (`spatialtwin serve --accel-redirect
+PREFIX`, `deploy/nginx/`) the answer is an empty `X-Accel-Redirect` to the file under nginx's
+internal location aliasing `Store.blob_root()`: this process decides and nginx sends the bytes
+(sendfile, Range), so the server never reads them.
 
 A manifest's `ar.usdz.url` is the AR level as USDZ for iOS AR Quick Look (`ios-src`); it is
 served by the same route, only while every twin it shows is licensed for `ar`.
@@ -23,6 +26,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
 
 from spatialtwin.server import keys
+from spatialtwin.server.accel import accel_redirect
 from spatialtwin.server.loading import ready_services
 from spatialtwin.services.views import LOD_FILE_PREFIX, job_started
 from spatialtwin.store.base import Store
@@ -178,4 +182,7 @@ async def lod_file(request: web.Request) -> web.StreamResponse:
     )
     if _matches(request, served.sha256):
         return _not_modified(served.sha256, IMMUTABLE)
+    redirect = accel_redirect(request.app, served.path, served.media_type, IMMUTABLE)
+    if redirect is not None:
+        return redirect
     return ImmutableFileResponse(served, request.app[keys.STORE])
