@@ -35,6 +35,7 @@ LAYER = {
     "errors": 1,
     "files": 1,
     "native_logs": 1,
+    "metrics": 1,
     "geometry": 1,
     "body": 2,
     "rights": 2,

@@ -54,6 +54,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
+from spatialtwin import metrics
 from spatialtwin.body.skeleton import JOINT_NAMES
 from spatialtwin.errors import SpatialTwinError
 from spatialtwin.gltf import mirror_messages as mm
@@ -333,6 +334,7 @@ class LiveSessionEntry:
     last_rate_hz: float = 0.0
     last_result_at: float = 0.0
     key_requested_at: float = 0.0
+    dropped_counted: int = 0  # of the pipeline's dropped frames, those the metrics have
 
     @property
     def twin_id(self) -> str:
@@ -936,6 +938,9 @@ class MirrorService:
             entry.last_quality = dict(result.quality)
             entry.last_rate_hz = float(result.effective_rate_hz)
             entry.last_result_at = now
+            dropped = int(result.dropped_frames) - entry.dropped_counted
+            entry.dropped_counted = int(result.dropped_frames)
+        metrics.observe_mirror_result(result.timings_ms, dropped)
         rotations = np.array([result.rotations[name] for name in JOINT_NAMES])
         info = mm.info_json(
             {

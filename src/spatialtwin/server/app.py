@@ -30,6 +30,7 @@ from aiohttp import web
 from spatialtwin import __version__
 from spatialtwin.server import (
     keys,
+    metrics,
     routes_garments,
     routes_jobs,
     routes_lod,
@@ -127,7 +128,9 @@ def create_app(
     """The app over the data directory; `services_after_listening`: listen first and load
     the services meanwhile (requests that need them wait), else open them before listening
     and also set `keys.SERVICES`, `keys.TWINS` … (what tests reach into)."""
-    app = web.Application(middlewares=[json_errors], client_max_size=MAX_UPLOAD_BYTES + (1 << 20))
+    app = web.Application(
+        middlewares=[metrics.timed, json_errors], client_max_size=MAX_UPLOAD_BYTES + (1 << 20)
+    )
     app[keys.PROJECT_ROOT] = project_root
     app[keys.SETTINGS] = {"max_upload_bytes": MAX_UPLOAD_BYTES, "seed": seed, **(settings or {})}
 
@@ -159,6 +162,7 @@ def create_app(
     install_http_layer_errors(app)
     app.cleanup_ctx.append(services)
     app.router.add_get("/healthz", healthz)
+    metrics.install(app)  # /metrics, /readyz
     app.add_routes(twin_routes)
     for module in ROUTE_MODULES:
         app.add_routes(module.routes)

@@ -52,11 +52,15 @@ class ByteLRU:
         self.max_bytes = max_bytes
         self._entries: OrderedDict[Hashable, tuple[Any, int]] = OrderedDict()
         self.bytes = 0
+        self.hits = 0  # gets answered / not, since the cache was made (`/metrics` reads them)
+        self.misses = 0
 
     def get(self, key: Hashable) -> Any | None:
         hit = self._entries.get(key)
         if hit is None:
+            self.misses += 1
             return None
+        self.hits += 1
         self._entries.move_to_end(key)
         return hit[0]
 
