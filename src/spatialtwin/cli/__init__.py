@@ -26,6 +26,8 @@ COMMAND_MODULES = (
     "template",
     "samples",
     "mirror",
+    "keys",
+    "token",
     "worker",
 )
 
