@@ -174,6 +174,9 @@ async def test_a_mirror_session_reports_its_stage_times_and_itself(
         assert await client.wait_closed() == 1000
     assert value(during, "spatialtwin_mirror_sessions") >= 1
     assert value(during, "spatialtwin_mirror_sockets") >= 1
+    assert value(during, "spatialtwin_event_loop_tasks") >= 1
+    assert value(during, "spatialtwin_threads") >= 3  # loop, the session's two stages
+    assert value(during, "process_resident_memory_bytes") > 50e6  # the platform collector
 
     def stage_count(found: Any, stage: str) -> float:
         rows = found.get("spatialtwin_mirror_stage_seconds_count", [])

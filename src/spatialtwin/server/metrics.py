@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
@@ -180,7 +181,13 @@ def _mirror_families(app: web.Application) -> list[Metric]:
     sessions.add_metric([], float(stats.get("sessions", 0)))
     sockets = GaugeMetricFamily("spatialtwin_mirror_sockets", "Open mirror and watcher WebSockets.")
     sockets.add_metric([], float(stats.get("sockets", 0)))
-    return [sessions, sockets]
+    tasks = GaugeMetricFamily(
+        "spatialtwin_event_loop_tasks", "Tasks alive on the server's event loop (a leak grows it)."
+    )
+    tasks.add_metric([], float(len(asyncio.all_tasks())))
+    threads = GaugeMetricFamily("spatialtwin_threads", "Threads alive in the process.")
+    threads.add_metric([], float(threading.active_count()))
+    return [sessions, sockets, tasks, threads]
 
 
 async def metrics(request: web.Request) -> web.Response:
