@@ -10,7 +10,7 @@ MODELS_STAMP := models/.built
 DEMO_DATA ?= var/demo
 APT_PACKAGES := redis-server chromium fonts-liberation nginx
 
-.PHONY: demo test install system-deps models lint bench garments clean
+.PHONY: demo test install system-deps models lint bench garments soak clean
 
 install: $(PY_STAMP) $(NPM_STAMP) $(MODELS_STAMP)
 
@@ -47,7 +47,7 @@ lint: $(PY_STAMP)
 	$(BIN)/ruff check src tests bench
 
 test: install system-deps lint
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=25
 
 bench: install system-deps
 	for b in bench/*.py; do $(BIN)/python $$b || exit 1; done
@@ -57,6 +57,11 @@ bench: install system-deps
 # textured on two twins: look GLBs and chromium screenshots in bench/_out/outfits/.
 garments: install system-deps
 	$(BIN)/python bench/garment.py --shots bench/_out/outfits
+
+# Ten minutes of mirror sessions and shoppers against one server (loopback): memory, file
+# descriptors, tasks, threads and p95 latency sampled over time, exit 1 on a growth trend.
+soak: install
+	$(BIN)/python bench/soak.py --seconds 600
 
 clean:
 	rm -rf $(VENV) node_modules models var
