@@ -30,7 +30,7 @@ import pytest
 from spatialtwin.lod.levels import DEFAULTS
 from spatialtwin.server.app import MAX_UPLOAD_BYTES
 from spatialtwin.server.requests import MULTIPART_SLACK_BYTES
-from tests.mirror_fixtures import TWIN, MirrorClient, skirt_obj, standing_landmarks
+from tests.mirror_fixtures import REPO, TWIN, MirrorClient, skirt_obj, standing_landmarks
 from tests.nginx_server import (
     ACCEL_PREFIX,
     NGINX,
@@ -41,6 +41,7 @@ from tests.nginx_server import (
     start_server,
     wait_ready,
 )
+from tests.redis_server import REDIS_SERVER, RedisServer, free_port, stop_redis
 
 FAST_LOD = replace(DEFAULTS, error_samples=1000, measure_poses=False, candidates=())
 SHA_URL = re.compile(r"/api/v1/lod/([0-9a-f]{64})\.(glb|bin|usdz)$")
@@ -161,6 +162,107 @@ def test_the_rendered_config_passes_nginx_and_matches_the_servers_upload_limit(t
         render.fill("x ${SPATIALTWIN_NOT_GIVEN} y", {})
     with pytest.raises(ValueError, match="host:port"):
         render.upstream_lines(["127.0.0.1:80; evil"])
+
+
+def test_envsubst_renders_the_template_as_render_py_does(tmp_path):
+    """The official nginx image (deploy/docker-compose.yml) renders the template with envsubst:
+    the same values must give the same site, nginx's own `$variables` untouched."""
+    if shutil.which("envsubst") is None:
+        pytest.skip("envsubst (gettext-base) is not installed")
+    render = render_module()
+    values = render.site_values(
+        listen="127.0.0.1:8080",
+        servers=["10.0.0.7:8081"],
+        blobs=tmp_path / "blobs",
+        cache=tmp_path / "cache",
+        fill_socket=tmp_path / "fill.sock",
+        access_log="/dev/stdout",
+        includes=tmp_path / "site.d",
+    )
+    shell_format = " ".join("${" + name + "}" for name in values)
+    out = subprocess.run(
+        ["envsubst", shell_format],
+        input=render.SITE_TEMPLATE.read_text(),
+        env={"PATH": "/usr/bin:/bin", **values},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert out == render.render_site(values)
+    assert "proxy_set_header Upgrade $http_upgrade;" in out
+
+
+def test_the_systemd_units_verify(tmp_path):
+    """`systemd-analyze verify` on the units, with the install paths pointed at this checkout
+    (it checks that ExecStart is executable and every option is known)."""
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze is not installed")
+    units = REPO / "deploy" / "systemd"
+    for name in ("spatialtwin-server@.service", "spatialtwin-worker@.service"):
+        text = (units / name).read_text()
+        assert "Restart=on-failure" in text and "NoNewPrivileges=yes" in text
+        assert "ProtectSystem=strict" in text
+        assert re.search(r"^CapabilityBoundingSet=$", text, re.M)  # no capabilities at all
+        text = text.replace("/opt/spatialtwin/.venv", str(REPO / ".venv")).replace(
+            "/etc/spatialtwin/spatialtwin.env", str(units / "spatialtwin.env.example")
+        )
+        (tmp_path / name.replace("@.", "@8081.")).write_text(text)
+    shutil.copy(units / "spatialtwin.target", tmp_path)
+    check = subprocess.run(
+        [analyze, "verify", "--man=no", *sorted(str(p) for p in tmp_path.iterdir())],
+        capture_output=True,
+        text=True,
+    )
+    assert check.returncode == 0 and check.stderr.strip() == "", check.stderr
+
+
+def start_redis_with(conf: Path, folder: Path, port: int) -> RedisServer:
+    """redis-server reading `conf`, with only the port, folder and log file overridden."""
+    if not Path(REDIS_SERVER).exists():
+        pytest.skip("redis-server is not installed (make system-deps)")
+    folder.mkdir(parents=True, exist_ok=True)
+    log = folder / "redis.log"
+    proc = subprocess.Popen(
+        [REDIS_SERVER, str(conf), "--port", str(port), "--dir", str(folder),
+         "--logfile", str(log), "--daemonize", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    server = RedisServer(port, proc, folder)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            if "PONG" in server.command("PING"):
+                return server
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(log.read_text()[-2000:] if log.exists() else "no redis-server")
+        time.sleep(0.02)
+
+
+def test_the_redis_config_keeps_what_was_acknowledged_through_a_kill_9(tmp_path):
+    """deploy/redis/redis.conf as given (AOF on, fsync every second, no eviction): a write
+    acknowledged 1.5 s before a SIGKILL is there after the restart."""
+    conf = REPO / "deploy" / "redis" / "redis.conf"
+    port = free_port()
+    server = start_redis_with(conf, tmp_path / "redis", port)
+    try:
+        assert "yes" in server.command("CONFIG", "GET", "appendonly")
+        assert "everysec" in server.command("CONFIG", "GET", "appendfsync")
+        assert "noeviction" in server.command("CONFIG", "GET", "maxmemory-policy")
+        assert "+OK" in server.command("SET", "fleet:look", "kept")
+        time.sleep(1.5)
+    finally:
+        server.proc.kill()  # SIGKILL: no save at shutdown, only what the AOF holds
+        server.proc.wait(10)
+    restarted = start_redis_with(conf, tmp_path / "redis", port)
+    try:
+        assert "kept" in restarted.command("GET", "fleet:look")
+    finally:
+        stop_redis(restarted)
 
 
 # --- uploads ---------------------------------------------------------------------------------
