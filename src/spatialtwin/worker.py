@@ -24,18 +24,31 @@ import signal
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from spatialtwin.errors import SpatialTwinError
 from spatialtwin.jobs.queue import StoreJobQueue
 from spatialtwin.jobs.runner import LEASE_S, InProcessJobQueue, JobRunner
 from spatialtwin.server.fleet import add_store_arguments, check_redis, fleet_store
-from spatialtwin.services import job_kinds
-from spatialtwin.services.context import Services
 from spatialtwin.store.embedded import EmbeddedStore
+
+if TYPE_CHECKING:
+    from spatialtwin.jobs.queue import JobKind
+    from spatialtwin.services.context import Services
 
 log = logging.getLogger("spatialtwin.worker")
 POLL_S = 1.0
+
+
+async def _services(store: Any, **kwargs: Any) -> tuple[Services, dict[str, JobKind]]:
+    """The services over `store` and their job kinds, imported here rather than with this
+    module, so `spatialtwin worker` checks its arguments and Redis before it pays ~2 s for the
+    numerics under the services."""
+    from spatialtwin.services import job_kinds
+    from spatialtwin.services.context import Services
+
+    services = await Services.open(store, **kwargs)
+    return services, job_kinds.kinds(services)
 
 
 async def run_job(
@@ -48,8 +61,7 @@ async def run_job(
     """Claim and run one job of the store at `data_dir`; its final record (None when another
     process had it)."""
     store = EmbeddedStore(data_dir)
-    services = await Services.open(store, settings=settings or {})
-    kinds = job_kinds.kinds(services)
+    services, kinds = await _services(store, settings=settings or {})
     services.attach_jobs(StoreJobQueue(store, kinds))
     runner = JobRunner(store, kinds, lease_s=lease_s, heartbeat_s=heartbeat_s)
     return await runner.run_job(job_id)
@@ -71,8 +83,8 @@ async def work(
 ) -> None:
     """Run queued jobs, and take up stale ones, until `stop` is set."""
     store = EmbeddedStore(data_dir)
-    services = await Services.open(store, settings=settings or {})
-    queue = InProcessJobQueue(store, job_kinds.kinds(services), concurrency=concurrency)
+    services, kinds = await _services(store, settings=settings or {})
+    queue = InProcessJobQueue(store, kinds, concurrency=concurrency)
     services.attach_jobs(queue)
     try:
         while not stop.is_set():
@@ -105,10 +117,10 @@ async def work_fleet(
     )
     try:
         await store.check()
-        services = await Services.open(store, executor=executor, settings=settings)
+        services, kinds = await _services(store, executor=executor, settings=settings)
         worker = JobWorker(
             store,
-            job_kinds.kinds(services),
+            kinds,
             job_broker(redis_url, broker_options),
             concurrency=concurrency,
             lease_s=float(settings.get("job_lease_s", LEASE_S)),
