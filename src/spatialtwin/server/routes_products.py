@@ -7,7 +7,8 @@ poster (`services.products`). A look not built yet is built once by a `product.l
 its entry is `"status": "building"` with the job, and the whole answer is **202** with
 `Retry-After` until every selected look is `ready` (then **200**). A bad sku (length,
 characters) is 400 `invalid_sku`, an unknown one 404 `product_not_found`, a channel other than
-`ecommerce`/`ar` 400 `invalid_channel`. See docs/shop-api.md.
+`ecommerce`/`ar` 400 `invalid_channel`. `?looks=none` lists sizes and twins only. See
+docs/shop-api.md.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ async def get_product(request: web.Request) -> web.Response:
         request.query.get("channel", "ecommerce"),
         request.query.getall("twin", []),
         request.query.getall("size", []),
+        list_looks=request.query.get("looks", "all") != "none",
     )
     if not answer.building:
         return web.json_response(answer.body, headers={"Cache-Control": "private, no-cache"})

@@ -18,7 +18,8 @@ the job's link and progress, and the product answers 202 (`Retry-After`); once e
 selected look is built, 200.
 
 Which looks are listed (and so built): `?twin=<id>` and `?size=<label>` (each repeatable; by
-default all usable twins and all sizes, at most `MAX_LOOKS` combinations).
+default all usable twins and all sizes, at most `MAX_LOOKS` combinations); `?looks=none`
+lists the sizes and twins alone and builds nothing (what a page asks first).
 """
 
 from __future__ import annotations
@@ -191,8 +192,10 @@ class ProductService:
         channel: Any = "ecommerce",
         twin_ids: list[str] | None = None,
         sizes: list[str] | None = None,
+        list_looks: bool = True,
     ) -> ProductAnswer:
-        """The product: sizes, usable twins, the selected looks (built or building)."""
+        """The product: sizes, usable twins, the selected looks (built or building); with
+        `list_looks` false, the sizes and twins alone (nothing is built)."""
         sku = check_sku(sku)
         channel = check_channel(channel)
         twin_ids = _filter(twin_ids or [], "twin")
@@ -226,7 +229,7 @@ class ProductService:
                 status=422,
             )
         looks, jobs = [], []
-        for twin in chosen:
+        for twin in chosen if list_looks else []:
             for garment in worn:
                 entry = await self._look_entry(sku, twin, garment, channel)
                 if entry["status"] != "ready" and entry.get("job"):
