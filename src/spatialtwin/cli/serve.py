@@ -1,7 +1,15 @@
-"""`spatialtwin serve`: run the HTTP server on the embedded store.
+"""`spatialtwin serve`: run the HTTP server, on the embedded store or as one server of a fleet.
+
+    spatialtwin serve --data var/data                                     # the default
+    spatialtwin serve --redis redis://10.0.0.5:6379/0 --blobs /srv/blobs  # one of a fleet
 
 The server listens before its services have loaded (`server.loading`): it answers `/healthz`
-within a second of the start, and requests that need the services wait for them.
+within a second of the start, and requests that need the services wait for them. With
+`--redis` (or `SPATIALTWIN_REDIS_URL`) records and pub/sub are on Redis, blobs in the shared
+`--blobs` folder, and jobs go to `spatialtwin worker --redis` processes (`server.fleet`); such a
+server seeds no samples unless `--seed` asks. Redis unreachable at the start: one line naming
+the URL and exit status 2; Redis lost later: 503 `store_unavailable` with `Retry-After` until it
+is back, and the server reconnects by itself.
 """
 
 from __future__ import annotations
@@ -10,15 +18,18 @@ import argparse
 import logging
 import os
 import re
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from spatialtwin.server.fleet import add_store_arguments, check_redis, fleet_store
 
 if TYPE_CHECKING:
     from aiohttp import web
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("serve", help="run the HTTP server (embedded store, no external service)")
+    p = sub.add_parser("serve", help="run the HTTP server (embedded store; a fleet's with --redis)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8080)
     p.add_argument(
@@ -28,6 +39,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help="data directory of the embedded store (created if missing)",
     )
     p.add_argument("--no-seed", action="store_true", help="do not seed sample twins")
+    p.add_argument(
+        "--seed", action="store_true", help="with --redis: seed sample twins (workers make them)"
+    )
+    add_store_arguments(p)
     p.add_argument(
         "--accel-redirect",
         type=_accel_prefix,
@@ -49,22 +64,41 @@ def _accel_prefix(value: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    fleet = fleet_store(args)
+    if fleet is not None and (problem := check_redis(*fleet)) is not None:
+        print(problem, file=sys.stderr)  # before the HTTP layer's imports: said at once
+        return 2
+
     from aiohttp import web
 
-    from spatialtwin.server.app import create_app
+    from spatialtwin.server.app import create_app, fleet_factories
     from spatialtwin.server.logs import configure_logging
 
     configure_logging(args.log_level)
     settings = {"accel_redirect": args.accel_redirect} if args.accel_redirect else None
-    app = create_app(
-        args.data, seed=not args.no_seed, settings=settings, services_after_listening=True
-    )
+    if args.setting:
+        settings = {**(settings or {}), **dict(args.setting)}
+    if fleet is None:
+        app = create_app(
+            args.data, seed=not args.no_seed, settings=settings, services_after_listening=True
+        )
+    else:
+        store_factory, queue_factory = fleet_factories(*fleet)
+        app = create_app(
+            args.data,
+            seed=args.seed and not args.no_seed,
+            settings=settings,
+            store_factory=store_factory,
+            queue_factory=queue_factory,
+            services_after_listening=True,
+        )
     log = logging.getLogger("spatialtwin.server")
 
     async def announce(app: web.Application) -> None:
         url = f"http://{args.host}:{args.port}/"
         print(f"SpatialTwin is serving {url}", flush=True)
-        log.info("listening", extra={"fields": {"url": url, "data": str(args.data)}})
+        where = {"data": str(args.data)} if fleet is None else {"blobs": str(fleet[1])}
+        log.info("listening", extra={"fields": {"url": url, **where}})
 
     app.on_startup.append(announce)
     web.run_app(
