@@ -221,6 +221,12 @@ def _load_json(raw: bytes, fail: _Refuser) -> dict[str, Any]:
     return gltf
 
 
+def _known(value: Any, table: set[Any] | dict[Any, Any]) -> bool:
+    """`value in table` for a JSON value of any type (a list or object is in no table, and
+    would raise TypeError as a set or dict key)."""
+    return isinstance(value, str | int | float) and value in table
+
+
 def _obj(value: Any, where: str, fail: _Refuser) -> dict[str, Any]:
     if value is None:
         return {}
@@ -331,7 +337,7 @@ class GltfDocument:
         unknown = [
             e
             for e in required
-            if e not in SUPPORTED_REQUIRED and not str(e).startswith("KHR_materials_")
+            if not _known(e, SUPPORTED_REQUIRED) and not str(e).startswith("KHR_materials_")
         ]
         if unknown:
             raise fail(
@@ -423,7 +429,7 @@ class GltfDocument:
         count = _int(ext, "count", where, self.fail, lo=1)
         mode = ext.get("mode", "ATTRIBUTES")
         flt = ext.get("filter", "NONE")
-        if mode not in _MESHOPT_MODES or flt not in _MESHOPT_FILTERS:
+        if not _known(mode, _MESHOPT_MODES) or not _known(flt, _MESHOPT_FILTERS):
             raise self.fail(f"has {where} with mode {mode!r} / filter {flt!r}", where=where)
         if mode == "ATTRIBUTES" and stride % 4:
             raise self.fail(f"has {where}: attribute strides are multiples of 4", where=where)
@@ -485,7 +491,7 @@ class GltfDocument:
         where = f"accessors[{index}]"
         comp = acc.get("componentType")
         kind = acc.get("type")
-        if comp not in COMPONENT_DTYPES or kind not in TYPE_WIDTH:
+        if not _known(comp, COMPONENT_DTYPES) or not _known(kind, TYPE_WIDTH):
             raise self.fail(f"has {where} of unknown type {comp!r}/{kind!r}", where=where)
         normalized = acc.get("normalized", False)
         if not isinstance(normalized, bool):

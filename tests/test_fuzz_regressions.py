@@ -1,0 +1,53 @@
+"""Inputs the fuzz tests found that crashed a parser with something other than the project's
+error, each cut down to the edit that did it and replayed here, with the refusal it now gets.
+
+Each test starts from the real file the fuzzer started from (../shared/data) and applies the
+one field or line edit of the found input, so the case reads as what a broken exporter or an
+attacker would send.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from spatialtwin.errors import SpatialTwinError
+from spatialtwin.gltf.glb_reader import parse_glb
+from tests.conftest import shared
+from tests.fuzz_strategies import pack_glb, split_glb
+
+
+def cesium_with(edit: Any) -> bytes:
+    """CesiumMan.glb with `edit(gltf_json)` applied to its JSON chunk."""
+    doc, binary = split_glb(shared("bodies", "CesiumMan.glb").read_bytes())
+    edit(doc)
+    return pack_glb(json.dumps(doc).encode(), binary)
+
+
+def refusal(call: Any) -> SpatialTwinError:
+    with pytest.raises(SpatialTwinError) as caught:
+        call()
+    assert 400 <= caught.value.status < 500
+    return caught.value
+
+
+# ---------------------------------------------------------------- glTF
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda d: d["accessors"][0].update(componentType=[5123]),
+        lambda d: d["accessors"][0].update(type={"SCALAR": 1}),
+        lambda d: d.update(extensionsRequired=[["KHR_mesh_quantization"]]),
+    ],
+    ids=["componentType-a-list", "type-an-object", "extensionsRequired-a-list-in-a-list"],
+)
+def test_a_glb_field_of_an_unhashable_type_is_refused_not_a_type_error(edit) -> None:
+    """Found as `TypeError: unhashable type: 'list'` (a list looked up in the reader's tables)."""
+    data = cesium_with(edit)
+    error = refusal(lambda: parse_glb(data, "cesium.glb").scene())
+    assert error.code in ("corrupt_file", "unsupported_format")
+    assert error.detail["filename"] == "cesium.glb"
