@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from spatialtwin.errors import SpatialTwinError
+from spatialtwin.gltf.garment_io import read_garment_file
 from spatialtwin.gltf.glb_reader import parse_glb
 from tests.conftest import shared
 from tests.fuzz_strategies import pack_glb, split_glb
@@ -51,3 +52,20 @@ def test_a_glb_field_of_an_unhashable_type_is_refused_not_a_type_error(edit) -> 
     error = refusal(lambda: parse_glb(data, "cesium.glb").scene())
     assert error.code in ("corrupt_file", "unsupported_format")
     assert error.detail["filename"] == "cesium.glb"
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda d: d["nodes"][3]["children"].append(0),
+        lambda d: d["nodes"][2].update(children=[2]),
+    ],
+    ids=["joint-parent-of-the-root", "mesh-node-its-own-child"],
+)
+def test_a_garment_glb_with_a_node_cycle_is_refused_before_trimesh_loops(edit) -> None:
+    """Found as `ValueError: Iteration limit exceeded!` from trimesh's scene graph: garment
+    ingest checked the accessors but not the node graph before handing the file on."""
+    data = cesium_with(edit)
+    error = refusal(lambda: read_garment_file(data, "cesium.glb"))
+    assert error.code == "corrupt_file" and error.status == 422
+    assert "node" in error.message

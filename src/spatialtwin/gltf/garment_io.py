@@ -215,11 +215,11 @@ def read_garment_file(
                 maintain_order=True,
                 skip_materials=False,
             )
+            source = _to_source(loaded, filename, fmt, appearance)  # trimesh's scene graph
     except SpatialTwinError:
         raise
     except Exception as exc:  # trimesh raises many types for bad bytes
         raise _corrupt(filename, f"{type(exc).__name__}: {exc}", format=fmt) from exc
-    source = _to_source(loaded, filename, fmt, appearance)
     source.source_polygons = polygons or len(source.faces)
     return source
 
@@ -239,6 +239,8 @@ def _gltf_appearance(
     try:
         checked = (parse_glb if fmt == "glb" else parse_gltf_json)(data, filename, find)
         checked.check_accessors()
+        # The node graph a forest (trimesh loops on a cycle until its iteration limit).
+        checked.scene_nodes(checked.node_forest()[1])
     except SpatialTwinError as exc:
         status = 422 if exc.status == 400 else exc.status  # garment uploads answer 422
         raise SpatialTwinError(exc.code, exc.message, exc.detail, status=status) from None
