@@ -37,6 +37,7 @@ from typing import Any
 
 import pytest
 
+from tests.mirror_fixtures import TWIN
 from tests.redis_server import free_port
 
 REPO = Path(__file__).resolve().parents[1]
@@ -203,6 +204,16 @@ class SpatialTwinProcess:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
 
+def stop_all(processes: Sequence[SpatialTwinProcess | NginxServer]) -> None:
+    """SIGTERM every process at once, then wait for each (a server drains for up to 10 s:
+    in turn, a fleet would take that many times as long to stop)."""
+    for process in processes:
+        if process.proc.poll() is None:
+            process.proc.terminate()
+    for process in processes:
+        process.stop()
+
+
 def _spawn(args: list[str], log: Path, env: dict[str, str] | None) -> subprocess.Popen[bytes]:
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     with open(log, "ab") as out:
@@ -256,3 +267,76 @@ def start_worker(
     """`spatialtwin worker` over `store_args` (`--redis URL --blobs DIR`)."""
     args = ["worker", *store_args]
     return SpatialTwinProcess(args, log, None, _spawn(args, log, env), dict(env or {}))
+
+
+# --- data ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class FleetKeys:
+    """The signing keys every server of a fleet shares (`SPATIALTWIN_KEYS`) and an admin token
+    made with them, for the requests only a merchandiser or an owner may make (uploads,
+    looks, license changes). Empty where the checkout has no token authentication."""
+
+    env: dict[str, str]
+    headers: dict[str, str]
+
+
+def fleet_keys(folder: Path) -> FleetKeys:
+    try:
+        from spatialtwin.services.auth import KeyRing
+    except ImportError:
+        return FleetKeys({}, {})
+    ring, _ = KeyRing.init(folder)
+    token = ring.issue("admin", None, subject="fleet-tests")
+    return FleetKeys({"SPATIALTWIN_KEYS": str(folder)}, {"Authorization": f"Bearer {token}"})
+
+
+async def prepare_levels_and_mirror(root: Path) -> tuple[dict[str, Any], str]:
+    """On a data directory made by `tests.mirror_fixtures` (twin, skirt, look): build the twin's
+    levels (bind-pose error sampling, as tests/test_lod_api.py, ~3 s) and register a mirror,
+    in-process, before any server starts. Returns (the level manifest, the device token)."""
+    from dataclasses import replace
+
+    from spatialtwin.lod.levels import DEFAULTS
+    from spatialtwin.services.context import Services
+    from spatialtwin.services.lod import _key_options, cache_key, options_json, twin_inputs
+    from spatialtwin.store.embedded import EmbeddedStore
+
+    fast = replace(DEFAULTS, error_samples=1000, measure_poses=False, candidates=())
+    store = EmbeddedStore(root)
+    services = Services(store, settings={"lod_options": fast})
+    twin = await services.twin_records.get(TWIN)
+    key = cache_key(twin_inputs(twin), _key_options(fast))
+    payload = {
+        "subject": "twin",
+        "id": TWIN,
+        "channel": "ecommerce",
+        "key": key,
+        "options": options_json(fast),
+    }
+    await services.lod.build_job(payload, lambda *args, **kwargs: None)
+    manifest = (await services.lod_records.get_set(key))["manifest"]
+    _, token = await services.devices.register("Fleet test mirror", "test")
+    await store.close()
+    return manifest, token
+
+
+async def copy_store(source: Any, target: Any) -> tuple[int, int]:
+    """Every record and blob of one store into another (an embedded data directory into a
+    fleet's Redis and blob folder), through the Store interface; (records, blobs) copied."""
+    records = 0
+    for kind in await source.list_kinds():
+        for record_id in await source.list_ids(kind):
+            record = await source.get_record(kind, record_id)
+            if record is not None:
+                await target.put_record(kind, record_id, record)
+                records += 1
+    blobs = 0
+    for key, _stored_at_s in await source.list_blobs():
+        data = await source.get_blob(key)
+        if data is not None:
+            got, _ = await target.put_blob(data)
+            assert got == key
+            blobs += 1
+    return records, blobs

@@ -21,39 +21,57 @@ import re
 import shutil
 import subprocess
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
 import pytest
 
-from spatialtwin.lod.levels import DEFAULTS
 from spatialtwin.server.app import MAX_UPLOAD_BYTES
 from spatialtwin.server.requests import MULTIPART_SLACK_BYTES
 from tests.mirror_fixtures import REPO, TWIN, MirrorClient, skirt_obj, standing_landmarks
 from tests.nginx_server import (
     ACCEL_PREFIX,
     NGINX,
+    FleetKeys,
     NginxServer,
     SpatialTwinProcess,
+    copy_store,
+    fleet_keys,
+    prepare_levels_and_mirror,
     render_module,
     start_nginx,
     start_server,
+    start_worker,
+    stop_all,
     wait_ready,
 )
 from tests.redis_server import REDIS_SERVER, RedisServer, free_port, stop_redis
 
-FAST_LOD = replace(DEFAULTS, error_samples=1000, measure_poses=False, candidates=())
 SHA_URL = re.compile(r"/api/v1/lod/([0-9a-f]{64})\.(glb|bin|usdz)$")
+
+
+DB = 9  # this module's database on the session's redis-server
+FLEET_SETTINGS = ("--setting", "look_max_frames=40", "--setting", "garment_target_edge_m=0.05")
 
 
 @dataclass
 class FleetData:
-    root: Path
+    url: str  # the fleet's Redis
+    blobs: Path  # the blob folder every server, the worker and nginx share
     manifest: dict
     token: str
     look: str
     garment: str
+    keys: FleetKeys
+
+    @property
+    def admin(self) -> dict[str, str]:
+        return self.keys.headers
+
+    @property
+    def store_args(self) -> list[str]:
+        return ["--redis", self.url, "--blobs", str(self.blobs), *FLEET_SETTINGS]
 
     def level_urls(self) -> list[str]:
         """Every level file of the twin's manifest that the e-commerce channel may fetch."""
@@ -64,61 +82,84 @@ class FleetData:
 
     def blob(self, url: str) -> Path:
         sha = SHA_URL.search(url).group(1)  # type: ignore[union-attr]
-        return self.root / "blobs" / sha[:2] / sha
+        return self.blobs / sha[:2] / sha
 
 
-async def _prepare(root: Path) -> tuple[dict, str]:
-    """Build the twin's levels (bind-pose error sampling, as tests/test_lod_api.py) and register
-    a mirror, in-process, before any server starts."""
-    from spatialtwin.services.context import Services
-    from spatialtwin.services.lod import _key_options, cache_key, options_json, twin_inputs
+async def _into_redis(root: Path, url: str, blobs: Path) -> None:
     from spatialtwin.store.embedded import EmbeddedStore
+    from spatialtwin.store.redis_store import RedisStore
 
-    store = EmbeddedStore(root)
-    services = Services(store, settings={"lod_options": FAST_LOD})
-    twin = await services.twin_records.get(TWIN)
-    key = cache_key(twin_inputs(twin), _key_options(FAST_LOD))
-    payload = {
-        "subject": "twin",
-        "id": TWIN,
-        "channel": "ecommerce",
-        "key": key,
-        "options": options_json(FAST_LOD),
-    }
-    await services.lod.build_job(payload, lambda *args, **kwargs: None)
-    manifest = (await services.lod_records.get_set(key))["manifest"]
-    _, token = await services.devices.register("Fleet test mirror", "test")
-    await store.close()
-    return manifest, token
+    source, target = EmbeddedStore(root), RedisStore(url, blobs=blobs)
+    try:
+        records, copied = await copy_store(source, target)
+        assert records >= 5 and copied >= 10, (records, copied)
+    finally:
+        await source.close()
+        await target.close()
 
 
 @pytest.fixture(scope="module")
-def fleet_data(mirror_data, tmp_path_factory) -> FleetData:
-    root = tmp_path_factory.mktemp("fleet") / "data"
-    shutil.copytree(mirror_data.root, root)
-    manifest, token = asyncio.run(_prepare(root))
-    return FleetData(root, manifest, token, mirror_data.look, mirror_data.garment)
+def fleet_data(mirror_data, redis_server, tmp_path_factory) -> FleetData:
+    """The mirror tests' data (twin, skirt, look) with the twin's levels and a mirror device,
+    made on an embedded copy and put into Redis database `DB` and a shared blob folder."""
+    import redis
+
+    folder = tmp_path_factory.mktemp("fleet")
+    shutil.copytree(mirror_data.root, folder / "embedded")
+    manifest, token = asyncio.run(prepare_levels_and_mirror(folder / "embedded"))
+    url = redis_server.url(DB)
+    redis.Redis.from_url(url).flushdb()
+    asyncio.run(_into_redis(folder / "embedded", url, folder / "blobs"))
+    keys = fleet_keys(folder / "keys")
+    return FleetData(
+        url, folder / "blobs", manifest, token, mirror_data.look, mirror_data.garment, keys
+    )
 
 
 @pytest.fixture(scope="module")
-def servers(fleet_data, tmp_path_factory):
-    logs = tmp_path_factory.mktemp("fleet-logs")
-    store = ["--data", str(fleet_data.root)]
-    started = [start_server(store, logs / f"server{i}.log", wait=False) for i in range(2)]
+def fleet_logs(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("fleet-logs")
+
+
+@pytest.fixture(scope="module")
+def fleet_processes(fleet_data, fleet_logs):
+    """Two `spatialtwin serve --redis` processes (started together, ready in ~4 s) and one
+    `spatialtwin worker --redis`, started beside them so it is warm when a job comes."""
+    store = fleet_data.store_args
+    worker = start_worker(store, fleet_logs / "worker.log", env=fleet_data.keys.env)
+    started = [
+        start_server(
+            fleet_data.store_args,
+            fleet_logs / f"server{i}.log",
+            wait=False,
+            env=fleet_data.keys.env,
+        )
+        for i in range(2)
+    ]
     try:
         for server in started:
             wait_ready(server)
-        yield started
+        yield [*started, worker]
     finally:
-        for server in started:
-            server.stop()
+        stop_all([*started, worker])
+
+
+@pytest.fixture(scope="module")
+def servers(fleet_processes) -> list[SpatialTwinProcess]:
+    return fleet_processes[:2]
+
+
+@pytest.fixture(scope="module")
+def worker(fleet_processes) -> SpatialTwinProcess:
+    """Every job of the fleet runs there."""
+    return fleet_processes[2]
 
 
 @pytest.fixture(scope="module")
 def nginx(servers, fleet_data, tmp_path_factory):
     """Every level request decided by a server (micro-cache off)."""
     proxy = start_nginx(
-        tmp_path_factory.mktemp("nginx"), [s.address for s in servers], fleet_data.root / "blobs"
+        tmp_path_factory.mktemp("nginx"), [s.address for s in servers], fleet_data.blobs
     )
     yield proxy
     proxy.stop()
@@ -283,18 +324,57 @@ async def test_an_upload_through_nginx_is_read_alike_through_each_server(
     }
     form.add_field("metadata", json.dumps(metadata), content_type="application/json")
     async with aiohttp.ClientSession() as http:
-        r = await http.post(nginx.url + "/api/v1/garments", data=form)
+        r = await http.post(nginx.url + "/api/v1/garments", data=form, headers=fleet_data.admin)
         assert r.status == 201, await r.text()
         created = await r.json()
         reads = []
         for server in servers:
-            r = await http.get(f"{server.url}/api/v1/garments/{created['id']}")
+            r = await http.get(
+                f"{server.url}/api/v1/garments/{created['id']}", headers=fleet_data.admin
+            )
             assert r.status == 200, await r.text()
             reads.append(await r.json())
     assert reads[0] == reads[1]
     assert reads[0]["sku"] == "FLEET-SKIRT" and reads[0]["id"] == created["id"]
     upload = entries_for(nginx, "/api/v1/garments")[-1]
     assert upload["status"] == "201" and upload["upstream"] in {s.address for s in servers}
+
+
+async def test_a_look_job_sent_to_one_server_is_run_by_the_worker_and_followed_on_the_other(
+    servers, worker, nginx, fleet_data
+):
+    request = {"twin": TWIN, "garments": [fleet_data.garment], "channel": "ecommerce"}
+    admin = fleet_data.admin
+    async with aiohttp.ClientSession() as http:
+        r = await http.post(
+            servers[0].url + "/api/v1/looks", json=request, headers=fleet_data.admin
+        )
+        assert r.status == 202, await r.text()
+        link = (await r.json())["links"]["job"]
+        seen: list[tuple[str, float]] = []
+        deadline = time.monotonic() + 60
+        while True:
+            r = await http.get(servers[1].url + link, headers=fleet_data.admin)  # the other one
+            state = await r.json()
+            seen.append((state["status"], state["progress"]))
+            if state["status"] in ("done", "failed"):
+                break
+            assert time.monotonic() < deadline, f"the look job did not end: {state}"
+            await asyncio.sleep(0.05)
+        assert state["status"] == "done", state
+        look_id = state["result"]["id"]
+        r = await http.get(f"{nginx.url}/api/v1/looks/{look_id}/look.glb", headers=admin)
+        glb = await r.read()
+        assert r.status == 200 and glb[:4] == b"glTF" and len(glb) > 10_000
+    progress = [p for status, p in seen if status == "running"]
+    assert any(0.0 < p < 1.0 for p in progress), seen  # the worker's progress, seen through B
+    assert progress == sorted(progress)
+    ran = [
+        json.loads(line)
+        for line in worker.log_text().splitlines()
+        if line.startswith("{") and '"job message"' in line
+    ]
+    assert any(e.get("jobId") == link.rsplit("/", 1)[1] and e["outcome"] == "ran" for e in ran)
 
 
 async def test_a_body_over_the_servers_limit_is_refused_by_nginx_with_json_413(nginx):
@@ -371,7 +451,7 @@ async def test_the_micro_cache_keeps_a_servers_yes_for_a_second_and_no_longer(
     servers, fleet_data, tmp_path
 ):
     proxy = start_nginx(
-        tmp_path / "nginx", [s.address for s in servers], fleet_data.root / "blobs", level_cache_s=1
+        tmp_path / "nginx", [s.address for s in servers], fleet_data.blobs, level_cache_s=1
     )
     url = fleet_data.level_urls()[1] + "?channel=ecommerce"
     sha = SHA_URL.search(url.split("?")[0]).group(1)  # type: ignore[union-attr]
@@ -382,14 +462,21 @@ async def test_the_micro_cache_keeps_a_servers_yes_for_a_second_and_no_longer(
             assert {sha256(b) for b in bodies} == {sha}
             r = await http.get(proxy.url + url, headers={"If-None-Match": f'"{sha}"'})
             assert r.status == 304
-            await asyncio.sleep(1.2)
-            r = await http.get(proxy.url + url)  # asked again, conditionally: a 304 from a server
-            assert r.status == 200 and sha256(await r.read()) == sha
-            log = entries_for(proxy, "/api/v1/lod/")
-            assert [e["cache"] for e in log] == ["MISS", "HIT", "HIT", "HIT", "REVALIDATED"]
+            # past the validity (1-2 s: nginx's cache clock ticks in whole seconds) nginx asks
+            # a server again, conditionally, and gets a 304: no bytes copied
+            deadline = time.monotonic() + 3.0
+            while (log := entries_for(proxy, "/api/v1/lod/"))[-1]["cache"] == "HIT":
+                assert time.monotonic() < deadline, "the cached yes was never asked again"
+                await asyncio.sleep(0.1)
+                r = await http.get(proxy.url + url)
+                assert r.status == 200 and sha256(await r.read()) == sha
+            assert [e["cache"] for e in log[:4]] == ["MISS", "HIT", "HIT", "HIT"]
+            assert log[-1]["cache"] == "REVALIDATED"
             assert log[-1]["upstream_status"] == "304" and log[-1]["upstream_bytes"] == "0"
 
-            r = await http.patch(license_url, json={"channels": ["mirror"]})
+            r = await http.patch(
+                license_url, json={"channels": ["mirror"]}, headers=fleet_data.admin
+            )
             assert r.status == 200, await r.text()
             changed = time.monotonic()
             try:
@@ -401,7 +488,11 @@ async def test_the_micro_cache_keeps_a_servers_yes_for_a_second_and_no_longer(
                 assert r.status == 403
                 assert (await r.json())["error"]["code"] == "channel_not_licensed"
             finally:
-                r = await http.patch(license_url, json={"channels": ["ecommerce", "mirror"]})
+                r = await http.patch(
+                    license_url,
+                    json={"channels": ["ecommerce", "mirror"]},
+                    headers=fleet_data.admin,
+                )
                 assert r.status == 200, await r.text()
             r = await http.get(proxy.url + url)  # refusals are never kept
             assert r.status == 200 and sha256(await r.read()) == sha
@@ -432,8 +523,11 @@ async def test_a_mirror_session_opens_through_nginx_and_streams_both_ways(
     assert code == 1000 and client.received.messages[-1] == {"type": "ended", "reason": "bye"}
     assert not client.decode_errors
     assert client.received.results[0].frame_id == 0
-    upgrade = entries_for(nginx, "/api/v1/mirror/sessions")[-1]
-    assert upgrade["status"] == "101"
+    deadline = time.monotonic() + 5  # logged once nginx has closed both ends of the tunnel
+    while not (upgrades := entries_for(nginx, "/api/v1/mirror/sessions")):
+        assert time.monotonic() < deadline, "the WebSocket was not logged"
+        await asyncio.sleep(0.05)
+    assert upgrades[-1]["status"] == "101"
 
 
 # --- faults: last, since it kills a server ---------------------------------------------------
