@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from spatialtwin.errors import SpatialTwinError
+from spatialtwin.gltf.bvh import parse_bvh
 from spatialtwin.gltf.garment_io import read_garment_file
 from spatialtwin.gltf.glb_reader import parse_glb
 from tests.conftest import shared
@@ -69,3 +70,46 @@ def test_a_garment_glb_with_a_node_cycle_is_refused_before_trimesh_loops(edit) -
     error = refusal(lambda: read_garment_file(data, "cesium.glb"))
     assert error.code == "corrupt_file" and error.status == 422
     assert "node" in error.message
+
+
+# ---------------------------------------------------------------- BVH
+
+
+def standing_bvh() -> str:
+    return shared("motion", "standing01.bvh").read_text(encoding="ascii")
+
+
+ROOT_LINES = "HIERARCHY\nROOT root\n{\n\tOFFSET 0.000000 0.639400 0.631400\n"
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda t: t.replace(ROOT_LINES, "HIERARCHY\n{\n", 1),  # CHANNELS in no joint
+        lambda t: t.replace("OFFSET 0.000000 0.639400 0.631400", "OFFSET 0.0 0.6394", 1),
+        lambda t: t.rstrip("\n") + " 0.5\n",  # the last motion line one value longer
+        lambda t: t.replace("Frame Time: 0.041667", "Frame Time: nan"),
+        lambda t: t.replace("OFFSET 0.000000 0.639400 0.631400", "OFFSET 0 nan 0", 1),
+    ],
+    ids=[
+        "brace-opens-nothing",
+        "offset-of-two-numbers",
+        "ragged-motion",
+        "nan-frame-time",
+        "nan-offset",
+    ],  # fmt: skip
+)
+def test_a_malformed_bvh_is_bad_bvh_not_an_index_or_value_error(edit) -> None:
+    """Found as `IndexError: list assignment index out of range` ('{' before any ROOT, then
+    CHANNELS) and `ValueError: ... inhomogeneous shape` (an OFFSET of two numbers, stacked
+    with the others at the end); NaN frame times and offsets passed as clips."""
+    text = edit(standing_bvh())
+    assert text != standing_bvh()
+    error = refusal(lambda: parse_bvh(text))
+    assert error.code == "bad_bvh"
+
+
+def test_the_real_bvh_clips_still_read() -> None:
+    clip = parse_bvh(standing_bvh())
+    assert clip.values.shape == (1, sum(len(c) for c in clip.channels))
+    assert clip.frame_time_s == pytest.approx(0.041667)

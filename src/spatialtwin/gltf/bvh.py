@@ -11,6 +11,7 @@ plain data owned by the stages that map it onto a twin's skeleton.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,7 @@ def parse_bvh(text: str) -> BvhClip:
     channels: list[tuple[str, ...]] = []
     stack: list[int] = []
     line_no = 0
+    opens = False  # the last ROOT/JOINT/End Site line still waits for its "{"
 
     def fail(message: str) -> SpatialTwinError:
         return SpatialTwinError("bad_bvh", message, {"line": line_no + 1})
@@ -47,6 +49,7 @@ def parse_bvh(text: str) -> BvhClip:
             parents.append(stack[-1] if stack else -1)
             offsets.append([0.0, 0.0, 0.0])
             channels.append(())
+            opens = True
         elif head == "END":
             if not stack:
                 raise fail("End Site outside a joint")
@@ -54,17 +57,23 @@ def parse_bvh(text: str) -> BvhClip:
             parents.append(stack[-1])
             offsets.append([0.0, 0.0, 0.0])
             channels.append(())
+            opens = True
         elif head == "{":
+            if not opens:
+                raise fail("'{' that opens no ROOT, JOINT or End Site")
             stack.append(len(names) - 1)
+            opens = False
+        elif head in ("OFFSET", "CHANNELS") and not stack:
+            raise fail(f"{head} outside a joint")
         elif head == "}":
             if not stack:
                 raise fail("unbalanced '}'")
             stack.pop()
         elif head == "OFFSET":
-            try:
-                offsets[stack[-1]] = [float(t) for t in tok[1:4]]
-            except (ValueError, IndexError):
-                raise fail("OFFSET needs three numbers") from None
+            offset = [float(t) for t in tok[1:4] if _is_number(t)]
+            if len(offset) != 3 or not all(math.isfinite(c) for c in offset):
+                raise fail("OFFSET needs three finite numbers")
+            offsets[stack[-1]] = offset
         elif head == "CHANNELS":
             try:
                 count = int(tok[1])
@@ -87,11 +96,21 @@ def parse_bvh(text: str) -> BvhClip:
         raise fail("MOTION must be followed by 'Frames: N' and 'Frame Time: s'") from None
     width = sum(len(c) for c in channels)
     rows = [t for t in tokens_by_line[line_no + 3 :] if t]
+    if any(len(r) != width for r in rows):
+        raise SpatialTwinError(
+            "bad_bvh",
+            f"every motion line holds one value per channel ({width})",
+            {"channels": width, "got": sorted({len(r) for r in rows})[:8]},
+        )
     try:
         values = np.array([[float(v) for v in r] for r in rows], dtype=np.float64)
     except ValueError:
         raise fail("motion values must be numbers") from None
-    if values.shape != (frames, width) or frame_time <= 0 or not np.all(np.isfinite(values)):
+    if (
+        values.shape != (frames, width)
+        or not (math.isfinite(frame_time) and frame_time > 0)
+        or not np.all(np.isfinite(values))
+    ):
         raise SpatialTwinError(
             "bad_bvh",
             "motion data does not match the hierarchy",
@@ -105,6 +124,14 @@ def parse_bvh(text: str) -> BvhClip:
         frame_time_s=frame_time,
         values=values,
     )
+
+
+def _is_number(token: str) -> bool:
+    try:
+        float(token)
+    except ValueError:
+        return False
+    return True
 
 
 def read_bvh(path: str | Path) -> BvhClip:
