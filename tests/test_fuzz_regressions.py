@@ -97,7 +97,7 @@ ROOT_LINES = "HIERARCHY\nROOT root\n{\n\tOFFSET 0.000000 0.639400 0.631400\n"
         "ragged-motion",
         "nan-frame-time",
         "nan-offset",
-    ],  # fmt: skip
+    ],
 )
 def test_a_malformed_bvh_is_bad_bvh_not_an_index_or_value_error(edit) -> None:
     """Found as `IndexError: list assignment index out of range` ('{' before any ROOT, then
