@@ -11,12 +11,19 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import numpy as np
 import pytest
 
 from spatialtwin.errors import SpatialTwinError
 from spatialtwin.gltf.bvh import parse_bvh
 from spatialtwin.gltf.garment_io import read_garment_file
 from spatialtwin.gltf.glb_reader import parse_glb
+from spatialtwin.gltf.makehuman import (
+    HM08_VERTEX_COUNT,
+    obj_vertex_positions,
+    read_mhskel,
+    read_mhw,
+)
 from tests.conftest import shared
 from tests.fuzz_strategies import pack_glb, split_glb
 
@@ -113,3 +120,67 @@ def test_the_real_bvh_clips_still_read() -> None:
     clip = parse_bvh(standing_bvh())
     assert clip.values.shape == (1, sum(len(c) for c in clip.channels))
     assert clip.frame_time_s == pytest.approx(0.041667)
+
+
+# ---------------------------------------------------------------- MakeHuman skeleton, weights
+
+
+def mhw_with(edit: Any) -> bytes:
+    doc = json.loads(shared("bodies", "default_weights.mhw").read_bytes())
+    first = next(iter(doc["weights"]))
+    edit(doc["weights"], first)
+    return json.dumps(doc).encode()
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        lambda: mhw_with(lambda w, b: w.update({b: [[1, {"x": 1}]]})),
+        lambda: mhw_with(lambda w, b: w.update({b: [[1, 0.5], [2]]})),
+        lambda: b'{"weights": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+    ],
+    ids=["an-object-for-a-weight", "a-ragged-pair", "nested-past-the-stack"],
+)
+def test_a_malformed_mhw_is_corrupt_file_not_a_type_value_or_recursion_error(data) -> None:
+    """Found as `TypeError: float() argument must be ... not 'dict'`, `ValueError: ...
+    inhomogeneous shape` and `RecursionError` from `read_mhw` on default_weights.mhw."""
+    raw = data()
+    bones = list(json.loads(shared("bodies", "default_weights.mhw").read_bytes())["weights"])
+    error = refusal(lambda: read_mhw(raw, bones, HM08_VERTEX_COUNT))
+    assert error.code == "corrupt_file"
+
+
+def mhskel_with(edit: Any) -> bytes:
+    doc = json.loads(shared("bodies", "default.mhskel").read_bytes())
+    edit(doc)
+    return json.dumps(doc).encode()
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda d: d["bones"].update(root=[1, 2]),
+        lambda d: d["bones"]["root"].update(head=["a"]),
+        lambda d: d["bones"]["spine05"].update(parent={"x": 1}),
+        lambda d: d["joints"].update({d["bones"]["root"]["head"]: [1.5, "x"]}),
+    ],
+    ids=["a-bone-not-an-object", "a-list-for-a-head", "an-object-for-a-parent", "bad-indices"],
+)
+def test_a_malformed_mhskel_is_corrupt_file(edit) -> None:
+    """A bone that is not an object, or a head or parent of the wrong JSON type, was an
+    AttributeError or TypeError in `read_mhskel` (the fuzz test's field mutations)."""
+    raw = mhskel_with(edit)
+    base = obj_vertex_positions(shared("bodies", "base.obj").read_bytes())
+    error = refusal(lambda: read_mhskel(raw, base))
+    assert error.code == "corrupt_file"
+
+
+def test_the_real_makehuman_skeleton_and_weights_still_read() -> None:
+    base = obj_vertex_positions(shared("bodies", "base.obj").read_bytes())
+    rig = read_mhskel(shared("bodies", "default.mhskel").read_bytes(), base)
+    weights = read_mhw(
+        shared("bodies", "default_weights.mhw").read_bytes(), rig.bone_names, len(base)
+    )
+    assert len(rig.bone_names) == 163 and rig.parents[0] == -1
+    assert weights.shape == (19158, 163)
+    assert np.allclose(weights.sum(axis=1)[weights.sum(axis=1) > 0], 1.0)

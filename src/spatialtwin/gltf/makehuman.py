@@ -26,6 +26,7 @@ from spatialtwin.garment.binding import ProxyBinding
 MAX_MHCLO_BYTES = 8 * 1024 * 1024
 MAX_BINDING_VERTICES = 500_000
 MAX_JSON_BYTES = 32 * 1024 * 1024
+MAX_BONES = 1024  # MakeHuman's default skeleton has 163; parents are resolved in O(bones²)
 HM08_VERTEX_COUNT = 19158  # vertices of MakeHuman's hm08 base mesh (base.obj)
 
 
@@ -163,7 +164,7 @@ def _load_json(data: bytes, what: str) -> dict[str, Any]:
         )
     try:
         doc = json.loads(data)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nesting past the stack
         raise SpatialTwinError("corrupt_file", f"the {what} is not JSON: {exc}") from None
     if not isinstance(doc, dict):
         raise SpatialTwinError("corrupt_file", f"the {what} is not a JSON object")
@@ -178,6 +179,19 @@ def read_mhskel(data: bytes, base_vertices: NDArray[np.floating]) -> MakeHumanRi
         raise SpatialTwinError("corrupt_file", "a .mhskel needs 'bones' and 'joints' objects")
     n = len(base_vertices)
     names = sorted(bones)
+    if len(names) > MAX_BONES:
+        raise SpatialTwinError(
+            "corrupt_file", f"a .mhskel has at most {MAX_BONES} bones", {"bones": len(names)}
+        )
+    for b in names:
+        bone = bones[b]
+        parent = bone.get("parent") if isinstance(bone, dict) else None
+        if not isinstance(bone, dict) or not (
+            parent is None or (isinstance(parent, str) and parent in bones)
+        ):
+            raise SpatialTwinError(
+                "corrupt_file", f"bone {b!r} is not an object with a known parent", {"bone": b}
+            )
     order: list[str] = []
     placed: set[str] = set()
     # Parents before children (the file's order is alphabetical).
@@ -193,11 +207,14 @@ def read_mhskel(data: bytes, base_vertices: NDArray[np.floating]) -> MakeHumanRi
             raise SpatialTwinError("corrupt_file", "the .mhskel bones form a cycle")
     heads = np.zeros((len(order), 3))
     for k, b in enumerate(order):
-        group = joints.get(bones[b].get("head"))
+        head = bones[b].get("head")
+        group = joints.get(head) if isinstance(head, str) else None
         if not isinstance(group, list) or not group:
             raise SpatialTwinError("corrupt_file", f"bone {b!r} has no head joint group")
-        idx = np.asarray(group, dtype=np.int64)
-        if idx.min() < 0 or idx.max() >= n:
+        if not all(isinstance(i, int) and not isinstance(i, bool) for i in group):
+            raise SpatialTwinError("corrupt_file", f"bone {b!r} has a joint group of non-indices")
+        idx = np.asarray(group, dtype=np.int64) if max(map(abs, group)) < 2**62 else None
+        if idx is None or idx.min() < 0 or idx.max() >= n:
             raise SpatialTwinError("corrupt_file", f"bone {b!r} indexes missing vertices")
         heads[k] = np.asarray(base_vertices, dtype=np.float64)[idx].mean(axis=0)
     index = {b: k for k, b in enumerate(order)}
@@ -219,10 +236,17 @@ def read_mhw(data: bytes, bone_names: list[str], vertex_count: int) -> NDArray[n
     for bone, pairs in weights.items():
         if bone not in index or not isinstance(pairs, list):
             continue
-        arr = np.asarray(pairs, dtype=np.float64).reshape(-1, 2)
-        vi = arr[:, 0].astype(np.int64)
-        if vi.min() < 0 or vi.max() >= vertex_count or not np.isfinite(arr).all():
+        try:
+            arr = np.asarray(pairs, dtype=np.float64).reshape(-1, 2)
+        except (TypeError, ValueError, OverflowError):  # not [index, weight] number pairs
+            arr = None
+        if arr is None or not np.isfinite(arr).all():
+            raise SpatialTwinError("corrupt_file", f"the .mhw weights of {bone!r} are not pairs")
+        if not len(arr):
+            continue
+        if arr[:, 0].min() < 0 or arr[:, 0].max() >= vertex_count:
             raise SpatialTwinError("corrupt_file", f"the .mhw weights of {bone!r} are out of range")
+        vi = arr[:, 0].astype(np.int64)
         dense[vi, index[bone]] += arr[:, 1]
     total = dense.sum(axis=1, keepdims=True)
     return np.divide(dense, total, out=np.zeros_like(dense), where=total > 0)
