@@ -8,7 +8,7 @@ PY_STAMP := $(VENV)/.installed
 NPM_STAMP := node_modules/.installed
 MODELS_STAMP := models/.built
 DEMO_DATA ?= var/demo
-APT_PACKAGES := redis-server chromium fonts-liberation nginx
+APT_PACKAGES := redis-server chromium fonts-liberation nginx wrk
 
 .PHONY: demo test install system-deps models lint bench garments soak clean
 
@@ -30,7 +30,8 @@ $(MODELS_STAMP): $(PY_STAMP) $(NPM_STAMP)
 
 models: $(MODELS_STAMP)
 
-# Debian packages the tests drive for real: a Redis server and a headless Chromium.
+# Debian packages the tests drive for real: a Redis server, nginx and a headless Chromium
+# (and wrk, the load generator of bench/fleet.py).
 system-deps:
 	@missing=""; \
 	for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
