@@ -94,9 +94,10 @@ def test_the_look_streams_coarse_first_and_the_choosers_change_it(
     page.screenshot(path=str(OUT / "product_ava_S.png"))
 
     page.locator('#size-chooser button[data-value="XL"]').click()
-    page.wait_for_function(IDLE % 2, timeout=120_000)
+    page.wait_for_function(IDLE % 2, timeout=240_000)
+    assert state_of(page)["error"] is None, state_of(page)["error"]
     page.locator(f'#twin-chooser button[data-value="{leo}"]').click()
-    page.wait_for_function(IDLE % 3, timeout=120_000)
+    page.wait_for_function(IDLE % 3, timeout=240_000)
     state = state_of(page)
     assert state["error"] is None, state["error"]
     small, large, tall = state["looksShown"]
