@@ -204,16 +204,25 @@ class RunningServer:
     data_dir: Path
     log_path: Path
     process: subprocess.Popen[bytes] = field(repr=False)
+    token: str | None = field(default=None, repr=False)  # an admin's, sent by get/post_json
 
     def url(self, path: str) -> str:
-        return self.base_url + (path if path.startswith("/") else "/" + path)
+        """The URL of `path`; the merchandiser page is opened with the admin token, as an
+        operator opens it (`?token=`, kept by the page in localStorage)."""
+        path = path if path.startswith("/") else "/" + path
+        if self.token and path.startswith(TOKEN_PAGES) and "token=" not in path:
+            path += ("&" if "?" in path else "?") + f"token={self.token}"
+        return self.base_url + path
+
+    def auth_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
 
     def post_json(self, path: str, payload: Any, *, timeout_s: float = 60.0) -> tuple[int, Any]:
         """POST a JSON body; returns (status, parsed reply). A 4xx/5xx raises HTTPError."""
         request = urllib.request.Request(
             self.url(path),
             data=json.dumps(payload).encode(),
-            headers={"Content-Type": "application/json"},
+            headers={"Content-Type": "application/json", **self.auth_headers()},
             method="POST",
         )
         with urllib.request.urlopen(request, timeout=timeout_s) as response:
@@ -221,7 +230,7 @@ class RunningServer:
 
     def get(self, path: str, *, timeout_s: float = 30.0) -> tuple[int, dict[str, str], bytes]:
         """GET a path; returns (status, headers, body) for 4xx/5xx answers as well."""
-        request = urllib.request.Request(self.url(path))
+        request = urllib.request.Request(self.url(path), headers=self.auth_headers())
         try:
             with urllib.request.urlopen(request, timeout=timeout_s) as response:
                 return response.status, dict(response.headers), response.read()
@@ -239,6 +248,20 @@ class RunningServer:
             return self.log_path.read_text(errors="replace")[-max_chars:]
         except FileNotFoundError:
             return ""
+
+
+TOKEN_PAGES = ("/web/merchandiser.html",)
+
+
+def admin_token(data_dir: Path) -> str:
+    """An admin token of the server on `data_dir`: the demo token `serve` wrote on its first
+    start, else one signed with its keys (`DATA/keys`, made when the server started)."""
+    demo = Path(data_dir) / "demo-token"
+    if demo.exists():
+        return demo.read_text().strip()
+    from spatialtwin.services.auth import KeyRing
+
+    return KeyRing(Path(data_dir) / "keys").issue("admin", None, subject="tests")
 
 
 def free_loopback_port() -> int:
@@ -308,6 +331,7 @@ def start_spatialtwin_server(
                     + server.log_tail()
                 )
             time.sleep(0.1)
+        server.token = admin_token(data_dir)
         yield server
     finally:
         _stop(process)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from aiohttp.test_utils import TestClient
 
 from spatialtwin.body.parametric import Measurements, create_twin_body
 from spatialtwin.body.twin_body import TwinBody
@@ -18,6 +19,30 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 AVERAGE = Measurements(
     height_m=1.76, chest_m=0.92, waist_m=0.74, hips_m=0.98, inseam_m=0.81, shoulder_m=0.40
 )
+
+
+class AdminTestClient(TestClient):
+    """The test client every `aiohttp_client` makes: it sends an admin token by default (made
+    by the app's own key ring once the app started), so tests of what a route does are not
+    tests of who may call it; tests of that (tests/test_policy.py) pass their own tokens, or
+    `headers={"Authorization": ...}` per request."""
+
+    async def start_server(self) -> None:
+        await super().start_server()
+        app = getattr(self.server, "app", None)
+        if app is None or "Authorization" in self.session.headers:
+            return
+        from spatialtwin.server.auth import KEYRING
+
+        ring = app.get(KEYRING)
+        if ring is not None:
+            token = ring.issue("admin", None, subject="tests")
+            self.session.headers["Authorization"] = f"Bearer {token}"
+
+
+@pytest.fixture
+def aiohttp_client_cls() -> type[TestClient]:
+    return AdminTestClient
 
 
 def shared(*parts: str) -> Path:

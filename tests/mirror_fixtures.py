@@ -182,6 +182,13 @@ class ServerThread:
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}"
 
+    def admin_headers(self) -> dict[str, str]:
+        """An admin's Authorization header for this server (its own key ring signs it)."""
+        from spatialtwin.server.auth import KEYRING
+
+        assert self.app is not None
+        return {"Authorization": f"Bearer {self.app[KEYRING].issue('admin', None)}"}
+
     def services(self) -> Any:
         from spatialtwin.server import keys
 

@@ -47,11 +47,17 @@ USES = {
 }
 NOT_USES = {
     ("GET", "/healthz"): "liveness",
+    ("GET", "/readyz"): "readiness",
+    ("GET", "/metrics"): "counters for operators",
     ("GET", "/"): "the viewer page",
     ("GET", "/api/v1/twins"): "lists each twin's record and license state, never its body",
     ("GET", "/api/v1/twins/{twin_id}"): "the record and its license state, never its body",
     ("POST", "/api/v1/twins"): "makes a new twin under the license it is given",
     ("PATCH", "/api/v1/twins/{twin_id}/license"): "the owner's change of the license itself",
+    ("GET", "/api/v1/twins/{twin_id}/licenses"): "the licenses, never the body",
+    ("POST", "/api/v1/twins/{twin_id}/licenses"): "the agency grants a license",
+    ("PATCH", "/api/v1/twins/{twin_id}/licenses/{license_id}"): "the agency amends or ends one",
+    ("POST", "/api/v1/twins/{twin_id}/licenses/{license_id}/consent"): "the model's consent",
     ("GET", "/api/v1/garments"): "garments only",
     ("POST", "/api/v1/garments"): "garments only",
     ("GET", "/api/v1/garments/{garment_id}"): "garments only",
@@ -219,9 +225,11 @@ async def test_a_revoked_twin_stays_refused_after_a_restart(access_api, tmp_path
     assert r.status == 200
     await access_api.close()
     app = create_app(tmp_path / "data", seed=False, settings=SETTINGS)
-    from aiohttp.test_utils import TestClient, TestServer
+    from aiohttp.test_utils import TestServer
 
-    again = TestClient(TestServer(app))
+    from tests.conftest import AdminTestClient
+
+    again = AdminTestClient(TestServer(app))
     await again.start_server()
     try:
         for route in TWIN_ROUTES:

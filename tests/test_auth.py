@@ -8,17 +8,25 @@ running server's is), and the same refusals over HTTP with the error codes a cli
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
 import json
+import shutil
 import stat
 import time
+from pathlib import Path
 
+import aiohttp
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 
 from spatialtwin.cli import main
 from spatialtwin.errors import SpatialTwinError
+from spatialtwin.server.app import create_app
+from spatialtwin.server.auth import KEYRING
+from spatialtwin.server.keys import SERVICES
 from spatialtwin.services.auth import KeyRing
 
 
@@ -158,3 +166,200 @@ def test_the_command_line_makes_keys_and_issues_tokens(tmp_path, capsys):
     capsys.readouterr()
     assert _refused(KeyRing(data / "keys"), issued["token"]) == "token_invalid"
     assert main(["token", "issue", "--role", "admin", "--data", str(tmp_path / "none")]) == 2
+
+
+# --- over HTTP: who may read and write what --------------------------------------------------
+
+TSHIRT = Path(__file__).resolve().parents[1] / "assets" / "garments" / "tshirt.glb"
+
+
+@pytest.fixture
+async def rights_api(tmp_path, twin_data_template):
+    """The app over a store holding one twin (agency North Models, model Mara Test, an open
+    license for ecommerce and mirror); a client with no default token and a token per caller."""
+    template, twin_id = twin_data_template
+    shutil.copytree(template, tmp_path / "data")
+    app = create_app(tmp_path / "data", seed=False, settings={"look_max_frames": 3})
+    client = TestClient(TestServer(app))
+    await client.start_server()
+    ring = app[KEYRING]
+    client.twin_id = twin_id
+    client.ring = ring
+    client.tokens = {
+        "acme": ring.issue("brand", "acme"),
+        "globex": ring.issue("brand", "globex"),
+        "agency": ring.issue("agency", "North Models"),
+        "other_agency": ring.issue("agency", "South Faces"),
+        "model": ring.issue("model", "Mara Test"),
+        "admin": ring.issue("admin", None),
+    }
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+def bearer(token: str | None) -> dict[str, str]:
+    return {} if token is None else {"Authorization": f"Bearer {token}"}
+
+
+async def upload_tshirt(client, token: str, sku: str = "TEE-1") -> dict:
+    meta = json.loads(TSHIRT.with_suffix(".json").read_text())
+    fields = {k: meta[k] for k in ("name", "category", "fabric", "units")}
+    fd = aiohttp.FormData()
+    fd.add_field("file", TSHIRT.read_bytes(), filename=TSHIRT.name)
+    fd.add_field("metadata", json.dumps({**fields, "sku": sku}), content_type="application/json")
+    async with client.post("/api/v1/garments", data=fd, headers=bearer(token)) as r:
+        assert r.status == 201, await r.text()
+        return await r.json()
+
+
+async def test_a_brand_never_sees_another_brands_garments(rights_api):
+    api, tokens = rights_api, rights_api.tokens
+    mine = await upload_tshirt(api, tokens["acme"])
+    assert mine["brand"] == "acme"
+    theirs = await upload_tshirt(api, tokens["globex"], sku="TEE-G")
+    for path in (
+        f"/api/v1/garments/{theirs['id']}",
+        f"/api/v1/garments/{theirs['id']}/preview.glb",
+    ):
+        async with api.get(path + f"?twin={api.twin_id}", headers=bearer(tokens["acme"])) as r:
+            assert r.status == 404, path  # documented: as if it did not exist
+            assert (await r.json())["error"]["code"] == "garment_not_found"
+    async with api.get("/api/v1/garments", headers=bearer(tokens["acme"])) as r:
+        assert [g["id"] for g in (await r.json())["garments"]] == [mine["id"]]
+    async with api.get("/api/v1/garments?sku=TEE-G", headers=bearer(tokens["acme"])) as r:
+        assert (await r.json())["garments"] == []
+    async with api.get("/api/v1/garments", headers=bearer(tokens["admin"])) as r:
+        assert {g["id"] for g in (await r.json())["garments"]} == {mine["id"], theirs["id"]}
+    # nor drape one: a look wearing another brand's garment is refused as unknown
+    body = {"twin": api.twin_id, "garments": [theirs["id"]]}
+    async with api.post("/api/v1/looks", json=body, headers=bearer(tokens["acme"])) as r:
+        assert r.status == 404 and (await r.json())["error"]["code"] == "garment_not_found"
+
+
+async def test_a_brands_look_is_its_own_and_the_job_says_so(rights_api):
+    api, tokens = rights_api, rights_api.tokens
+    garment = await upload_tshirt(api, tokens["acme"])
+    body = {"twin": api.twin_id, "garments": [garment["id"]]}
+    async with api.post("/api/v1/looks", json=body, headers=bearer(tokens["acme"])) as r:
+        assert r.status == 202, await r.text()
+        link = (await r.json())["links"]["job"]
+    async with api.get(link, headers=bearer(tokens["globex"])) as r:
+        assert r.status == 404  # another brand cannot follow the job
+    deadline = time.monotonic() + 120
+    while True:
+        async with api.get(link, headers=bearer(tokens["acme"])) as r:
+            job = await r.json()
+        if job["status"] in ("done", "failed"):
+            break
+        assert time.monotonic() < deadline, job
+        await asyncio.sleep(0.1)
+    assert job["status"] == "done", job
+    look = job["result"]
+    assert look["brand"] == "acme"
+    path = f"/api/v1/looks/{look['id']}"
+    async with api.get(path, headers=bearer(tokens["globex"])) as r:
+        assert r.status == 404
+    async with api.get(path, headers=bearer(tokens["acme"])) as r:
+        assert r.status == 200
+    async with api.get(path + "/look.glb") as r:  # a shopper: public under the license
+        assert r.status == 200 and r.content_type == "model/gltf-binary"
+
+
+async def test_a_shopper_reads_but_never_writes(rights_api):
+    api = rights_api
+    async with api.get("/api/v1/twins") as r:
+        assert r.status == 200 and [t["id"] for t in (await r.json())["twins"]] == [api.twin_id]
+    async with api.get(f"/api/v1/twins/{api.twin_id}/body.glb") as r:
+        assert r.status == 200
+    writes = [
+        ("POST", "/api/v1/twins", {"measurements": {}}),
+        ("POST", "/api/v1/looks", {"twin": api.twin_id, "garments": ["x"]}),
+        ("POST", "/api/v1/fabrics", {"id": "x"}),
+        ("PATCH", f"/api/v1/twins/{api.twin_id}/license", {"revoked": True}),
+        ("POST", f"/api/v1/twins/{api.twin_id}/licenses", {"licensee": "acme"}),
+    ]
+    for method, path, body in writes:
+        async with api.request(method, path, json=body) as r:
+            assert r.status == 401, (method, path)
+            error = (await r.json())["error"]
+            assert error["code"] == "auth_required"
+            assert r.headers.get("WWW-Authenticate") == "Bearer"
+    async with api.get(f"/api/v1/twins/{api.twin_id}") as r:
+        assert (await r.json())["license"]["revoked"] is False  # nothing was changed
+
+
+async def test_an_expired_token_is_refused_over_http(rights_api):
+    api = rights_api
+    expired = api.ring.issue("brand", "acme", ttl_s=60, now_s=time.time() - 600)
+    async with api.get("/api/v1/garments", headers=bearer(expired)) as r:
+        assert r.status == 401
+        assert (await r.json())["error"]["code"] == "token_expired"
+    async with api.get("/api/v1/twins", headers=bearer(expired)) as r:  # open, but refused
+        assert r.status == 401
+
+
+async def test_a_rotated_keys_tokens_work_until_it_is_removed(rights_api):
+    api = rights_api
+    old = api.tokens["acme"]
+    old_kid = api.ring.active_kid()
+    KeyRing(api.ring.folder).rotate()  # as `spatialtwin keys rotate` does, another process
+    async with api.get("/api/v1/garments", headers=bearer(old)) as r:
+        assert r.status == 200
+    KeyRing(api.ring.folder).remove(old_kid)
+    async with api.get("/api/v1/garments", headers=bearer(old)) as r:
+        assert r.status == 401 and (await r.json())["error"]["code"] == "token_invalid"
+    fresh = api.ring.issue("brand", "acme")
+    async with api.get("/api/v1/garments", headers=bearer(fresh)) as r:
+        assert r.status == 200
+
+
+async def test_a_mirror_device_token_acts_as_a_device(rights_api):
+    api = rights_api
+    devices = api.server.app[SERVICES].devices
+    record, token = await devices.register("Mirror 1", "kadewe")
+    async with api.get("/api/v1/garments", headers=bearer(token)) as r:
+        assert r.status == 200
+    async with api.post("/api/v1/looks", json={}, headers=bearer(token)) as r:
+        assert r.status == 403
+        assert (await r.json())["error"]["detail"] == {
+            "reason": "role",
+            "role": "device",
+            "allowed": ["admin", "brand"],
+        }
+    await devices.revoke(record["id"])
+    async with api.get("/api/v1/garments", headers=bearer(token)) as r:
+        assert r.status == 401 and (await r.json())["error"]["code"] == "token_invalid"
+
+
+async def test_twins_are_made_and_licensed_by_their_own_agency(rights_api):
+    api, tokens = rights_api, rights_api.tokens
+    payload = {
+        "measurements": {
+            "height_m": 1.65,
+            "chest_m": 0.88,
+            "waist_m": 0.70,
+            "hips_m": 0.96,
+            "inseam_m": 0.76,
+            "shoulder_m": 0.37,
+        },
+        "owner": {"model": "Ida", "agency": "North Models"},
+    }
+    async with api.post("/api/v1/twins", json=payload, headers=bearer(tokens["other_agency"])) as r:
+        assert r.status == 403
+        assert (await r.json())["error"]["detail"]["reason"] == "not_owner"
+    async with api.post("/api/v1/twins", json=payload, headers=bearer(tokens["acme"])) as r:
+        assert r.status == 403 and (await r.json())["error"]["detail"]["reason"] == "role"
+    path = f"/api/v1/twins/{api.twin_id}/license"
+    for who in ("other_agency", "model"):  # a stranger; the model only revokes
+        async with api.patch(
+            path, json={"channels": ["ecommerce"]}, headers=bearer(tokens[who])
+        ) as r:
+            assert r.status == 403, who
+    async with api.patch(
+        path, json={"channels": ["ecommerce"]}, headers=bearer(tokens["agency"])
+    ) as r:
+        assert r.status == 200 and (await r.json())["license"]["channels"] == ["ecommerce"]
+    async with api.patch(path, json={"revoked": True}, headers=bearer(tokens["model"])) as r:
+        assert r.status == 200 and (await r.json())["license"]["revoked"] is True

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestServer
 
 from spatialtwin.jobs.queue import StoreJobQueue
 from spatialtwin.jobs.runner import InProcessJobQueue, JobRunner
@@ -31,7 +31,7 @@ from spatialtwin.services.blobs import keys_named
 from spatialtwin.services.context import Services
 from spatialtwin.store.embedded import EmbeddedStore
 from spatialtwin.worker import run_job_in_process
-from tests.conftest import shared
+from tests.conftest import AdminTestClient, shared
 
 SPAWN = multiprocessing.get_context("spawn")
 META = {"sku": "SKU-1", "name": "Work suit", "category": "outfit", "fabric": "cotton-jersey"}
@@ -189,7 +189,7 @@ async def test_a_start_sweeps_old_blobs_no_record_names(tmp_path):
     for key in (*named, orphan):
         age(store, key, 2 * HOUR_S)
 
-    client = TestClient(TestServer(create_app(data, seed=False)))
+    client = AdminTestClient(TestServer(create_app(data, seed=False)))
     await client.start_server()
     try:
         sweep = client.app[LOADER].opened.sweep

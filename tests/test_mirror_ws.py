@@ -397,7 +397,9 @@ async def test_revoking_the_twin_ends_its_sessions_within_a_second(
         feeder = asyncio.create_task(streaming(client, marks, stop))
         await watcher.wait_for(lambda r: len(r.results) >= 5, 5)
         async with http.patch(
-            f"{mirror_server.url}/api/v1/twins/{REVOCABLE}/license", json={"revoked": True}
+            f"{mirror_server.url}/api/v1/twins/{REVOCABLE}/license",
+            json={"revoked": True},
+            headers=mirror_server.admin_headers(),
         ) as r:
             assert r.status == 200
         revoked_at = time.perf_counter()

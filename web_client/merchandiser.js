@@ -15,9 +15,15 @@
 //   GET  looks/{id}/look.glb
 //   errors: 4xx {"error": {"code", "message", "detail"}}
 //
+// Uploads and drapes need a brand's (or an admin's) token: open the page once with
+// ?token=… (`spatialtwin token issue --role brand --tenant …`, or the demo brand token that
+// `spatialtwin serve` prints on its first start); it is kept in this browser's localStorage.
+//
 // Tests read `window.spatialTwinMerchandiser` (see `pageState`).
 
-import { API_ROOT, ApiError, errorState, getBytes, getJson, listFrom, postForm, postJson, waitForJob } from './lib/api.js';
+rememberToken();
+
+import { API_ROOT, ApiError, errorState, getBytes, getJson, listFrom, postForm, postJson, rememberToken, waitForJob } from './lib/api.js';
 import { byIds, chip, el, facts, formatCentimetres } from './lib/dom.js';
 import { FitMap, fitMapControl } from './lib/fit-map.js';
 import { STUDIO, gltfLoader, openStage } from './lib/stage.js';

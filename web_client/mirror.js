@@ -16,7 +16,7 @@
 //
 // Tests and tools read window.spatialTwinMirror (see `state` below).
 
-import { API_ROOT, errorState, getJson, listFrom } from './lib/api.js';
+import { API_ROOT, errorState, getJson, listFrom, setApiToken } from './lib/api.js';
 import { byIds, el } from './lib/dom.js';
 import { FIT_MODES, fitSwitch, legendElement } from './lib/fit-map.js';
 import { MirrorClient, wsUrl } from './lib/mirror-client.js';
@@ -156,6 +156,7 @@ function readSettings() {
     window.history.replaceState(null, '', url);
   }
   const model = params.get('model') ?? 'full';
+  setApiToken(stored(STORAGE.token)); // the device token reads garments as the mirror
   return {
     token: stored(STORAGE.token),
     look: stored(STORAGE.look),

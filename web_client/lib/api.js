@@ -14,6 +14,48 @@
 export const API_ROOT = '/api/v1';
 export const JOB_POLL_MS = 400;
 
+// The access token every request carries (`Authorization: Bearer …`), if the page has one: a
+// brand's or an admin's on the merchandiser page, a mirror's device token on the mirror page.
+// Shopper pages carry none and read what a license makes public. Kept in this browser's
+// localStorage under TOKEN_KEY by `rememberToken`.
+export const TOKEN_KEY = 'spatialtwin.token';
+let apiToken = null;
+
+export function setApiToken(token) {
+  apiToken = token || null;
+}
+
+function storedToken() {
+  try {
+    return window.localStorage.getItem(TOKEN_KEY);
+  } catch {
+    return null; // storage disabled: the page works anonymously
+  }
+}
+
+// Take `?token=` from the address bar into localStorage (and out of the address bar and the
+// history: it is a secret), and use the remembered token for every request from now on.
+export function rememberToken() {
+  const url = new URL(window.location.href);
+  const token = url.searchParams.get('token');
+  if (token !== null) {
+    try {
+      if (token) window.localStorage.setItem(TOKEN_KEY, token);
+      else window.localStorage.removeItem(TOKEN_KEY);
+    } catch {
+      // Not remembered; this visit still uses it.
+    }
+    url.searchParams.delete('token');
+    window.history.replaceState(null, '', url);
+  }
+  setApiToken(token || storedToken());
+  return apiToken;
+}
+
+export function authHeaders(headers = {}) {
+  return apiToken ? { ...headers, Authorization: `Bearer ${apiToken}` } : headers;
+}
+
 export class ApiError extends Error {
   // `status`: the HTTP status, or null when no answer came (network) or a job failed.
   constructor(status, code, message, detail = null) {
@@ -64,14 +106,14 @@ async function checked(response) {
 }
 
 export async function getJson(path) {
-  const response = await checked(await fetch(path, { headers: { Accept: 'application/json' } }));
+  const response = await checked(await fetch(path, { headers: authHeaders({ Accept: 'application/json' }) }));
   return response.json();
 }
 
 // A GLB (or another binary) as an ArrayBuffer; a refusal still arrives as JSON.
 export async function getBytes(path) {
   const response = await checked(
-    await fetch(path, { headers: { Accept: 'model/gltf-binary, application/json' } }),
+    await fetch(path, { headers: authHeaders({ Accept: 'model/gltf-binary, application/json' }) }),
   );
   return response.arrayBuffer();
 }
@@ -80,7 +122,7 @@ export async function postJson(path, payload) {
   const response = await checked(
     await fetch(path, {
       method: 'POST',
-      headers: { 'Content-Type': 'application/json', Accept: 'application/json' },
+      headers: authHeaders({ 'Content-Type': 'application/json', Accept: 'application/json' }),
       body: JSON.stringify(payload),
     }),
   );
@@ -94,6 +136,7 @@ export function postForm(path, form, onProgress = () => {}) {
     const xhr = new XMLHttpRequest();
     xhr.open('POST', path);
     xhr.setRequestHeader('Accept', 'application/json');
+    if (apiToken) xhr.setRequestHeader('Authorization', `Bearer ${apiToken}`);
     xhr.responseType = 'text';
     xhr.upload.addEventListener('progress', (event) => {
       if (event.lengthComputable && event.total > 0) onProgress(event.loaded / event.total);

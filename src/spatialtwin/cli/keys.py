@@ -25,6 +25,26 @@ def keys_folder(args: argparse.Namespace) -> Path:
     return Path(env) if env else Path(args.data) / "keys"
 
 
+def first_start_keys(data: Path) -> None:
+    """What `spatialtwin serve` does on the embedded store: make the keys if the data
+    directory has none and then print a demo admin token and a demo brand token once, also
+    written to `DATA/demo-token` and `DATA/demo-brand-token` (mode 0600)."""
+    from spatialtwin.services.auth import KeyRing, write_demo_tokens
+
+    folder = Path(os.environ.get("SPATIALTWIN_KEYS") or Path(data) / "keys")
+    ring, made = KeyRing.init(folder)
+    if not made:
+        return
+    tokens = write_demo_tokens(ring, Path(data))
+    print(f"made signing keys in {folder}", flush=True)
+    print(f"demo admin token (also in {Path(data) / 'demo-token'}): {tokens['admin']}")
+    print(
+        "demo brand token for the merchandiser page, brand demo-brand "
+        f"(also in {Path(data) / 'demo-brand-token'}): {tokens['brand']}",
+        flush=True,
+    )
+
+
 def add_folder_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", type=Path, default=Path("var/data"), help="data directory")
     p.add_argument("--keys", type=Path, help="key folder (default DATA/keys, $SPATIALTWIN_KEYS)")

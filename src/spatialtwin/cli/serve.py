@@ -79,6 +79,9 @@ def run(args: argparse.Namespace) -> int:
     if args.setting:
         settings = {**(settings or {}), **dict(args.setting)}
     if fleet is None:
+        from spatialtwin.cli.keys import first_start_keys
+
+        first_start_keys(args.data)  # keys made on a fresh data directory; demo tokens shown
         app = create_app(
             args.data, seed=not args.no_seed, settings=settings, services_after_listening=True
         )

@@ -1,8 +1,26 @@
 """Who a twin belongs to, what they consented to, and whether a use is licensed now.
 
 A twin is a person's likeness: the model and their agency own it, consent to each channel of
-use, are paid per use, and can revoke. Every read of a twin's body goes through `check_use`;
-a revoked twin is never served again (410 Gone), a use outside the license is refused (403).
+use, are paid per use, and can revoke. Every read of a twin's body goes through `decide_use`
+(`check_use` for one channel now); a revoked twin is never served again (410 Gone), a use
+outside every license is refused (403) with the reason in `detail.reason`:
+
+| reason | status, code | when |
+|---|---|---|
+| `revoked` | 410 `license_revoked` | the owner withdrew the twin (final) |
+| `no_license` | 403 `no_license` | no license of the twin is for this brand |
+| `license_channel` | 403 `channel_not_licensed` | no applicable license covers the channel |
+| `license_expired` | 403 `license_expired` | the license ended, or its window has passed |
+| `license_not_yet_valid` | 403 `license_not_yet_valid` | its window has not begun |
+| `license_region` | 403 `license_region` | the use's region is outside the license's regions |
+| `consent_missing` | 403 `consent_missing` | the model has not consented (or withdrew) |
+
+A twin carries its first license (`license`, made with the twin, consented by the twin's
+`consent`) and any number of brand licenses (`licenses`: each for one licensee brand, with
+channels, regions, a window, a fee per use, terms, and the model's consent recorded with time
+and by whom). A use is allowed by the first license that passes every rule, the brand's own
+before an open one (licensee `null`: any brand); when none does, the refusal names the rule
+that the license closest to allowing it failed (channel, then window, region, consent).
 """
 
 from __future__ import annotations
@@ -16,7 +34,19 @@ from typing import Any
 
 from spatialtwin.errors import SpatialTwinError
 
-CHANNELS = ("ecommerce", "mirror", "ar")
+CHANNELS = ("ecommerce", "mirror", "ar", "campaign", "stills")
+DEFAULT_CHANNELS = ("ecommerce", "mirror", "ar")  # what a license without `channels` grants
+REASONS = (
+    "revoked",
+    "no_license",
+    "license_channel",
+    "license_expired",
+    "license_not_yet_valid",
+    "license_region",
+    "consent_missing",
+)
+_REGION = re.compile(r"^[A-Z]{2}$")  # ISO 3166-1 alpha-2
+MAX_REGIONS = 250
 DISCLOSURE = (
     "Digital twin of {model} (agency: {agency}): a rigged 3D replica used under license "
     "{license_id}, not a photograph."
@@ -135,6 +165,40 @@ class Owner:
         return cls(model[:200], agency[:200])
 
 
+def check_region(value: Any, field_name: str = "region") -> str:
+    """An ISO 3166-1 alpha-2 country code, upper case (`DE`, `FR`, `US`)."""
+    if not isinstance(value, str) or not _REGION.match(value):
+        raise SpatialTwinError(
+            "invalid_region",
+            f"{field_name} must be an ISO 3166-1 alpha-2 code such as DE or US",
+            {"field": field_name, "value": str(value)[:8]},
+            status=422,
+        )
+    return value
+
+
+def _regions(value: Any) -> list[str] | None:
+    """None (worldwide) or a non-empty list of country codes."""
+    if value is None:
+        return None
+    if not isinstance(value, list) or not value or len(value) > MAX_REGIONS:
+        raise SpatialTwinError(
+            "invalid_license",
+            "regions must be null (worldwide) or a non-empty list of ISO 3166-1 alpha-2 codes",
+            {"field": "regions"},
+            status=422,
+        )
+    return sorted({check_region(v, "regions") for v in value})
+
+
+def _licensee(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or not _LICENSE_ID.match(value) or value != value.strip():
+        raise _wrong_type("invalid_license", "licensee", "a brand id of 1–128 characters")
+    return value
+
+
 @dataclass
 class License:
     id: str
@@ -145,13 +209,15 @@ class License:
     revoked_at: str | None = None
     fee_per_use_eur: float | None = None
     terms: str = ""
+    licensee: str | None = None  # the brand it is for; None: any brand
+    regions: list[str] | None = None  # ISO 3166-1 alpha-2 codes; None: worldwide
 
     @classmethod
     def from_json(cls, data: Any) -> License:
         """A license from JSON; every field is type-checked (a wrong JSON type is a 400, a
         wrong value a 422), so nothing stored can later fail to serialise or compare."""
         data = _object(data, "invalid_license", "license")
-        channels = data.get("channels", list(CHANNELS))
+        channels = data.get("channels", list(DEFAULT_CHANNELS))
         if (
             not isinstance(channels, list)
             or not channels
@@ -183,6 +249,8 @@ class License:
             revoked_at=None if revoked_at is None else data["revoked_at"],
             fee_per_use_eur=_fee(data.get("fee_per_use_eur")),
             terms=_string(data, "terms", "invalid_license", "", 2000),
+            licensee=_licensee(data.get("licensee")),
+            regions=_regions(data.get("regions")),
         )
 
 
@@ -233,48 +301,139 @@ class Rights:
         )
 
 
-def check_use(record: dict[str, Any], channel: str, at: datetime | None = None) -> None:
-    """Raise unless the twin in `record` may be used in `channel` at time `at`."""
-    lic = record["license"]
+@dataclass(frozen=True)
+class Use:
+    """One use of a twin: the channel, when, where (a country code, if known) and for which
+    brand (`licensee`: its licenses and the open ones apply; None: any license applies)."""
+
+    channel: str
+    at: datetime | None = None
+    region: str | None = None
+    licensee: str | None = None
+
+
+def _refusal(
+    twin_id: str, reason: str, message: str, detail: dict[str, Any], status: int = 403
+) -> SpatialTwinError:
+    code = {
+        "revoked": "license_revoked",
+        "license_channel": "channel_not_licensed",
+    }.get(reason, reason)
+    return SpatialTwinError(
+        code, message, {"twinId": twin_id, "reason": reason, **detail}, status=status
+    )
+
+
+def licenses_of(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """The twin's first license and its brand licenses, each with the consent that covers it
+    (the first license is consented by the twin's own `consent`)."""
+    first = dict(record["license"])
+    first.setdefault("consent", record.get("consent"))
+    return [first, *[dict(lic) for lic in record.get("licenses") or []]]
+
+
+# The rules in the order a license is held to them; a later stage is "closer to allowed".
+_STAGES = ("license_channel", "license_expired", "license_region", "consent_missing")
+
+
+def license_refusal(
+    twin_id: str, lic: dict[str, Any], use: Use, at: datetime
+) -> tuple[int, SpatialTwinError] | None:
+    """None when `lic` allows `use` at `at`, else (stage reached, the refusal)."""
+    lic_id = lic.get("id")
+    if use.channel not in lic.get("channels", ()):
+        return 0, _refusal(
+            twin_id,
+            "license_channel",
+            f"twin {twin_id} is not licensed for the {use.channel!r} channel",
+            {"channel": use.channel, "licensed": lic.get("channels"), "licenseId": lic_id},
+        )
+    start = _parse_time(lic.get("valid_from"), "valid_from")
+    end = _parse_time(lic.get("valid_until"), "valid_until")
+    if start is not None and at < start:
+        return 1, _refusal(
+            twin_id,
+            "license_not_yet_valid",
+            f"the license of twin {twin_id} starts {lic['valid_from']}",
+            {"validFrom": lic["valid_from"], "licenseId": lic_id},
+        )
+    if end is not None and at >= end:
+        return 1, _refusal(
+            twin_id,
+            "license_expired",
+            f"the license of twin {twin_id} ended {lic['valid_until']}",
+            {"validUntil": lic["valid_until"], "licenseId": lic_id, "endedAt": lic.get("ended_at")},
+        )
+    regions = lic.get("regions")
+    if regions is not None and use.region not in regions:
+        where = "an unknown region (send ?region=XX)" if use.region is None else use.region
+        return 2, _refusal(
+            twin_id,
+            "license_region",
+            f"twin {twin_id} is not licensed for use in {where}",
+            {"region": use.region, "licensed": regions, "licenseId": lic_id},
+        )
+    consent = lic.get("consent")
+    if not isinstance(consent, dict) or not consent.get("given_at") or consent.get("withdrawn_at"):
+        return 3, _refusal(
+            twin_id,
+            "consent_missing",
+            f"the model has not consented to license {lic_id} of twin {twin_id}",
+            {"licenseId": lic_id},
+        )
+    return None
+
+
+def decide_use(record: dict[str, Any], use: Use) -> dict[str, Any]:
+    """The license that allows `use` of the twin in `record`; raises the refusal otherwise
+    (410 once revoked, 400 for an unknown channel, 403 with `detail.reason`)."""
+    first = record["license"]
     twin_id = record["id"]
-    if lic.get("revoked"):
-        raise SpatialTwinError(
-            "license_revoked",
+    if first.get("revoked"):
+        raise _refusal(
+            twin_id,
+            "revoked",
             f"twin {twin_id} has been withdrawn by its owner and is not served",
-            {"twinId": twin_id, "revokedAt": lic.get("revoked_at")},
+            {"revokedAt": first.get("revoked_at")},
             status=410,
         )
-    if channel not in CHANNELS:
+    if use.channel not in CHANNELS:
         raise SpatialTwinError(
             "unknown_channel",
             f"channel must be one of {list(CHANNELS)}",
-            {"channel": channel},
+            {"channel": str(use.channel)[:40]},
             status=400,
         )
-    if channel not in lic["channels"]:
-        raise SpatialTwinError(
-            "channel_not_licensed",
-            f"twin {twin_id} is not licensed for the {channel!r} channel",
-            {"twinId": twin_id, "channel": channel, "licensed": lic["channels"]},
-            status=403,
+    applicable = [
+        lic
+        for lic in licenses_of(record)
+        if use.licensee is None or lic.get("licensee") in (None, use.licensee)
+    ]
+    if not applicable:
+        raise _refusal(
+            twin_id,
+            "no_license",
+            f"twin {twin_id} has no license for brand {use.licensee!r}",
+            {"licensee": use.licensee},
         )
-    at = at or now_utc()
-    start = _parse_time(lic["valid_from"], "valid_from")
-    end = _parse_time(lic.get("valid_until"), "valid_until")
-    if start is not None and at < start:
-        raise SpatialTwinError(
-            "license_not_yet_valid",
-            f"the license of twin {twin_id} starts {lic['valid_from']}",
-            {"twinId": twin_id, "validFrom": lic["valid_from"]},
-            status=403,
-        )
-    if end is not None and at >= end:
-        raise SpatialTwinError(
-            "license_expired",
-            f"the license of twin {twin_id} ended {lic['valid_until']}",
-            {"twinId": twin_id, "validUntil": lic["valid_until"]},
-            status=403,
-        )
+    # The brand's own licenses before open ones; then in the order they were granted.
+    applicable.sort(key=lambda lic: lic.get("licensee") is None)
+    at = use.at or now_utc()
+    closest: tuple[int, SpatialTwinError] | None = None
+    for lic in applicable:
+        refused = license_refusal(twin_id, lic, use, at)
+        if refused is None:
+            return lic
+        if closest is None or refused[0] > closest[0]:
+            closest = refused
+    assert closest is not None
+    raise closest[1]
+
+
+def check_use(record: dict[str, Any], channel: str, at: datetime | None = None) -> None:
+    """Raise unless the twin in `record` may be used in `channel` at time `at` under some
+    license (any licensee, any region a license names: the rules of `decide_use`)."""
+    decide_use(record, Use(channel, at))
 
 
 def provenance(record: dict[str, Any]) -> dict[str, Any]:

@@ -37,8 +37,11 @@ from spatialtwin.server import (
     routes_looks,
     routes_mirror,
     routes_products,
+    routes_rights,
     routes_stills,
 )
+from spatialtwin.server.auth import authorize, keys_folder
+from spatialtwin.server.auth import install as install_auth
 from spatialtwin.server.loading import (
     LOADER,
     OpenedServices,
@@ -64,6 +67,7 @@ ROUTE_MODULES = (
     routes_mirror,
     routes_products,
     routes_stills,
+    routes_rights,
 )
 
 
@@ -129,7 +133,8 @@ def create_app(
     the services meanwhile (requests that need them wait), else open them before listening
     and also set `keys.SERVICES`, `keys.TWINS` … (what tests reach into)."""
     app = web.Application(
-        middlewares=[metrics.timed, json_errors], client_max_size=MAX_UPLOAD_BYTES + (1 << 20)
+        middlewares=[metrics.timed, json_errors, authorize],
+        client_max_size=MAX_UPLOAD_BYTES + (1 << 20),
     )
     app[keys.PROJECT_ROOT] = project_root
     app[keys.SETTINGS] = {"max_upload_bytes": MAX_UPLOAD_BYTES, "seed": seed, **(settings or {})}
@@ -160,6 +165,7 @@ def create_app(
         await store.close()
 
     install_http_layer_errors(app)
+    install_auth(app, keys_folder(Path(data_dir), app[keys.SETTINGS]))
     app.cleanup_ctx.append(services)
     app.router.add_get("/healthz", healthz)
     metrics.install(app)  # /metrics, /readyz

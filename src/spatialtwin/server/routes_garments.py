@@ -25,13 +25,15 @@ AUTHORING_PARTS = ("binding", "authoring_body")
 @routes.get("/api/v1/garments")
 async def list_garments(request: web.Request) -> web.Response:
     """All garments, or with `?sku=` the sizes of that sku's size run, smallest first."""
-    garments = (await ready_services(request)).garments
+    services = await ready_services(request)
+    garments, visible = services.garments, services.access.visible  # a brand: its own
     sku = request.query.get("sku")
     if sku is None:
-        return web.json_response({"garments": [garment_view(r) for r in await garments.list()]})
+        records = visible(await garments.list())
+        return web.json_response({"garments": [garment_view(r) for r in records]})
     if not 0 < len(sku) <= 64:
         raise SpatialTwinError("invalid_sku", "sku must be 1–64 characters", {"sku": sku[:80]})
-    run = await garments.size_run(sku)
+    run = visible(await garments.size_run(sku))
     return web.json_response(
         {
             "sku": sku,
@@ -72,9 +74,9 @@ async def upload_garment(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/garments/{garment_id}")
 async def get_garment(request: web.Request) -> web.Response:
-    garments = (await ready_services(request)).garments
-    record = await garments.get(request.match_info["garment_id"])
-    return web.json_response(garment_view(record))
+    services = await ready_services(request)
+    record = await services.garments.get(request.match_info["garment_id"])
+    return web.json_response(garment_view(services.access.require_visible("garment", record)))
 
 
 @routes.get("/api/v1/garments/{garment_id}/preview.glb")

@@ -24,8 +24,10 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from spatialtwin.errors import SpatialTwinError
+from spatialtwin.rights.roles import SYSTEM
 from spatialtwin.server import keys
 from spatialtwin.server.loading import ready_services
+from spatialtwin.services.access import acting_as
 
 if TYPE_CHECKING:
     from spatialtwin.live.mirror_service import MirrorService
@@ -59,7 +61,8 @@ class MirrorHub:
 
                 settings = request.app[keys.SETTINGS]
                 service = MirrorService(services, MirrorOptions.from_settings(settings))
-                await service.start()
+                with acting_as(SYSTEM):  # its watch tasks act for no one request's caller
+                    await service.start()
                 self.service = service
         return self.service
 

@@ -30,8 +30,8 @@ MAX_POSE_CHARS = 16_384  # every joint's quaternion in full is ~4 kB
 
 @routes.get("/api/v1/twins")
 async def list_twins(request: web.Request) -> web.Response:
-    twins = (await ready_services(request)).twins
-    records = await twins.list()
+    services = await ready_services(request)
+    records = services.access.visible_twins(await services.twins.list())
     return web.json_response({"twins": [twin_view(r) for r in records]})
 
 
@@ -55,9 +55,9 @@ async def create_twin(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/twins/{twin_id}")
 async def get_twin(request: web.Request) -> web.Response:
-    twins = (await ready_services(request)).twins
-    record = await twins.get(request.match_info["twin_id"])
-    return web.json_response(twin_view(record))
+    services = await ready_services(request)
+    record = await services.twins.get(request.match_info["twin_id"])
+    return web.json_response(twin_view(services.access.require_twin_visible(record)))
 
 
 def _pose_param(request: web.Request, twins: TwinService) -> Pose | None:

@@ -37,6 +37,7 @@ from spatialtwin.gltf.garment_io import garment_on_twin_glb
 from spatialtwin.gltf.garment_npz import binding_from_npz, meshes_from_npz, prepared_to_npz
 from spatialtwin.jobs.records import parse_time
 from spatialtwin.rights.license import now_utc, provenance
+from spatialtwin.services.access import submitter
 from spatialtwin.services.authoring import (
     Attachment,
     estimation_template,
@@ -280,6 +281,7 @@ class GarmentService:
                 else None
             ),
             "images": [image.describe() for image in prepared.images],
+            "brand": self.access.owner_brand(),  # who may see it (None: the house's)
         }
         store = self.services.store
         created: list[str] = []
@@ -357,6 +359,7 @@ class GarmentService:
             "metadata": metadata,
             "attachment": extra,
             "staged": staged,
+            "caller": submitter(),
         }
         try:
             return await self.services.jobs.submit(INGEST, payload)
@@ -528,7 +531,7 @@ class GarmentService:
 
     async def preview_glb(self, garment_id: str, twin_id: str | None, channel: str) -> bytes:
         """The garment placed on a twin, with the twin, as GLB; refused outside the license."""
-        garment = await self.get(garment_id)
+        garment = self.access.require_visible("garment", await self.get(garment_id))
         if not twin_id:
             raise SpatialTwinError("missing_twin", "preview needs ?twin=<twin id>", status=400)
         twin = await self.access.twin_for_use(twin_id, channel)

@@ -23,6 +23,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from spatialtwin.jobs.queue import JobKind
+from spatialtwin.services.access import as_submitter
 from spatialtwin.services.garments import INGEST
 from spatialtwin.services.lod import BUILD
 from spatialtwin.services.looks import DRAPE
@@ -37,12 +38,14 @@ NAMES = (GENERATE, INGEST, DRAPE, BUILD, RENDER, PRODUCT_LOOK)
 
 
 def kinds(services: Services) -> dict[str, JobKind]:
-    """The registry of `services`: each kind name bound to the service method that runs it."""
+    """The registry of `services`: each kind name bound to the service method that runs it,
+    acting as the caller that submitted the job (`services.access.as_submitter`)."""
+    garments = services.garments
     return {
-        GENERATE: JobKind(services.twins.generate),
-        INGEST: JobKind(services.garments.ingest_job, on_failure=services.garments.release_upload),
-        DRAPE: JobKind(services.looks.drape_job),
-        BUILD: JobKind(services.lod.build_job),
-        RENDER: JobKind(services.stills.render_job),
-        PRODUCT_LOOK: JobKind(services.products.look_job),
+        GENERATE: JobKind(as_submitter(services.twins.generate)),
+        INGEST: JobKind(as_submitter(garments.ingest_job), on_failure=garments.release_upload),
+        DRAPE: JobKind(as_submitter(services.looks.drape_job)),
+        BUILD: JobKind(as_submitter(services.lod.build_job)),
+        RENDER: JobKind(as_submitter(services.stills.render_job)),
+        PRODUCT_LOOK: JobKind(as_submitter(services.products.look_job)),
     }

@@ -31,6 +31,7 @@ from spatialtwin.garment.placement import BodyLandmarks
 from spatialtwin.garment.sizes import SizeChoice, choose_size
 from spatialtwin.gltf.look_glb import look_to_glb
 from spatialtwin.rights.license import now_utc, provenance
+from spatialtwin.services.access import submitter
 from spatialtwin.services.garments import look_garment
 from spatialtwin.services.views import look_view
 from spatialtwin.store.twin_repository import body_key
@@ -217,13 +218,13 @@ class LookService:
         """A stored garment, one size of a run, or a whole run for "best"; 404 / 422."""
         garments = self.garments
         if "id" in ref:
-            record = await garments.get(ref["id"])
+            record = self.access.require_visible("garment", await garments.get(ref["id"]))
             if "size" not in ref:
                 return LookItem(record)
             sku = str(record.get("sku"))
         else:
             sku = ref["sku"]
-        run = await garments.size_run(sku)
+        run = self.access.visible(await garments.size_run(sku))
         if not run:
             raise SpatialTwinError(
                 "size_run_not_found", f"no garment has sku {sku!r}", {"sku": sku}, status=404
@@ -243,7 +244,11 @@ class LookService:
     async def submit(self, payload: Any) -> dict[str, Any]:
         """Check a look request and queue its drape job; returns the job."""
         request = await self.check_request(payload)
-        job_payload = {"look_id": f"look_{uuid.uuid4().hex[:12]}", "request": request.as_json}
+        job_payload = {
+            "look_id": f"look_{uuid.uuid4().hex[:12]}",
+            "request": request.as_json,
+            "caller": submitter(),  # the job drapes for the brand that asked
+        }
         return await self.services.jobs.submit(DRAPE, job_payload)
 
     async def drape_job(self, payload: dict[str, Any], progress: Progress) -> dict[str, Any]:
@@ -325,6 +330,7 @@ class LookService:
             "stats": look.stats(),
             "quality_thresholds": options.quality.to_json(),
             "warnings": warnings,
+            "brand": self.access.owner_brand(),  # who may see it (None: the house's)
         }
         store = self.services.store
         created: list[str] = []
@@ -344,8 +350,10 @@ class LookService:
     async def get_for_use(self, look_id: str, channel: str | None = None) -> dict[str, Any]:
         """The look record, refused when its twin may no longer be used in `channel`
         (default: the channel the look was made for)."""
-        record = await self.records.get(look_id)
-        await self.access.twin_for_use(record["twin"], channel or record["channel"])
+        record = self.access.require_visible("look", await self.records.get(look_id))
+        await self.access.twin_for_use(
+            record["twin"], channel or record["channel"], record.get("brand")
+        )
         return record
 
     async def glb(self, look_id: str, channel: str | None = None) -> bytes:

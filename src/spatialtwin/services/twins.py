@@ -164,6 +164,7 @@ class TwinService:
         name = check_name(payload.get("name"))
         measurements = Measurements.from_json(payload.get("measurements"))
         rights = Rights.from_json(payload)
+        self.access.require_agency_of(rights.owner.agency)
         if await self.records.exists(twin_id):
             raise twin_exists(twin_id)
         job_payload = {
@@ -228,6 +229,7 @@ class TwinService:
         joint_map: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         """Import a GLB/glTF/OBJ/PLY body as a twin and store it."""
+        self.access.require_agency_of(rights.owner.agency)
         imported = await self.services.run(
             lambda: import_twin(data, filename, units=units, joint_map=joint_map)
         )
