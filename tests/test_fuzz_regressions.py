@@ -9,6 +9,8 @@ attacker would send.
 from __future__ import annotations
 
 import json
+import math
+import struct
 from typing import Any
 
 import numpy as np
@@ -24,6 +26,7 @@ from spatialtwin.gltf.makehuman import (
     read_mhskel,
     read_mhw,
 )
+from spatialtwin.gltf.vertex_stream import VertexStreamDecoder, VertexStreamEncoder
 from tests.conftest import shared
 from tests.fuzz_strategies import pack_glb, split_glb
 
@@ -184,3 +187,30 @@ def test_the_real_makehuman_skeleton_and_weights_still_read() -> None:
     assert len(rig.bone_names) == 163 and rig.parents[0] == -1
     assert weights.shape == (19158, 163)
     assert np.allclose(weights.sum(axis=1)[weights.sum(axis=1) > 0], 1.0)
+
+
+# ---------------------------------------------------------------- mirror protocol
+
+
+def outfit_stream_frames() -> list[bytes]:
+    """Two vertex-stream frames (key, delta) of a real MakeHuman outfit, in metres."""
+    rows = [
+        ln.split()[1:4]
+        for ln in shared("garments", "female_sportsuit01.obj").read_bytes().splitlines()
+        if ln.startswith(b"v ")
+    ]
+    rest_m = np.asarray(rows, dtype=np.float64) * 0.1  # MakeHuman's decimetres
+    encoder = VertexStreamEncoder(stream=1)
+    return [encoder.encode(rest_m), encoder.encode(rest_m + np.array([0.0, 0.002, 0.0]))]
+
+
+@pytest.mark.parametrize("step", [math.nan, math.inf])
+def test_a_non_finite_vertex_stream_step_is_refused_with_a_json_detail(step) -> None:
+    """Found as an error whose detail held NaN: `json.dumps(..., allow_nan=False)` of the
+    refusal raised ValueError, so the error message itself could not be sent."""
+    key = outfit_stream_frames()[0]
+    bad = key[:16] + struct.pack("<f", step) + key[20:]
+    error = refusal(lambda: VertexStreamDecoder().decode(bad))
+    assert error.code == "bad_vertex_stream"
+    assert error.detail["step_m"] == str(step)
+    json.dumps(error.to_json(), allow_nan=False)

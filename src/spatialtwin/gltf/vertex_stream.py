@@ -195,7 +195,10 @@ def read_header(data: bytes) -> FrameHeader:
         )
     if not 0 < count <= MAX_VERTICES or not (np.isfinite(step) and step > 0):
         raise SpatialTwinError(
-            "bad_vertex_stream", "bad vertex count or step", {"count": count, "step_m": step}
+            "bad_vertex_stream",
+            "bad vertex count or step",
+            # The detail goes out as strict JSON: a NaN or infinite step as its name.
+            {"count": count, "step_m": step if np.isfinite(step) else str(step)},
         )
     if size != len(data) - HEADER_BYTES:
         raise SpatialTwinError(
