@@ -26,6 +26,7 @@ from spatialtwin.gltf.makehuman import (
     read_mhskel,
     read_mhw,
 )
+from spatialtwin.gltf.mirror_messages import read_result_frame, result_frame
 from spatialtwin.gltf.vertex_stream import VertexStreamDecoder, VertexStreamEncoder
 from tests.conftest import shared
 from tests.fuzz_strategies import pack_glb, split_glb
@@ -214,3 +215,18 @@ def test_a_non_finite_vertex_stream_step_is_refused_with_a_json_detail(step) -> 
     assert error.code == "bad_vertex_stream"
     assert error.detail["step_m"] == str(step)
     json.dumps(error.to_json(), allow_nan=False)
+
+
+@pytest.mark.parametrize(
+    "json_part", [b"", b'{"timings_ms": {"track', "\xe0".encode("latin-1") + b"  ", b"[1, 2]"]
+)
+def test_a_result_frame_whose_json_part_is_not_an_object_is_bad_result_frame(json_part) -> None:
+    """Found as `JSONDecodeError` / `UnicodeDecodeError` from `read_result_frame` (what a
+    Python client of the mirror protocol reads every result frame with)."""
+    streams = outfit_stream_frames()[:1]
+    quats = np.tile([0.0, 0.0, 0.0, 1.0], (55, 1))
+    frame = result_frame(9, 1000.0, True, False, [0, 0.9, 0], quats, json_part, streams)
+    error = refusal(lambda: read_result_frame(frame))
+    assert error.code == "bad_result_frame"
+    good = result_frame(9, 1000.0, True, False, [0, 0.9, 0], quats, {"ok": 1}, streams)
+    assert read_result_frame(good).info == {"ok": 1}

@@ -319,7 +319,12 @@ def read_result_frame(data: bytes | bytearray | memoryview) -> ResultFrame:
     if end + json_bytes > len(view):
         raise SpatialTwinError("bad_result_frame", "rotations and JSON run past the frame")
     rotations = np.frombuffer(view[at:end], dtype="<f4").reshape(joints, 4).copy()
-    info = json.loads(bytes(view[end : end + json_bytes]).decode("utf-8"))
+    try:
+        info = json.loads(bytes(view[end : end + json_bytes]).decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        info = None
+    if not isinstance(info, dict):
+        raise SpatialTwinError("bad_result_frame", "the JSON part is not one JSON object")
     at = end + json_bytes
     streams = []
     for _ in range(stream_count):
