@@ -363,3 +363,33 @@ async def test_twins_are_made_and_licensed_by_their_own_agency(rights_api):
         assert r.status == 200 and (await r.json())["license"]["channels"] == ["ecommerce"]
     async with api.patch(path, json={"revoked": True}, headers=bearer(tokens["model"])) as r:
         assert r.status == 200 and (await r.json())["license"]["revoked"] is True
+
+
+def test_serve_makes_keys_on_its_first_start_and_prints_demo_tokens_once(tmp_path, capsys):
+    from tests.browser_harness import start_spatialtwin_server
+
+    data = tmp_path / "data"
+    with start_spatialtwin_server(data, extra_args=("--no-seed",)) as server:
+        log = server.log_tail(20_000)
+        demo = data / "demo-token"
+        assert stat.S_IMODE(demo.stat().st_mode) == 0o600
+        assert stat.S_IMODE((data / "demo-brand-token").stat().st_mode) == 0o600
+        admin = demo.read_text().strip()
+        assert f"demo admin token (also in {demo}): {admin}" in log
+        caller = KeyRing(data / "keys").verify(admin)
+        assert caller.role == "admin"
+        brand = KeyRing(data / "keys").verify((data / "demo-brand-token").read_text().strip())
+        assert (brand.role, brand.tenant) == ("brand", "demo-brand")
+        assert server.token == admin  # the harness sends it
+        status, _, body = server.get("/api/v1/garments")  # with the admin token
+        assert status == 200 and json.loads(body) == {"garments": []}
+        server.token = None  # a shopper: reads, never writes
+        status, _, _ = server.get("/api/v1/twins")
+        assert status == 200
+        status, _, body = server.get("/api/v1/garments")
+        assert status == 401 and json.loads(body)["error"]["code"] == "auth_required"
+    from spatialtwin.cli.keys import first_start_keys
+
+    first_start_keys(data)  # what the next start does: the keys are there, nothing is printed
+    assert capsys.readouterr().out == ""
+    assert demo.read_text().strip() == admin
