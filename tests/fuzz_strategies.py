@@ -62,7 +62,7 @@ settings.register_profile(
 )
 settings.register_profile(
     "fuzz",
-    max_examples=3000,
+    max_examples=int(os.environ.get("SPATIALTWIN_FUZZ_EXAMPLES", "3000")),
     deadline=None,
     database=DirectoryBasedExampleDatabase(str(OUT / "hypothesis")),
     suppress_health_check=list(HealthCheck),
@@ -491,11 +491,12 @@ def mutated_json(
     paths: list[tuple[Any, ...]],
     vocabulary: tuple[str, ...] = (),
     max_ops: int = 4,
+    min_ops: int = 1,
 ) -> Any:
     """`doc` (not changed) with 1..`max_ops` field-level edits: a value replaced by a hostile
     one, a key deleted, a key from `vocabulary` added, a list item duplicated or dropped."""
     out = copy.deepcopy(doc)
-    for _ in range(draw(st.integers(1, max_ops))):
+    for _ in range(draw(st.integers(min_ops, max_ops))):
         path = draw(st.sampled_from(paths))
         try:
             parent = _get(out, path[:-1]) if path else None
