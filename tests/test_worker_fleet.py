@@ -10,17 +10,17 @@
   once, without waiting out a heartbeat.
 - a job record no message names (its enqueue lost with Redis) is announced by the sweep.
 - Redis unreachable at the start: one line naming the URL, exit status 2.
+- Redis' memory per record and per look, measured with `used_memory`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -32,17 +32,22 @@ import redis
 
 from spatialtwin.jobs.dramatiq_queue import DramatiqJobQueue, job_broker
 from spatialtwin.jobs.records import HOST, JOBS, iso, now_utc
-from spatialtwin.rights.license import Rights
 from spatialtwin.services import job_kinds
 from spatialtwin.services.context import Services
-from spatialtwin.store.redis_store import RedisStore
-from tests.mirror_fixtures import RIGHTS, skirt_obj
+from spatialtwin.store.redis_store import RedisStore, record_bytes
+from tests.fleet_processes import (
+    DATA_SETTINGS,
+    REPO,
+    TWIN,
+    Process,
+    put_fleet_data,
+    spawn_worker,
+    stop_all,
+    wait_receiving,
+)
 from tests.redis_server import free_port
 
-REPO = Path(__file__).resolve().parents[1]
 DB = 2  # this module's Redis database
-TWIN = "twn_fleet_mara"
-DATA_SETTINGS = {"garment_target_edge_m": 0.05, "look_max_frames": 40}
 WORKER_ARGS = (
     "--heartbeat-timeout", "2", "--maintenance-chance", "1", "--sweep", "1",
     "--setting", "look_max_frames=20", "--setting", "job_lease_s=6",
@@ -50,61 +55,13 @@ WORKER_ARGS = (
 REDELIVERY_BOUND_S = 10.0  # heartbeat 2 s + a maintenance pass + idle back-off, on 2 busy cores
 
 
-@dataclass
-class Worker:
-    proc: subprocess.Popen[bytes]
-    log: Path
-
-    def text(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
-
-    def outcomes(self, job_id: str) -> list[str]:
-        """The outcomes this worker logged for `job_id`'s messages, in order."""
-        found = []
-        for line in self.text().splitlines():
-            if line.startswith("{"):
-                entry = json.loads(line)
-                if entry.get("msg") == "job message" and entry.get("jobId") == job_id:
-                    found.append(entry["outcome"])
-        return found
-
-
-def spawn_worker(url: str, blobs: Path, log: Path) -> Worker:
-    command = [
-        sys.executable, "-m", "spatialtwin", "worker", "--redis", url, "--blobs", str(blobs),
-        *WORKER_ARGS,
-    ]  # fmt: skip
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            command,
-            cwd=REPO,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-    return Worker(proc, log)
-
-
-def wait_receiving(workers: list[Worker], timeout_s: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    for worker in workers:
-        while "worker receiving jobs" not in worker.text():
-            assert worker.proc.poll() is None, worker.text()[-3000:]
-            assert time.monotonic() < deadline, worker.text()[-3000:]
-            time.sleep(0.05)
-
-
-def stop_all(workers: list[Worker]) -> None:
-    """SIGTERM every worker at once, then wait for each (kill what hangs)."""
-    for worker in workers:
-        if worker.proc.poll() is None:
-            worker.proc.terminate()
-    for worker in workers:
-        try:
-            worker.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            worker.proc.kill()
-            worker.proc.wait(10)
+def outcomes(worker: Process, job_id: str) -> list[str]:
+    """The outcomes `worker` logged for `job_id`'s messages, in order."""
+    return [
+        e["outcome"]
+        for e in worker.entries()
+        if e.get("msg") == "job message" and e.get("jobId") == job_id
+    ]
 
 
 class WorkerPool:
@@ -113,17 +70,17 @@ class WorkerPool:
     def __init__(self, fleet: Fleet, folder: Path) -> None:
         self.fleet = fleet
         self.folder = folder
-        self.workers: list[Worker] = []
+        self.workers: list[Process] = []
         self.started = 0
 
-    def live(self, count: int) -> list[Worker]:
+    def live(self, count: int) -> list[Process]:
         """Every live worker, at least `count` of them (started here when fewer)."""
         self.workers = [w for w in self.workers if w.proc.poll() is None]
         new = []
         for _ in range(count - len(self.workers)):
             self.started += 1
             log = self.folder / f"worker{self.started}.log"
-            new.append(spawn_worker(self.fleet.url, self.fleet.blobs, log))
+            new.append(spawn_worker(self.fleet.url, self.fleet.blobs, log, *WORKER_ARGS))
         wait_receiving(new)
         self.workers += new
         return list(self.workers)
@@ -145,28 +102,7 @@ def fleet(redis_server, tmp_path_factory, average_body) -> Fleet:
     redis.Redis.from_url(url).flushdb()
     folder = tmp_path_factory.mktemp("fleet")
     blobs = folder / "blobs"
-
-    async def make() -> str:
-        store = RedisStore(url, blobs=blobs)
-        services = Services(store, settings=DATA_SETTINGS)
-        rights = Rights.from_json(RIGHTS)
-        await services.twins.create_from_body("Mara", average_body, rights, {"kind": "t"}, TWIN)
-        garment = await services.garments.ingest(
-            skirt_obj(average_body),
-            "fleet_skirt.obj",
-            {
-                "sku": "FLEET-SKIRT",
-                "name": "Fleet test skirt",
-                "category": "skirt",
-                "size_label": "M",
-                "fabric": "cotton-poplin",
-                "units": "m",
-            },
-        )
-        await store.close()
-        return str(garment["id"])
-
-    return Fleet(url, blobs, folder, asyncio.run(make()))
+    return Fleet(url, blobs, folder, asyncio.run(put_fleet_data(url, blobs, average_body)))
 
 
 @pytest.fixture
@@ -194,7 +130,7 @@ def pool(fleet) -> Iterator[WorkerPool]:
 
 
 @pytest.fixture
-def two_workers(pool) -> list[Worker]:
+def two_workers(pool) -> list[Process]:
     """Every live worker of the pool, at least two."""
     return pool.live(2)
 
@@ -217,11 +153,11 @@ async def wait_state(
         await asyncio.sleep(0.02)
 
 
-async def logged(workers: list[Worker], job_id: str, outcome: str, within_s: float = 10) -> None:
+async def logged(workers: list[Process], job_id: str, outcome: str, within_s: float = 10) -> None:
     """Wait until one of `workers` logged `outcome` for a message of `job_id`."""
     deadline = time.monotonic() + within_s
-    while not any(outcome in w.outcomes(job_id) for w in workers):
-        assert time.monotonic() < deadline, [w.outcomes(job_id) for w in workers]
+    while not any(outcome in outcomes(w, job_id) for w in workers):
+        assert time.monotonic() < deadline, [outcomes(w, job_id) for w in workers]
         await asyncio.sleep(0.02)
 
 
@@ -344,3 +280,52 @@ def test_a_worker_without_redis_says_so_in_one_line_and_exits_2(tmp_path):
     assert result.returncode == 2, result.stderr.decode()[-2000:]
     assert len(lines) == 1 and lines[0].startswith("spatialtwin: error: cannot reach Redis at")
     assert "127.0.0.1" in lines[0] and "hunter2" not in lines[0]
+
+
+async def test_redis_memory_per_record_and_per_look(fleet, submitter, pool, tmp_path):
+    """What the fleet keeps in Redis' memory (`used_memory`): 200 copies of each real record
+    (the twin, a garment, a look and its job) and 1,000 blob marks, put by the store's own
+    scripts under a namespace of their own. A look costs its record, its job's record and the
+    mark of its GLB (the GLB itself is a file in the blob folder)."""
+    services = submitter
+    if not await services.store.list_ids("looks"):  # run alone: drape one
+        pool.live(1)
+        job = await submit_look(services, fleet)
+        assert (await wait_state(services, job["id"], done))["status"] == "done"
+    look = (await services.store.list_records("looks"))[0]
+    samples = {
+        "twin": await services.store.get_record("twins", TWIN),
+        "garment": await services.store.get_record("garments", fleet.garment),
+        "look": look,
+        "job": next(
+            j
+            for j in await services.store.list_records(JOBS)
+            if j["payload"].get("look_id") == look["id"]
+        ),
+    }
+    scratch = RedisStore(
+        fleet.url, blobs=tmp_path / "blobs", namespace=f"mem{uuid.uuid4().hex[:8]}"
+    )
+    per_record: dict[str, float] = {}
+    try:
+        for name, record in samples.items():
+            before = await scratch.memory_bytes()
+            for n in range(200):
+                await scratch.put_record(f"mem_{name}", f"r{n:04d}", {**record, "id": f"r{n:04d}"})
+            per_record[name] = (await scratch.memory_bytes() - before) / 200
+            json_bytes = len(record_bytes(record))
+            print(f"Redis memory per {name} record: {per_record[name]:.0f} B ({json_bytes} B JSON)")
+            assert json_bytes < per_record[name] < json_bytes * 1.3 + 400, (name, per_record)
+        before = await scratch.memory_bytes()
+        for n in range(1000):
+            await scratch.put_blob(f"blob {n}".encode())
+        per_mark = (await scratch.memory_bytes() - before) / 1000
+        per_look = per_record["look"] + per_record["job"] + per_mark
+        print(
+            f"Redis memory per blob mark: {per_mark:.0f} B; per look (record, job, GLB mark): "
+            f"{per_look:.0f} B, {per_look * 1000 / 2**20:.2f} MiB per 1,000 looks"
+        )
+        assert 0 < per_mark < 200
+    finally:
+        await scratch.clear()
+        await scratch.close()
