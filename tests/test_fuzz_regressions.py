@@ -8,15 +8,18 @@ attacker would send.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import struct
+import zipfile
 from typing import Any
 
 import numpy as np
 import pytest
 
 from spatialtwin.errors import SpatialTwinError
+from spatialtwin.gltf.archive import read_zip
 from spatialtwin.gltf.bvh import parse_bvh
 from spatialtwin.gltf.garment_io import read_garment_file
 from spatialtwin.gltf.glb_reader import parse_glb
@@ -230,3 +233,38 @@ def test_a_result_frame_whose_json_part_is_not_an_object_is_bad_result_frame(jso
     assert error.code == "bad_result_frame"
     good = result_frame(9, 1000.0, True, False, [0, 0.9, 0], quats, {"ok": 1}, streams)
     assert read_result_frame(good).info == {"ok": 1}
+
+
+# ---------------------------------------------------------------- zip archives
+
+
+def outfit_zip() -> bytes:
+    """A MakeHuman outfit's OBJ and thumbnail, deflated, as a merchandiser would zip them."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(
+            "outfit/outfit.obj", shared("garments", "female_sportsuit01.obj").read_bytes()
+        )
+        archive.writestr(
+            "outfit/sportsuit.png", shared("garments", "female_sportsuit01.thumb").read_bytes()
+        )
+    return buf.getvalue()
+
+
+def test_a_zip_missing_its_first_byte_is_corrupt_file_not_a_negative_seek() -> None:
+    """Found as `ValueError: negative seek value -1`: the central directory sits one byte
+    before where its end record says, so zipfile puts the first entry at offset -1."""
+    error = refusal(lambda: read_zip(outfit_zip()[1:]))
+    assert error.code == "corrupt_file" and error.status == 422
+
+
+def test_an_encrypted_zip_entry_is_refused_by_name_not_a_runtime_error() -> None:
+    """Found as `RuntimeError: ... is encrypted, password required for extraction` (the
+    flag bit set in the central directory)."""
+    data = bytearray(outfit_zip())
+    central = data.find(b"PK\x01\x02")
+    data[central + 8] |= 0x1
+    error = refusal(lambda: read_zip(bytes(data)))
+    assert error.code == "encrypted_archive" and error.status == 422
+    assert error.detail == {"entry": "outfit/outfit.obj"}
+    assert set(read_zip(outfit_zip())) == {"outfit/outfit.obj", "outfit/sportsuit.png"}

@@ -85,6 +85,13 @@ def read_zip(data: bytes, limits: ArchiveLimits = ARCHIVE_DEFAULTS) -> dict[str,
         out: dict[str, bytes] = {}
         total = 0
         for info in infos:
+            if info.flag_bits & 0x1:
+                raise SpatialTwinError(
+                    "encrypted_archive",
+                    f"the archive entry {info.filename!r} is encrypted; send it unencrypted",
+                    {"entry": info.filename},
+                    status=422,
+                )
             chunks = []
             size = 0
             try:
@@ -98,7 +105,14 @@ def read_zip(data: bytes, limits: ArchiveLimits = ARCHIVE_DEFAULTS) -> dict[str,
                         chunks.append(chunk)
                         if size == info.file_size:
                             break
-            except (zipfile.BadZipFile, EOFError, NotImplementedError, OSError) as exc:
+            except (
+                zipfile.BadZipFile,
+                EOFError,
+                NotImplementedError,
+                OSError,
+                ValueError,  # a local header offset that seeks before the file's start
+                RuntimeError,
+            ) as exc:
                 raise SpatialTwinError(
                     "corrupt_file",
                     f"the archive entry {info.filename!r} cannot be read: {exc}",
