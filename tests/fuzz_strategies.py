@@ -178,6 +178,9 @@ class _Summary:
                 f"{sum(refused.values())} refused ({top or '-'}); max {counts['_max_cpu_ms']} ms "
                 f"CPU, peak {counts['_max_peak_kib']} KiB"
             )
+            answers = {k: v for k, v in counts.items() if k.startswith("http ")}
+            if answers:
+                tr.write_line("    answered: " + ", ".join(f"{k} x{v}" for k, v in answers.items()))
         failures = sum(c["failures"] for c in STATS.values())
         tr.write_line(f"total: {total} inputs, {failures} failing (crash, hang or memory)")
         OUT.mkdir(parents=True, exist_ok=True)
