@@ -10,7 +10,7 @@ MODELS_STAMP := models/.built
 DEMO_DATA ?= var/demo
 APT_PACKAGES := redis-server chromium fonts-liberation nginx wrk
 
-.PHONY: demo test install system-deps models lint bench garments soak clean
+.PHONY: demo test install system-deps models lint bench garments soak fuzz clean
 
 install: $(PY_STAMP) $(NPM_STAMP) $(MODELS_STAMP)
 
@@ -63,6 +63,12 @@ garments: install system-deps
 # descriptors, tasks, threads and p95 latency sampled over time, exit 1 on a growth trend.
 soak: install
 	$(BIN)/python bench/soak.py --seconds 600
+
+# The fuzz tests' long profile (tests/fuzz_strategies.py): 3000 inputs per parser (override with
+# SPATIALTWIN_FUZZ_EXAMPLES), random, failures kept in tests/_out/hypothesis and replayed first;
+# per-parser counts at the end. `make test` runs the same tests with the small `ci` profile.
+fuzz: install
+	SPATIALTWIN_FUZZ_PROFILE=fuzz $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_fuzz_*.py
 
 clean:
 	rm -rf $(VENV) node_modules models var
