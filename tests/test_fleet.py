@@ -205,6 +205,21 @@ def test_the_rendered_config_passes_nginx_and_matches_the_servers_upload_limit(t
         render.upstream_lines(["127.0.0.1:80; evil"])
 
 
+@pytest.mark.parametrize(
+    "prefix", ["_blobs/", "/_blobs", "/a/../b/", "/./", "/a b/", "/x/;evil/", "//", "/é/"]
+)
+def test_serve_refuses_an_accel_redirect_prefix_that_is_not_a_plain_url_path(prefix, capsys):
+    from spatialtwin.cli import build_parser
+
+    argv = ["serve", "--accel-redirect", prefix]
+    with pytest.raises(SystemExit) as exited:
+        build_parser(argv).parse_args(argv)
+    assert exited.value.code == 2
+    assert "not a URL path like /_spatialtwin_blobs/" in capsys.readouterr().err
+    good = ["serve", "--accel-redirect", ACCEL_PREFIX]
+    assert build_parser(good).parse_args(good).accel_redirect == ACCEL_PREFIX
+
+
 def test_envsubst_renders_the_template_as_render_py_does(tmp_path):
     """The official nginx image (deploy/docker-compose.yml) renders the template with envsubst:
     the same values must give the same site, nginx's own `$variables` untouched."""
