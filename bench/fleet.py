@@ -258,10 +258,16 @@ async def mirror_sessions(
         for i, client in enumerate(clients):  # a device holds at most 2 sessions
             await client.hello(tokens[i // 2], look=look, input="landmarks")
         try:
-            await asyncio.gather(*(stream_landmarks(c, marks, 1.0) for c in clients))  # settle
+            # settle for a second, then measure; frame ids go on increasing (the protocol)
+            next_ids = await asyncio.gather(*(stream_landmarks(c, marks, 1.0) for c in clients))
             before = [len(c.received.results) for c in clients]
             cpu0, t0 = _cpu_s(server.proc.pid), time.perf_counter()
-            await asyncio.gather(*(stream_landmarks(c, marks, seconds) for c in clients))
+            await asyncio.gather(
+                *(
+                    stream_landmarks(c, marks, seconds, first_id=n)
+                    for c, n in zip(clients, next_ids, strict=True)
+                )
+            )
             cpu1, t1 = _cpu_s(server.proc.pid), time.perf_counter()
         except aiohttp.ClientError as exc:
             said = [(c.received.close_code, c.received.close_reason) for c in clients]
