@@ -5,7 +5,8 @@
 with a thread-safe `progress(stage, fraction)`, renew the lease every `heartbeat_s` while
 writing the latest progress, and write the end (done with the result, failed with the error).
 A runner that finds its lease taken over (it stalled past its lease and another process ran
-the job again) stops and writes nothing more.
+the job again) stops and writes nothing more; one that cannot reach the store for a heartbeat
+(Redis restarting) keeps working and renews at the next.
 
 `InProcessJobQueue` is a `StoreJobQueue` that also runs: each submitted job as a task of this
 event loop (at most `concurrency` at once; their CPU work goes to the services' executor), and
@@ -24,7 +25,7 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from spatialtwin.errors import RecordChangedError, SpatialTwinError
+from spatialtwin.errors import RecordChangedError, SpatialTwinError, StoreUnavailableError
 from spatialtwin.jobs.queue import JobKind, StoreJobQueue
 from spatialtwin.jobs.records import (
     ACTIVE,
@@ -159,6 +160,16 @@ class JobRunner:
             with contextlib.suppress(LeaseLostError, RecordChangedError):
                 await asyncio.shield(self.hand_back(job_id, owned=True))
             raise
+        except StoreUnavailableError:
+            # The store went away under the work (Redis restarting): not the job's failure.
+            # Handed back (queued again while it has attempts left) when the store answers;
+            # else whoever sees it next finds it ours and hands it back then.
+            keeper.cancel()
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await keeper
+            with contextlib.suppress(LeaseLostError, RecordChangedError, StoreUnavailableError):
+                await self.hand_back(job_id, owned=True)
+            raise
         except SpatialTwinError as exc:
             return await self._finish(job_id, keeper, "failed", error=exc.to_json()["error"])
         except Exception:
@@ -198,6 +209,14 @@ class JobRunner:
                 work.cancel()
                 raise
             except RecordChangedError:
+                continue
+            except StoreUnavailableError:
+                # The store is away (Redis restarting): the work goes on and the next
+                # heartbeat renews the lease; a keeper that gave up here would let the lease
+                # run out under a job that is still running.
+                log.warning(
+                    "job lease not renewed: store unavailable", extra={"fields": {"jobId": job_id}}
+                )
                 continue
 
     async def _finish(

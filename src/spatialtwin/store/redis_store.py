@@ -25,7 +25,9 @@ file again: a blob someone stored is never lost to a delete.
 Pub/sub: Redis channels `<ns>:<db>:<channel>` (Redis channels ignore the database number, so
 it is part of the name); a subscription that loses its connection subscribes again by itself
 (messages sent meanwhile are lost, as with any pub/sub: listeners also poll what matters).
-A connection error on any call is `StoreUnavailableError` (503 with `Retry-After`), never a
+A connection error is tried again once (a pooled connection Redis closed as it restarted fails
+one command); a create or replace whose reply was lost is looked up instead (written at its
+revision: done). What still fails is `StoreUnavailableError` (503 with `Retry-After`), never a
 500. Redis Cluster is not supported (the scripts touch keys of several slots).
 """
 
@@ -68,6 +70,7 @@ _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 TOMBSTONE_MS = 10_000  # a delete's unlink takes microseconds; a crashed deleter's mark expires
 _TOMBSTONE_WAIT_S = 0.02
 RESUBSCRIBE_MAX_S = 2.0
+RETRY_AFTER_S = 0.05
 _UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
 
 T = TypeVar("T")
@@ -191,12 +194,28 @@ class RedisStore(Store):
 
     # --- plumbing -------------------------------------------------------------------------
 
-    async def _call(self, op: Callable[[], Awaitable[T]]) -> T:
-        """`op()`, a lost connection as `StoreUnavailableError` (503), never a 500."""
+    async def _call(self, op: Callable[[], Awaitable[T]], *, once: bool = False) -> T:
+        """`op()`, tried again once after a lost connection (a pooled connection that Redis
+        closed as it restarted can fail one command; the retry connects anew), then
+        `StoreUnavailableError` (503), never a 500. `once`: no second try, for a write whose
+        lost reply leaves unknown whether it was made (its caller looks)."""
+        try:
+            return await op()
+        except _UNAVAILABLE as exc:
+            if once:
+                raise StoreUnavailableError(redacted(self.url), str(exc)) from exc
+        await asyncio.sleep(RETRY_AFTER_S)
         try:
             return await op()
         except _UNAVAILABLE as exc:
             raise StoreUnavailableError(redacted(self.url), str(exc)) from exc
+
+    async def _written_at(self, kind: str, record_id: str, revision: str) -> bool:
+        """After a write whose reply was lost: whether the record now stands at `revision`
+        (then the write was made; equal bytes, equal revision)."""
+        await asyncio.sleep(RETRY_AFTER_S)
+        current = await self.get_record_revision(kind, record_id)
+        return current is not None and current[1] == revision
 
     async def check(self) -> None:
         """Raise `StoreUnavailableError` unless Redis answers (what a start checks first)."""
@@ -255,7 +274,13 @@ class RedisStore(Store):
         data = record_bytes(record)
         revision = _revision(data)
         keys = [self._rec(kind), self._rev(kind), self._kinds_key]
-        created = await self._call(lambda: self._create(keys, [record_id, data, revision, kind]))
+        args = [record_id, data, revision, kind]
+        try:
+            created = await self._call(lambda: self._create(keys, args), once=True)
+        except StoreUnavailableError:
+            if await self._written_at(kind, record_id, revision):
+                return revision
+            created = await self._call(lambda: self._create(keys, args), once=True)
         if not created:
             raise RecordExistsError(kind, record_id)
         return revision
@@ -285,9 +310,13 @@ class RedisStore(Store):
         data = record_bytes(record)
         new = _revision(data)
         keys = [self._rec(kind), self._rev(kind), self._kinds_key]
-        replaced = await self._call(
-            lambda: self._replace(keys, [record_id, data, new, kind, str(revision)])
-        )
+        args = [record_id, data, new, kind, str(revision)]
+        try:
+            replaced = await self._call(lambda: self._replace(keys, args), once=True)
+        except StoreUnavailableError:
+            if await self._written_at(kind, record_id, new):
+                return new
+            replaced = await self._call(lambda: self._replace(keys, args), once=True)
         if not replaced:
             raise RecordChangedError(kind, record_id)
         return new
@@ -376,7 +405,9 @@ class RedisStore(Store):
             return False
         keys = [self._blobs_key, self._tombstone(key)]
         before = "" if stored_before_s is None else repr(float(stored_before_s))
-        claimed = await self._call(lambda: self._claim_delete(keys, [key, before, TOMBSTONE_MS]))
+        claimed = await self._call(
+            lambda: self._claim_delete(keys, [key, before, TOMBSTONE_MS]), once=True
+        )
         if not claimed:
             return False
         target = blob_target(self.blobs_root, key)
