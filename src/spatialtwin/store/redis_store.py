@@ -10,7 +10,8 @@ taken id, a replace compares the stored revision with the one the writer read an
 changed (or deleted) record, exactly as `EmbeddedStore` does with `link` and `flock`. A read of
 (record, revision) is one MULTI. Listing a kind is one `HGETALL`; keeping a kind in two hashes
 instead of a key per record keeps the key space small (Dramatiq's maintenance runs `KEYS` on
-it) and Redis' memory per record close to its JSON's size.
+it) and Redis' memory per record at its JSON's size plus 0.2-0.6 kB (a look record ~1.7 kB;
+`tests/test_worker_fleet.py::test_redis_memory_per_record_and_per_look`).
 
 Blobs: files under `blobs/<aa>/<sha256>`, the embedded store's layout (so nginx can serve them
 with `X-Accel-Redirect`, and a data directory's `blobs/` can be copied over), each written to a
