@@ -58,6 +58,7 @@ NOT_USES = {
     ("POST", "/api/v1/twins/{twin_id}/licenses"): "the agency grants a license",
     ("PATCH", "/api/v1/twins/{twin_id}/licenses/{license_id}"): "the agency amends or ends one",
     ("POST", "/api/v1/twins/{twin_id}/licenses/{license_id}/consent"): "the model's consent",
+    ("GET", "/api/v1/agencies/{agency_id}/usage"): "the agency's usage events added up",
     ("GET", "/api/v1/garments"): "garments only",
     ("POST", "/api/v1/garments"): "garments only",
     ("GET", "/api/v1/garments/{garment_id}"): "garments only",

@@ -59,6 +59,7 @@ from spatialtwin.body.skeleton import JOINT_NAMES
 from spatialtwin.errors import SpatialTwinError
 from spatialtwin.gltf import mirror_messages as mm
 from spatialtwin.gltf.vertex_stream import VertexStreamDecoder, VertexStreamEncoder
+from spatialtwin.services.access import Decision
 from spatialtwin.services.cache import ByteLRU
 from spatialtwin.services.devices import CHANNEL as DEVICE_CHANNEL
 
@@ -335,6 +336,8 @@ class LiveSessionEntry:
     last_result_at: float = 0.0
     key_requested_at: float = 0.0
     dropped_counted: int = 0  # of the pipeline's dropped frames, those the metrics have
+    started_at: float = field(default_factory=time.monotonic)
+    minutes_metered: int = 0  # usage events written: one per started minute attached
 
     @property
     def twin_id(self) -> str:
@@ -458,7 +461,7 @@ class MirrorService:
             try:
                 if twin is None:
                     raise SpatialTwinError("license_revoked", "the twin is gone", status=410)
-                access.check(twin, CHANNEL)
+                lic = access.check(twin, CHANNEL)
             except SpatialTwinError as exc:
                 ended = "revoked" if exc.code == "license_revoked" else "license"
                 await self.end(entry, ended, mm.CLOSE_LICENSE, license_close_reason(exc))
@@ -471,10 +474,23 @@ class MirrorService:
             if entry.detached_at is not None and now - entry.detached_at > self.options.resume_s:
                 await self.end(entry, "idle", mm.CLOSE_NORMAL, "idle")
                 continue
+            if entry.detached_at is None:
+                await self._meter_minutes(entry, twin, lic, now)
             await self._keep_camera_tilt(entry)
         for code, (_, expires) in list(self.share_codes.items()):
             if expires <= now:
                 del self.share_codes[code]
+
+    async def _meter_minutes(
+        self, entry: LiveSessionEntry, twin: dict[str, Any], lic: dict[str, Any], now: float
+    ) -> None:
+        """Each started minute of an attached session is a usage event (`mirror_minute`),
+        written at most 0.5 s into the minute (the check's period)."""
+        due = int((now - entry.started_at) // 60) + 1
+        while entry.minutes_metered < due:
+            entry.minutes_metered += 1
+            decision = Decision(twin, lic, CHANNEL)
+            await self.services.access.meter("mirror_minute", [decision], session=entry.id)
 
     async def _keep_camera_tilt(self, entry: LiveSessionEntry) -> None:
         pipeline = entry.pipeline

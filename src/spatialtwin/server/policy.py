@@ -112,6 +112,9 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("POST", f"{API}/twins/{{twin_id}}/licenses/{{license_id}}/consent"): rule(
         MODEL, scope="consent:write", tenant="twin_owner"
     ),
+    ("GET", f"{API}/agencies/{{agency_id}}/usage"): rule(
+        AGENCY, scope="usage:read", tenant="agency_self"
+    ),
     # garments and fabrics
     ("GET", f"{API}/garments"): rule(BRAND, DEVICE, scope="garments:read", tenant="brand_own"),
     ("POST", f"{API}/garments"): rule(BRAND, scope="garments:write", tenant="brand_own"),

@@ -7,7 +7,9 @@
 - `PATCH /api/v1/twins/{id}/licenses/{license_id}`: the agency amends it (the model consents
   again) or ends it (`{"ended": true}`, final);
 - `POST /api/v1/twins/{id}/licenses/{license_id}/consent`: `{"consent": true|false}`, by the
-  model: recorded with the time and who recorded it.
+  model: recorded with the time and who recorded it;
+- `GET /api/v1/agencies/{agency}/usage?from=&to=&group=twin,license,channel[&format=csv]`: the
+  agency's usage events added up, with fee totals, as JSON or CSV (`services.metering`).
 """
 
 from __future__ import annotations
@@ -15,8 +17,12 @@ from __future__ import annotations
 from aiohttp import web
 
 from spatialtwin.errors import SpatialTwinError
+from spatialtwin.rights.roles import AGENCY
+from spatialtwin.server.auth import caller_of
 from spatialtwin.server.loading import ready_services
 from spatialtwin.server.requests import json_body
+from spatialtwin.services.access import forbidden
+from spatialtwin.services.metering import report_csv, report_group, report_window
 
 routes = web.RouteTableDef()
 LICENSES = "/api/v1/twins/{twin_id}/licenses"
@@ -56,3 +62,24 @@ async def consent(request: web.Request) -> web.Response:
     info = request.match_info
     recorded = await access.consent(info["twin_id"], info["license_id"], body["consent"])
     return web.json_response(recorded)
+
+
+@routes.get("/api/v1/agencies/{agency_id}/usage")
+async def agency_usage(request: web.Request) -> web.Response:
+    agency = request.match_info["agency_id"]
+    caller = caller_of(request)
+    if not (caller.is_admin or (caller.role == AGENCY and caller.tenant == agency)):
+        raise forbidden("not_owner", "an agency reads its own usage", {"agency": agency[:200]})
+    query = request.query
+    start, end = report_window(query.get("from"), query.get("to"))
+    group = report_group(query.get("group"))
+    fmt = query.get("format") or (
+        "csv" if "text/csv" in request.headers.get("Accept", "") else "json"
+    )
+    if fmt not in ("json", "csv"):
+        raise SpatialTwinError("invalid_usage_query", "format is json or csv", status=422)
+    metering = (await ready_services(request)).access.metering
+    report = await metering.report(agency, start, end, group)
+    if fmt == "csv":
+        return web.Response(text=report_csv(report), content_type="text/csv")
+    return web.json_response(report)

@@ -47,6 +47,7 @@ from spatialtwin.rights.license import (
     now_utc,
 )
 from spatialtwin.rights.roles import AGENCY, BRAND, MODEL, SYSTEM, Caller
+from spatialtwin.services.metering import Metering
 from spatialtwin.store.schema import LICENSE_VERSION
 
 if TYPE_CHECKING:
@@ -125,9 +126,21 @@ def forbidden(reason: str, message: str, detail: dict[str, Any] | None = None) -
     return SpatialTwinError("forbidden", message, {"reason": reason, **(detail or {})}, status=403)
 
 
+@dataclass(frozen=True)
+class Decision:
+    """A use the door allowed: the twin, the license it is billed under, the channel and the
+    brand whose content it is (None: the twin alone)."""
+
+    twin: dict[str, Any]
+    license: dict[str, Any]
+    channel: str
+    brand: str | None = None
+
+
 class Access:
     def __init__(self, services: ServiceContext) -> None:
         self.services = services
+        self.metering = Metering(services.store)
 
     # --- the decision --------------------------------------------------------------------------
 
@@ -163,7 +176,7 @@ class Access:
             usable.append(twin)
         return usable
 
-    async def check_level_file(self, owners: list[str], channel: str | None) -> None:
+    async def check_level_file(self, owners: list[str], channel: str | None) -> list[Decision]:
         """Refuse a level file while a twin it shows may not be used: revoked (410), outside
         its window (403) or, with `channel`, outside its channels. `owners` may hold look ids
         too; every file lists the twin it shows among them, and a look's brand decides whose
@@ -184,13 +197,66 @@ class Access:
                 {"owners": owners},
                 status=404,
             )
+        decisions = []
         for twin in twins:
             # Without a channel, any licensed one: the window and revocation still decide.
-            self.check(twin, channel if channel is not None else _any_channel(twin), brand)
+            used = channel if channel is not None else _any_channel(twin)
+            decisions.append(Decision(twin, self.check(twin, used, brand), used, brand))
+        return decisions
 
-    async def check_ar_file(self, owners: list[str]) -> None:
+    async def check_ar_file(self, owners: list[str]) -> list[Decision]:
         """Refuse an AR file (USDZ) unless every twin it shows may be used in `ar` now."""
-        await self.check_level_file(owners, AR_CHANNEL)
+        return await self.check_level_file(owners, AR_CHANNEL)
+
+    # --- metering ------------------------------------------------------------------------------
+
+    async def meter(
+        self,
+        kind: str,
+        decisions: list[Decision],
+        *,
+        count: int = 1,
+        once: str | None = None,
+        session: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Record the uses `decisions` allowed (one event per twin), durable before this
+        returns; with `once` (a level set's key), only the first time the acting session asks
+        for it. Returns the events written."""
+        now = acting()
+        session = session or now.session
+        if once is not None and not self.metering.first_in_session((str(session), once)):
+            return []
+        caller_brand = now.caller.brand()
+        return [
+            await self.metering.record(
+                kind,
+                d.twin,
+                d.license,
+                d.channel,
+                brand=d.brand or caller_brand,
+                region=now.region,
+                session=session,
+                count=count,
+            )
+            for d in decisions
+        ]
+
+    async def meter_use(
+        self, kind: str, twin_id: str, channel: str, brand: str | None = None, count: int = 1
+    ) -> list[dict[str, Any]]:
+        """Decide the use of one twin again (it may have been refused meanwhile) and record it."""
+        twin = await self.services.twin_records.get(twin_id)
+        lic = self.check(twin, channel, brand)
+        return await self.meter(kind, [Decision(twin, lic, channel, brand)], count=count)
+
+    async def meter_look(
+        self, kind: str, look_id: str, channel: str | None
+    ) -> list[dict[str, Any]]:
+        """Record a use of a look (its GLB, a still of it) under its brand's license."""
+        look = await self.services.look_records.get(look_id)
+        return await self.meter_use(
+            kind, look["twin"], channel or look["channel"], look.get("brand")
+        )
 
     # --- tenancy -------------------------------------------------------------------------------
 

@@ -366,10 +366,11 @@ class LodService:
             raise _file_not_found(sha, ext)
         owners = list(record.get("owners", ()))
         try:
-            if ext == "usdz":
-                await self.access.check_ar_file(owners)
-            else:
-                await self.access.check_level_file(owners, channel)
+            if ext == "usdz":  # an AR launch, each time
+                await self.access.meter("ar", await self.access.check_ar_file(owners))
+            else:  # a level download, the first per shopper session and level set
+                decisions = await self.access.check_level_file(owners, channel)
+                await self.access.meter("level", decisions, once=",".join(sorted(owners)))
         except SpatialTwinError as exc:
             if exc.code in ("license_revoked", "twin_not_found"):
                 raise _file_not_found(sha, ext) from exc

@@ -363,4 +363,5 @@ class LookService:
             raise SpatialTwinError(
                 "look_glb_missing", "the look's GLB is missing", {"id": look_id}, status=500
             )
+        await self.access.meter_look("look", look_id, channel)  # durable before it is sent
         return data

@@ -488,4 +488,5 @@ class StillService:
             raise SpatialTwinError(
                 "still_missing", "the still's file is missing", {"id": key}, status=500
             )
+        await self.access.meter_look("still", record["look"], channel)  # before it is sent
         return data, str(record["media_type"])

@@ -25,11 +25,13 @@ from __future__ import annotations
 import abc
 import asyncio
 import os
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 from spatialtwin.errors import RecordChangedError, RecordExistsError
+from spatialtwin.store.event_log import EventLog, JsonlEventLog
 
 __all__ = ["RecordChangedError", "RecordExistsError", "Store"]
 
@@ -131,6 +133,15 @@ class Store(abc.ABC):
         """The local folder every `blob_path` lies under (a front proxy serving blobs itself,
         `X-Accel-Redirect`, maps it); None for a store without local files."""
         return None
+
+    def event_log(self, stream: str) -> EventLog:
+        """The append-only log `stream` (usage events: `store.event_log`). By default a JSONL
+        file in a folder beside the store's local blobs (`<blobs>-events/`, shared as the
+        blobs are), until a store keeps its own (a Redis Stream)."""
+        root = self.blob_root()
+        if root is None or not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", stream):
+            raise NotImplementedError(f"{type(self).__name__} keeps no event log {stream!r}")
+        return JsonlEventLog(Path(f"{root}-events") / f"{stream}.jsonl")
 
     def scratch_dir(self) -> Path | None:
         """A local folder for temporary files (uploads in transit) that the store clears of

@@ -48,6 +48,7 @@ from spatialtwin.store.blob_files import (
     stamp_now,
     write_blob,
 )
+from spatialtwin.store.event_log import JsonlEventLog
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
@@ -87,6 +88,10 @@ class EmbeddedStore(Store):
 
     def scratch_dir(self) -> Path:
         return self.root / "tmp"
+
+    def event_log(self, stream: str) -> JsonlEventLog:
+        """`DATA/events/<stream>.jsonl`, fsynced per event (`store.event_log`)."""
+        return JsonlEventLog(self.root / "events" / f"{_check_id(stream, 'stream')}.jsonl")
 
     def blob_root(self) -> Path:
         return self.root / "blobs"
