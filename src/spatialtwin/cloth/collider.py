@@ -1130,3 +1130,64 @@ class LayeredCollider(BodyCollider):
             x += push
         moved = np.sqrt(np.einsum("ij,ij->i", x - start, x - start))
         return x, float(moved.max()) if len(moved) else 0.0
+
+
+class MovingLayeredCollider(LayeredCollider):
+    """The body and the inner garments of a live look as they move, for the outer garment.
+
+    A live session steps the inner garments first; before the outer one steps, `follow` moves
+    the body to this frame's pose and the shell to where the inner garments are now (their
+    thickness out along their current normals), so the outer garment stays over them as it
+    does in the static drape instead of sinking through to the skin. The shell's winding,
+    which takes a search to find (`_orient_outward`), is found once on the settled drape and
+    kept: garments do not turn inside out between frames. Both surfaces keep their previous
+    frame, so contacts see the layers move as they see the body move.
+    """
+
+    def __init__(
+        self,
+        vertices_m: NDArray[np.floating],
+        faces: NDArray[np.integer],
+        layers: list[DrapeLayer] | tuple[DrapeLayer, ...],
+    ) -> None:
+        super().__init__(vertices_m, faces, layers)
+        self._layer_faces: list[NDArray[np.int32]] = []
+        self._layer_sizes: list[int] = []
+        self._thickness_m = [float(layer.thickness_m) for layer in layers]
+        face_at = vertex_at = 0
+        for layer in layers:
+            n, m = len(layer.positions_m), len(layer.faces)
+            local = self.shell.faces[face_at : face_at + m] - vertex_at
+            self._layer_faces.append(np.ascontiguousarray(local, dtype=np.int32))
+            self._layer_sizes.append(n)
+            face_at, vertex_at = face_at + m, vertex_at + n
+
+    def follow(
+        self,
+        body_vertices_m: NDArray[np.floating],
+        layer_positions_m: list[NDArray[np.float64]] | tuple[NDArray[np.float64], ...],
+    ) -> None:
+        """This frame: the posed body's vertices and each inner garment's positions (metres,
+        the layers' own vertex order and counts)."""
+        if len(layer_positions_m) != len(self._layer_sizes):
+            raise SpatialTwinError(
+                "bad_layer_mesh",
+                "one position array per layer",
+                {"layers": len(self._layer_sizes), "got": len(layer_positions_m)},
+            )
+        shells = []
+        for x, f, n, t in zip(
+            layer_positions_m, self._layer_faces, self._layer_sizes, self._thickness_m, strict=True
+        ):
+            v = np.ascontiguousarray(x, dtype=np.float64)
+            if v.shape != (n, 3) or not np.all(np.isfinite(v)):
+                raise SpatialTwinError(
+                    "bad_layer_mesh",
+                    "a layer keeps its vertex count and finite positions",
+                    {"expected": [n, 3], "got": list(v.shape)},
+                )
+            shells.append(v + t * vertex_normals(v, f))
+        shell = np.concatenate(shells)
+        self.body.update(body_vertices_m)
+        self.shell.update(shell)
+        BodyCollider.update(self, np.concatenate([self.body.current_m, shell]))

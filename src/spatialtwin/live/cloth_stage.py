@@ -18,7 +18,12 @@ from numpy.typing import NDArray
 from spatialtwin.body.pose import Pose, skinning_matrices
 from spatialtwin.body.skinning import Skinner
 from spatialtwin.body.twin_body import TwinBody
-from spatialtwin.cloth.collider import BodyCollider, pushed_out
+from spatialtwin.cloth.collider import (
+    BodyCollider,
+    DrapeLayer,
+    MovingLayeredCollider,
+    pushed_out,
+)
 from spatialtwin.cloth.contacts import Contacts
 from spatialtwin.cloth.solver import ClothSim, SolverSettings
 from spatialtwin.garment.placement import CLEARANCE_MARGIN_M, push_out_of_body
@@ -37,7 +42,12 @@ def carried_drape(garment: LiveGarment, body: TwinBody, pose: Pose) -> NDArray[n
 
 
 class GarmentCloth:
-    """A `LiveGarment` stepping at one of its levels on a shared `BodyCollider`."""
+    """A `LiveGarment` stepping at one of its levels on a shared `BodyCollider`.
+
+    With `under` (the look's inner garments, already stepping, inner first) it collides with
+    them as they are each frame (`MovingLayeredCollider`) on top of the body: the layers of
+    the static drape stay apart live. Call `follow_layers` after the inner garments stepped
+    and before this one does."""
 
     def __init__(
         self,
@@ -46,13 +56,40 @@ class GarmentCloth:
         settings: SolverSettings,
         level: int = 0,
         display_positions_m: NDArray[np.float64] | None = None,
+        under: tuple[GarmentCloth, ...] = (),
     ) -> None:
         self.garment = garment
-        self.collider = collider
+        self.body_collider = collider
+        self.under = under
+        self.collider: BodyCollider = collider
+        if under:
+            self.collider = MovingLayeredCollider(
+                collider.current_m,
+                collider.faces,
+                [
+                    DrapeLayer(
+                        u.shell_positions(), u.garment.display_faces, u.garment.fabric.thickness_m
+                    )
+                    for u in under
+                ],
+            )
         self.settings = settings
         x = garment.drape_positions_m if display_positions_m is None else display_positions_m
         self._display_contacts = Contacts()
         self._start(level, np.asarray(x, dtype=np.float64), np.zeros((garment.vertex_count, 3)))
+
+    def shell_positions(self) -> NDArray[np.float64]:
+        """(N, 3) display-mesh positions as simulated (no push-out at a coarse level): what
+        an outer garment collides with."""
+        return self.garment.display_positions(self.level, self.sim.state.positions_m)
+
+    def follow_layers(self) -> None:
+        """Move this garment's collider to the body's current pose and the inner garments'
+        current positions (no-op without inner garments)."""
+        if isinstance(self.collider, MovingLayeredCollider):
+            self.collider.follow(
+                self.body_collider.current_m, [u.shell_positions() for u in self.under]
+            )
 
     def _start(self, level: int, display_x: NDArray, display_v: NDArray) -> None:
         lvl = self.garment.levels[level]

@@ -278,9 +278,7 @@ class MirrorSession:
         self._settings = SolverSettings(
             substeps=options.substeps, max_body_step_m=options.max_body_step_m
         )
-        self._cloth = [
-            GarmentCloth(g, self._collider, self._settings, options.start_level) for g in garments
-        ]
+        self._cloth = self._dress(garments, options.start_level)
         self._encoders = {g.stream: VertexStreamEncoder(g.stream, options.step_m) for g in garments}
         self._quality = AdaptiveQuality(
             self._level_counts(), options.quality, options.start_level, options.adaptive
@@ -381,6 +379,27 @@ class MirrorSession:
             with self._lock:
                 self.stats.dropped_before_tracking += 1
 
+    def _dress(
+        self, garments: Sequence[LiveGarment], level: int, pose: Pose | None = None
+    ) -> list[GarmentCloth]:
+        """Each garment's cloth, inner first (the streams are in draping order), each outer
+        one colliding with those under it; from the static drape, or with `pose` from it
+        carried into that pose (a switch mid-session)."""
+        cloths: list[GarmentCloth] = []
+        for g in garments:
+            start = None if pose is None else carried_drape(g, self.body, pose)
+            cloths.append(
+                GarmentCloth(
+                    g,
+                    self._collider,
+                    self._settings,
+                    min(level, len(g.levels) - 1),
+                    start,
+                    under=tuple(cloths),
+                )
+            )
+        return cloths
+
     def switch_garments(self, garments: Sequence[LiveGarment]) -> None:
         """Wear other garments (another item or size) from the next frame on: each starts from
         its static drape carried into the twin's current pose."""
@@ -389,16 +408,7 @@ class MirrorSession:
         def switch() -> None:
             pose = self._pose
             level = self._quality.level
-            self._cloth = [
-                GarmentCloth(
-                    g,
-                    self._collider,
-                    self._settings,
-                    min(level, len(g.levels) - 1),
-                    carried_drape(g, self.body, pose),
-                )
-                for g in garments
-            ]
+            self._cloth = self._dress(garments, level, pose)
             self._encoders = {
                 g.stream: VertexStreamEncoder(g.stream, self.options.step_m) for g in garments
             }
@@ -600,7 +610,8 @@ class MirrorSession:
             t0 = time.perf_counter()
             self._collider.update(self._skinner.posed(step_pose))
             t1 = time.perf_counter()
-            for cloth in self._cloth:
+            for cloth in self._cloth:  # inner first: an outer garment follows them
+                cloth.follow_layers()
                 cloth.advance(min(dt / steps, self.options.cloth_dt_s))
             skin_s += t1 - t0
             cloth_s += time.perf_counter() - t1
