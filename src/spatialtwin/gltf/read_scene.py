@@ -13,6 +13,7 @@ UVs are returned in glTF's convention (v runs down the image); OBJ's v is flippe
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 
 import numpy as np
 import trimesh
@@ -25,8 +26,21 @@ from spatialtwin.gltf.obj_text import decode_obj_text
 SUPPORTED_SUFFIXES = (".glb", ".gltf", ".obj", ".ply")
 
 
-def read_scene(data: bytes, filename: str) -> SceneMesh:
-    """Parse `data` according to `filename`'s suffix; bad or unknown files raise 4xx errors."""
+@dataclass(frozen=True)
+class SceneLimits:
+    """Ceilings of one body file (docs/limits.md). Import fits a rig to every vertex and
+    skins it, so work grows with them; a scanned body has a few hundred thousand, hm08 19k."""
+
+    max_vertices: int = 1_000_000
+    max_triangles: int = 1_000_000
+
+
+SCENE_DEFAULTS = SceneLimits()
+
+
+def read_scene(data: bytes, filename: str, limits: SceneLimits = SCENE_DEFAULTS) -> SceneMesh:
+    """Parse `data` according to `filename`'s suffix; bad or unknown files raise 4xx errors,
+    files over `limits` 413 `too_many_vertices` / `too_many_triangles`."""
     suffix = "." + filename.rsplit(".", 1)[-1].lower() if "." in filename else ""
     if suffix not in SUPPORTED_SUFFIXES:
         raise SpatialTwinError(
@@ -54,10 +68,10 @@ def read_scene(data: bytes, filename: str) -> SceneMesh:
             f"{filename!r} could not be read as {suffix[1:].upper()}: {exc}",
             {"filename": filename},
         ) from exc
-    return _checked(scene, filename)
+    return _checked(scene, filename, limits)
 
 
-def _checked(scene: SceneMesh, filename: str) -> SceneMesh:
+def _checked(scene: SceneMesh, filename: str, limits: SceneLimits) -> SceneMesh:
     if scene.faces.size == 0:
         raise SpatialTwinError(
             "no_triangles",
@@ -65,6 +79,17 @@ def _checked(scene: SceneMesh, filename: str) -> SceneMesh:
             {"filename": filename, "vertices": len(scene.vertices)},
             status=422,
         )
+    for what, count, limit in (
+        ("triangles", len(scene.faces), limits.max_triangles),
+        ("vertices", len(scene.vertices), limits.max_vertices),
+    ):
+        if count > limit:
+            raise SpatialTwinError(
+                f"too_many_{what}",
+                f"{filename!r} has {count} {what}; a body file may have at most {limit}",
+                {"filename": filename, what: count, "limit": limit},
+                status=413,
+            )
     if not np.isfinite(scene.vertices).all():
         bad = int((~np.isfinite(scene.vertices).all(axis=1)).sum())
         raise SpatialTwinError(
