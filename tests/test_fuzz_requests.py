@@ -197,10 +197,16 @@ class EdgeServer:
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
 
-    def post(self, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+    def post(
+        self, path: str, body: bytes | list[bytes], headers: dict[str, str]
+    ) -> tuple[int, bytes]:
+        """(status, body) of one POST; a list body is sent chunked, piece by piece."""
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
         try:
-            conn.request("POST", path, body=body, headers=headers)
+            chunked = isinstance(body, list)
+            if chunked:
+                headers = {k: v for k, v in headers.items() if k != "Transfer-Encoding"}
+            conn.request("POST", path, body=body, headers=headers, encode_chunked=chunked)
             response = conn.getresponse()
             return response.status, response.read()
         finally:
