@@ -5,6 +5,7 @@ Redis is not there, goes away, or carries another server's news.
 - Redis restarted (AOF on) while clients keep posting fabrics (201) and twin requests (202):
   while it is down every answer is 503 `store_unavailable` with `Retry-After`, never a 500;
   the server reconnects by itself once Redis is back, and everything answered 201/202 is there.
+- Redis gone while the services load: loading waits for it, then the server serves.
 - Two servers on one Redis: a twin revoked through server A ends the mirror session held by
   server B at once — B polls every 30 s here, so only the `twins` announcement on Redis pub/sub
   can end it that soon — and B refuses the twin's body (410) from then on.
@@ -180,6 +181,44 @@ def test_a_redis_restart_is_503_while_down_and_loses_nothing_answered(tmp_path):
         assert errors == [], errors[:3]
     finally:
         poster.stop.set()
+        stop_all([server])
+        stop_redis(redis_server)
+
+
+def test_a_server_whose_redis_goes_away_as_it_loads_waits_for_it(tmp_path):
+    """Redis answered the start's check, then went away while the services were still being
+    imported: loading is tried again until Redis is back (503 meanwhile), no restart needed."""
+    folder = tmp_path / "redis"
+    redis_server = start_redis(folder)
+    port = redis_server.port
+    server = spawn_serve(
+        redis_server.url(0),
+        tmp_path / "blobs",
+        tmp_path / "server.log",
+        auth=FleetAuth.make(tmp_path / "keys"),
+    )
+    try:
+        while True:  # listening, the services still loading (their imports take seconds)
+            assert server.proc.poll() is None, server.text()[-2000:]
+            try:
+                status, _, body = server.request("GET", "/healthz", timeout_s=2)
+                break
+            except OSError:
+                time.sleep(0.02)
+        assert json.loads(body)["status"] == "loading", body
+        stop_redis(redis_server)
+        while not any(e.get("msg") == "services wait for the store" for e in server.entries()):
+            assert server.proc.poll() is None, server.text()[-2000:]
+            time.sleep(0.05)
+        status, headers, body = server.request("GET", "/api/v1/fabrics")
+        assert status == 503 and "Retry-After" in headers, body
+        redis_server = start_redis(folder, port)
+        back_at = time.monotonic()
+        wait_healthy(server, timeout_s=30)
+        print(f"services loaded {time.monotonic() - back_at:.2f} s after Redis was back")
+        status, _, body = server.request("GET", "/api/v1/fabrics")
+        assert status == 200 and json.loads(body)["fabrics"], body
+    finally:
         stop_all([server])
         stop_redis(redis_server)
 

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from spatialtwin.errors import SpatialTwinError
+from spatialtwin.errors import SpatialTwinError, StoreUnavailableError
 from spatialtwin.jobs.queue import JobKind, ServedJobQueue
 from spatialtwin.jobs.runner import LEASE_S, InProcessJobQueue
 from spatialtwin.services.blobs import SWEEP_MIN_AGE_S, sweep_unused_blobs
@@ -44,6 +44,8 @@ log = logging.getLogger("spatialtwin.server")
 
 # What a process needs to run requests and jobs; each imports the numerics its services use.
 SERVICE_MODULES = ("spatialtwin.services.context", "spatialtwin.services.job_kinds")
+
+LOAD_RETRY_MAX_S = 5.0
 
 QueueFactory = Callable[[Store, Mapping[str, JobKind], dict[str, Any]], ServedJobQueue]
 """(store, job kinds, settings) -> the process's job queue, not yet started."""
@@ -127,6 +129,7 @@ class ServiceLoader:
         self._started_s = time.perf_counter()
         self._ms: float | None = None
         self._done = asyncio.Event()
+        self._store_away: tuple[str, str] | None = None  # (url, reason) while it is away
         self._task: asyncio.Task[None] | None = None
 
     async def load(self, *, import_on_thread: bool = False) -> OpenedServices:
@@ -140,30 +143,48 @@ class ServiceLoader:
         except Exception as exc:
             self.status = "failed"
             self.error = {"code": "services_failed", "message": str(exc)[:200]}
+            if isinstance(exc, StoreUnavailableError) and isinstance(exc.detail, dict):
+                self._store_away = (str(exc.detail.get("url")), str(exc.detail.get("reason", "")))
             raise
         finally:
             self._ms = (time.perf_counter() - self._started_s) * 1000
             self._done.set()
         self.status = "ready"
+        self.error = None
+        self._store_away = None
         log.info("services ready", extra={"fields": {"ms": round(self._ms)}})
         return self.opened
 
     def load_in_background(self) -> None:
-        """Start `load` as a task, the imports on a thread, while the server listens."""
+        """Start `load` as a task, the imports on a thread, while the server listens. A store
+        that cannot be reached (Redis restarting as the server starts) is waited for: loading
+        is tried again, backing off to `LOAD_RETRY_MAX_S`, and requests get 503 meanwhile."""
 
         async def run() -> None:
-            try:
-                await self.load(import_on_thread=True)
-            except Exception:
-                log.exception("services failed to load")
+            wait_s = 0.25
+            while True:
+                try:
+                    await self.load(import_on_thread=True)
+                    return
+                except StoreUnavailableError as exc:
+                    fields = {"retry_s": wait_s, "reason": exc.message}
+                    log.warning("services wait for the store", extra={"fields": fields})
+                except Exception:
+                    log.exception("services failed to load")
+                    return
+                await asyncio.sleep(wait_s)
+                wait_s = min(wait_s * 2, LOAD_RETRY_MAX_S)
 
         self._task = asyncio.create_task(run())
 
     async def ready(self) -> Services:
-        """The services, once loaded; a 503 `services_unavailable` when they cannot be."""
+        """The services, once loaded; a 503 `services_unavailable` when they cannot be (a
+        503 `store_unavailable` with `Retry-After` while they wait for the store)."""
         if self.opened is None:
             await self._done.wait()
         if self.opened is None:
+            if self._store_away is not None:
+                raise StoreUnavailableError(*self._store_away)
             raise SpatialTwinError(
                 "services_unavailable",
                 "the server could not open its services; see its log",
