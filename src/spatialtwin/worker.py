@@ -144,14 +144,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="SECONDS",
         help="with --redis: a worker silent this long is dead and its messages are redelivered "
-        "(default 15)",
+        "(default 10)",
     )
     parser.add_argument(
         "--maintenance-chance",
         type=float,
         default=None,
         metavar="FRACTION",
-        help="with --redis: the share of broker commands that look for dead workers (default 0.05)",
+        help="with --redis: the share of broker commands that look for dead workers (default 0.2)",
     )
     parser.add_argument(
         "--sweep",
