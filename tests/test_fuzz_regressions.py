@@ -268,3 +268,14 @@ def test_an_encrypted_zip_entry_is_refused_by_name_not_a_runtime_error() -> None
     assert error.code == "encrypted_archive" and error.status == 422
     assert error.detail == {"entry": "outfit/outfit.obj"}
     assert set(read_zip(outfit_zip())) == {"outfit/outfit.obj", "outfit/sportsuit.png"}
+
+
+def test_a_zip_entry_whose_deflate_stream_is_broken_is_corrupt_file_not_a_zlib_error() -> None:
+    """Found as `zlib.error: Error -3 while decompressing data: invalid block type`: the first
+    byte of a deflated entry set so its block type is 3 (reserved)."""
+    data = bytearray(outfit_zip())
+    name_bytes, extra_bytes = struct.unpack_from("<HH", data, 26)
+    data[30 + name_bytes + extra_bytes] = 0xFF  # BFINAL 1, BTYPE 11
+    error = refusal(lambda: read_zip(bytes(data)))
+    assert error.code == "corrupt_file"
+    assert error.detail == {"entry": "outfit/outfit.obj"}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import stat
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
@@ -112,6 +113,7 @@ def read_zip(data: bytes, limits: ArchiveLimits = ARCHIVE_DEFAULTS) -> dict[str,
                 OSError,
                 ValueError,  # a local header offset that seeks before the file's start
                 RuntimeError,
+                zlib.error,  # a deflate stream that is not one (an invalid block type)
             ) as exc:
                 raise SpatialTwinError(
                     "corrupt_file",
