@@ -154,7 +154,11 @@ def exercise(
         STATS[parser][f"refused:{result.code}"] += 1
         return result
     if check is not None:
-        check(result)
+        try:
+            check(result)
+        except AssertionError:
+            STATS[parser]["failures"] += 1  # a result its caller could not use
+            raise
     STATS[parser]["accepted"] += 1
     return result
 
