@@ -52,7 +52,10 @@ def post_multipart(server: RunningServer, path: str, fields: dict[str, Any]) -> 
     request = urllib.request.Request(
         server.url(path),
         data=body,
-        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+        headers={
+            "Content-Type": f"multipart/form-data; boundary={boundary}",
+            **server.auth_headers(),
+        },
         method="POST",
     )
     with urllib.request.urlopen(request, timeout=120) as response:

@@ -193,7 +193,7 @@ def _send_json(server: RunningServer, method: str, path: str, payload: Any) -> i
     request = urllib.request.Request(
         server.url(path),
         data=json.dumps(payload).encode(),
-        headers={"Content-Type": "application/json"},
+        headers={"Content-Type": "application/json", **server.auth_headers()},
         method=method,
     )
     with urllib.request.urlopen(request, timeout=60) as response:

@@ -282,13 +282,12 @@ class Access:
         return [r for r in records if self.sees(r)]
 
     def sees_twin(self, twin: dict[str, Any]) -> bool:
-        """Admins and the twin's owners see it always; anyone else while some license that
-        applies to them could allow a use (not revoked, not ended)."""
+        """Admins and the twin's owners see its record always; anyone else while one of its
+        licenses applies to them. A revoked twin's record stays readable, saying so (its
+        body, looks and files are what is withdrawn), so a page can tell why it is gone."""
         caller = acting().caller
         if caller.is_admin or caller.owns_twin(twin):
             return True
-        if twin["license"].get("revoked"):
-            return False
         brand = caller.brand()
         return any(
             brand is None or lic.get("licensee") in (None, brand) for lic in licenses_of(twin)
