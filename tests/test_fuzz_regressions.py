@@ -279,3 +279,14 @@ def test_a_zip_entry_whose_deflate_stream_is_broken_is_corrupt_file_not_a_zlib_e
     error = refusal(lambda: read_zip(bytes(data)))
     assert error.code == "corrupt_file"
     assert error.detail == {"entry": "outfit/outfit.obj"}
+
+
+def test_a_zip_entry_with_an_empty_name_is_corrupt_file_not_an_index_error() -> None:
+    """Found as `IndexError: string index out of range` in `ZipInfo.is_dir()`: the first
+    central directory entry's name length set to 0, its name bytes read as its comment."""
+    data = bytearray(outfit_zip())
+    central = data.find(b"PK\x01\x02")
+    (name_bytes,) = struct.unpack_from("<H", data, central + 28)
+    struct.pack_into("<HHH", data, central + 28, 0, 0, name_bytes)
+    error = refusal(lambda: read_zip(bytes(data)))
+    assert error.code == "corrupt_file" and "without a name" in error.message

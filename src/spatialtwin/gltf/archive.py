@@ -59,6 +59,13 @@ def read_zip(data: bytes, limits: ArchiveLimits = ARCHIVE_DEFAULTS) -> dict[str,
             "corrupt_file", f"the zip archive cannot be read: {exc}", {"format": "zip"}, status=422
         ) from exc
     with archive:
+        if any(not i.filename for i in archive.infolist()):
+            raise SpatialTwinError(
+                "corrupt_file",
+                "the zip archive has an entry without a name",
+                {"format": "zip"},
+                status=422,
+            )
         infos = [i for i in archive.infolist() if not i.is_dir()]
         if len(infos) > limits.max_entries:
             raise SpatialTwinError(
