@@ -87,6 +87,8 @@ def run(args: argparse.Namespace) -> int:
         )
     else:
         store_factory, queue_factory = fleet_factories(*fleet)
+        # mirror sessions are described in Redis: any server resumes, watches, serves them
+        settings = {"mirror_fleet": True, **(settings or {})}
         app = create_app(
             args.data,
             seed=args.seed and not args.no_seed,
