@@ -67,7 +67,12 @@ def license_file(client) -> bytes:
 
 
 async def raw_exchange(client, request: bytes, timeout_s: float = 5.0) -> tuple[int, dict, bytes]:
-    """Send raw bytes on a fresh connection; (status, headers, body) of the answer."""
+    """Send raw bytes on a fresh connection, with the client's token after the request line
+    (as a client that may make the request would); (status, headers, body) of the answer."""
+    token = client.session.headers.get("Authorization")
+    if token and b"\r\n" in request and b"authorization:" not in request.lower():
+        line, rest = request.split(b"\r\n", 1)
+        request = line + b"\r\nAuthorization: " + token.encode() + b"\r\n" + rest
     reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
     try:
         writer.write(request)

@@ -85,6 +85,8 @@ async def metered(tmp_path, access_data):  # noqa: F811
         "agency": ring.issue("agency", AGENCY),
         "other_agency": ring.issue("agency", "South Faces"),
         "acme": ring.issue("brand", "acme"),
+        "model": ring.issue("model", "Mara Test"),
+        "other_model": ring.issue("model", "Ida Other"),
     }
     try:
         yield client
@@ -179,6 +181,12 @@ async def test_each_use_is_an_event_and_the_report_adds_them_up(metered):
     assert r.status == 403 and (await r.json())["error"]["detail"]["reason"] == "role"
     r = await api.get(f"/api/v1/agencies/{AGENCY}/usage?group=fee", headers=auth(api, "agency"))
     assert r.status == 422
+    # a model sees the uses of their own twins, and no one else's
+    r = await api.get(f"/api/v1/agencies/{AGENCY}/usage?group=kind", headers=auth(api, "model"))
+    mine = await r.json()
+    assert mine["model"] == "Mara Test" and mine["totals"]["count"] == 12
+    r = await api.get(f"/api/v1/agencies/{AGENCY}/usage", headers=auth(api, "other_model"))
+    assert (await r.json())["rows"] == []
 
 
 def test_no_event_is_lost_or_counted_twice_when_the_server_is_killed(tmp_path, access_data):  # noqa: F811

@@ -19,7 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestServer
 
 from spatialtwin.jobs.records import SCHEMA_VERSION as JOB_SCHEMA_VERSION
 from spatialtwin.lod.levels import DEFAULTS
@@ -27,6 +27,7 @@ from spatialtwin.server.app import create_app
 from spatialtwin.server.keys import SERVICES
 from spatialtwin.store import schema
 from spatialtwin.store.embedded import EmbeddedStore
+from tests.conftest import AdminTestClient
 from tests.test_hostile_http import FABRIC
 
 pytestmark = pytest.mark.slow
@@ -154,7 +155,7 @@ async def test_an_old_data_directory_is_migrated_on_start_and_served(old_data, t
     assert set(before) == {"twins", "garments", "fabrics", "looks", "jobs", "lod_sets", "lod_files"}
     assert not any("schema_version" in r for kind in before.values() for r in kind)
 
-    client = TestClient(
+    client = AdminTestClient(
         TestServer(create_app(root, seed=False, settings={"lod_options": FAST_LOD}))
     )
     await client.start_server()

@@ -11,9 +11,10 @@ import json
 import time
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestServer
 
 from spatialtwin.server.app import PROJECT_ROOT, create_app
+from tests.conftest import AdminTestClient
 
 pytestmark = pytest.mark.slow
 LISTEN_BUDGET_S = 2.0
@@ -33,7 +34,7 @@ async def seeded(client) -> dict:
 async def test_first_start_listens_at_once_and_seeds_samples_once(tmp_path):
     data = tmp_path / "data"
     started = time.perf_counter()
-    client = TestClient(TestServer(create_app(data, seed=True)))
+    client = AdminTestClient(TestServer(create_app(data, seed=True)))
     await client.start_server()
     try:
         health = await (await client.get("/healthz")).json()
@@ -61,7 +62,7 @@ async def test_first_start_listens_at_once_and_seeds_samples_once(tmp_path):
     finally:
         await client.close()
 
-    again = TestClient(TestServer(create_app(data, seed=True)))
+    again = AdminTestClient(TestServer(create_app(data, seed=True)))
     await again.start_server()
     try:
         health = await seeded(again)

@@ -23,7 +23,8 @@ has read them (a route-level check cannot know whose a garment is before reading
   brand's answer **404**, as if absent;
 - `job_submitter`: a job is read by the tenant that submitted it (404 for others); jobs no
   tenant submitted (level builds) by anyone;
-- `agency_self`: the path's agency is the token's tenant;
+- `agency_self`: the path's agency is the token's tenant (a model reads the uses of their
+  own twins there);
 - `device_token`: a mirror's WebSocket carries its device token in its hello;
 - `session_key`: a live session's access key or share code, unguessable, in the URL.
 
@@ -113,7 +114,7 @@ POLICY: dict[tuple[str, str], Rule] = {
         MODEL, scope="consent:write", tenant="twin_owner"
     ),
     ("GET", f"{API}/agencies/{{agency_id}}/usage"): rule(
-        AGENCY, scope="usage:read", tenant="agency_self"
+        AGENCY, MODEL, scope="usage:read", tenant="agency_self"
     ),
     # garments and fabrics
     ("GET", f"{API}/garments"): rule(BRAND, DEVICE, scope="garments:read", tenant="brand_own"),

@@ -17,7 +17,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from spatialtwin.errors import SpatialTwinError
-from spatialtwin.rights.roles import AGENCY
+from spatialtwin.rights.roles import AGENCY, MODEL
 from spatialtwin.server.auth import caller_of
 from spatialtwin.server.loading import ready_services
 from spatialtwin.server.requests import json_body
@@ -68,7 +68,8 @@ async def consent(request: web.Request) -> web.Response:
 async def agency_usage(request: web.Request) -> web.Response:
     agency = request.match_info["agency_id"]
     caller = caller_of(request)
-    if not (caller.is_admin or (caller.role == AGENCY and caller.tenant == agency)):
+    model = caller.tenant if caller.role == MODEL else None  # a model: their own twins' uses
+    if not (caller.is_admin or model or (caller.role == AGENCY and caller.tenant == agency)):
         raise forbidden("not_owner", "an agency reads its own usage", {"agency": agency[:200]})
     query = request.query
     start, end = report_window(query.get("from"), query.get("to"))
@@ -79,7 +80,7 @@ async def agency_usage(request: web.Request) -> web.Response:
     if fmt not in ("json", "csv"):
         raise SpatialTwinError("invalid_usage_query", "format is json or csv", status=422)
     metering = (await ready_services(request)).access.metering
-    report = await metering.report(agency, start, end, group)
+    report = await metering.report(agency, start, end, group, model=model)
     if fmt == "csv":
         return web.Response(text=report_csv(report), content_type="text/csv")
     return web.json_response(report)

@@ -107,13 +107,20 @@ class Metering:
         return await self.store.event_log(USAGE).read()
 
     async def report(
-        self, agency: str, start: datetime | None, end: datetime | None, group: tuple[str, ...]
+        self,
+        agency: str,
+        start: datetime | None,
+        end: datetime | None,
+        group: tuple[str, ...],
+        *,
+        model: str | None = None,
     ) -> dict[str, Any]:
-        """The agency's usage in [start, end) grouped by `group`, with fee totals."""
+        """The agency's usage in [start, end) grouped by `group`, with fee totals; with
+        `model`, only the uses of that model's twins."""
         rows: dict[tuple[Any, ...], dict[str, Any]] = {}
         totals = {"events": 0, "count": 0, "fee": Decimal(0)}
         for event in await self.events():
-            if event.get("agency") != agency:
+            if event.get("agency") != agency or (model is not None and event.get("model") != model):
                 continue
             at = _time(event.get("at"))
             if at is None or (start is not None and at < start) or (end is not None and at >= end):
@@ -130,6 +137,7 @@ class Metering:
         ordered = [rows[k] for k in sorted(rows, key=lambda k: tuple(str(v) for v in k))]
         return {
             "agency": agency,
+            **({"model": model} if model is not None else {}),
             "from": None if start is None else start.isoformat(),
             "to": None if end is None else end.isoformat(),
             "group": list(group),
