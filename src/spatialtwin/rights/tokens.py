@@ -18,14 +18,19 @@ from __future__ import annotations
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Any
-
-import jwt
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from typing import TYPE_CHECKING, Any
 
 from spatialtwin.errors import SpatialTwinError
 from spatialtwin.rights.roles import Caller, check_role, check_scopes, check_tenant
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+        Ed25519PrivateKey,
+        Ed25519PublicKey,
+    )
+
+# PyJWT and cryptography are imported where a key or token is first handled, not with this
+# module: together ~0.1 s, which a server would otherwise spend before it listens.
 
 ALGORITHM = "EdDSA"
 ISSUER = "spatialtwin"
@@ -41,6 +46,9 @@ class SigningKey:
     private_pem: bytes
 
     def private_key(self) -> Ed25519PrivateKey:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
         key = serialization.load_pem_private_key(self.private_pem, password=None)
         if not isinstance(key, Ed25519PrivateKey):
             raise ValueError(f"key {self.kid} is not an Ed25519 key")
@@ -49,6 +57,9 @@ class SigningKey:
 
 def new_key_pair() -> tuple[bytes, bytes]:
     """(private PEM, public PEM) of a fresh Ed25519 key."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     private = Ed25519PrivateKey.generate()
     private_pem = private.private_bytes(
         serialization.Encoding.PEM,
@@ -62,6 +73,9 @@ def new_key_pair() -> tuple[bytes, bytes]:
 
 
 def public_key(pem: bytes) -> Ed25519PublicKey:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     key = serialization.load_pem_public_key(pem)
     if not isinstance(key, Ed25519PublicKey):
         raise ValueError("not an Ed25519 public key")
@@ -110,6 +124,8 @@ def issue(
         "exp": issued + ttl_s,
         "jti": secrets.token_hex(8),
     }
+    import jwt
+
     return jwt.encode(claims, key.private_key(), algorithm=ALGORITHM, headers={"kid": key.kid})
 
 
@@ -124,6 +140,8 @@ def _invalid(reason: str = "") -> SpatialTwinError:
 
 def key_id_of(token: str) -> str:
     """The `kid` a token's header names (401 when there is none)."""
+    import jwt
+
     try:
         header = jwt.get_unverified_header(token)
     except jwt.PyJWTError as exc:
@@ -137,6 +155,8 @@ def key_id_of(token: str) -> str:
 def verify(token: str, public_keys: dict[str, Ed25519PublicKey]) -> Caller:
     """The caller a token names, if one of `public_keys` (kid -> key) signed it and it is in
     date; 401 `token_expired` or `token_invalid` otherwise."""
+    import jwt
+
     if not isinstance(token, str) or not 0 < len(token) <= MAX_TOKEN_CHARS:
         raise _invalid("length")
     kid = key_id_of(token)
