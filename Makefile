@@ -1,5 +1,6 @@
 # SpatialTwin: `make demo` serves the embedded default at http://127.0.0.1:8080/;
-# `make test` installs what the tests need (Debian redis-server and chromium included) and runs them.
+# `make test` installs what the tests need (Debian redis-server and chromium included) and runs them:
+# first what may share the two cores (pytest-xdist, two workers), then, alone, what judges time.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -48,7 +49,11 @@ lint: $(PY_STAMP)
 	$(BIN)/ruff check src tests bench
 
 test: install system-deps lint
-	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=25
+	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=15 -n 2 -m "not serial"; \
+	parallel=$$?; \
+	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=15 -m serial; \
+	serial=$$?; \
+	test $$parallel -eq 0 -a $$serial -eq 0
 
 bench: install system-deps
 	for b in bench/*.py; do $(BIN)/python $$b || exit 1; done

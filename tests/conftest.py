@@ -16,6 +16,30 @@ pytest_plugins = ["tests.browser_harness", "tests.mirror_fixtures", "tests.redis
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
+# Modules whose tests judge time (rates, latencies, "within a second", a kill and a retry) or
+# drive chromium: `make test` runs them alone, after the rest has run on both cores
+# (`-n 2 -m "not serial"`, then `-m serial`), so a neighbour's work never decides a verdict.
+SERIAL_MODULES = frozenset(
+    {
+        "test_cloth_motion", "test_fleet", "test_fleet_live", "test_glb_reader",
+        "test_hostile_http", "test_live_session", "test_live_upright", "test_lod_browser",
+        "test_metering", "test_metrics", "test_mirror_bad_clients", "test_mirror_page",
+        "test_mirror_ws", "test_native_logs", "test_outfit_screenshots", "test_product_page",
+        "test_products_api", "test_redis_jobs", "test_redis_serve", "test_seed",
+        "test_server_lifecycle", "test_server_startup", "test_web_fitmap",
+        "test_web_merchandiser", "test_web_stage", "test_web_twin_viewer", "test_worker_fleet",
+    }
+)  # fmt: skip
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        module = getattr(item, "module", None)
+        name = module.__name__.rsplit(".", 1)[-1] if module is not None else ""
+        if name in SERIAL_MODULES or item.get_closest_marker("browser") is not None:
+            item.add_marker(pytest.mark.serial)
+
+
 AVERAGE = Measurements(
     height_m=1.76, chest_m=0.92, waist_m=0.74, hips_m=0.98, inseam_m=0.81, shoulder_m=0.40
 )
