@@ -32,6 +32,7 @@ import os
 import re
 import signal
 import struct
+import sys
 import time
 import tracemalloc
 from collections import Counter, defaultdict
@@ -163,32 +164,54 @@ def exercise(
     return result
 
 
-class _Summary:
-    """Prints the per-parser counts after pytest's own summary."""
+def summary_lines() -> list[str]:
+    """The per-parser counts of this process: inputs, accepted, refusals by code, the
+    slowest CPU time and the highest allocation peak of one input."""
+    lines = []
+    total = 0
+    for parser in sorted(STATS):
+        counts = STATS[parser]
+        total += counts["examples"]
+        refused = {k[8:]: v for k, v in counts.items() if k.startswith("refused:")}
+        top = ", ".join(f"{k} {v}" for k, v in sorted(refused.items(), key=lambda kv: -kv[1]))
+        lines.append(
+            f"{parser}: {counts['examples']} inputs, {counts['accepted']} accepted, "
+            f"{sum(refused.values())} refused ({top or '-'}); max {counts['_max_cpu_ms']} ms "
+            f"CPU, peak {counts['_max_peak_kib']} KiB"
+        )
+        answers = {k: v for k, v in counts.items() if k.startswith("http ")}
+        if answers:
+            lines.append("    answered: " + ", ".join(f"{k} x{v}" for k, v in answers.items()))
+    failures = sum(c["failures"] for c in STATS.values())
+    lines.append(f"total: {total} inputs, {failures} failing (crash, hang or memory)")
+    return lines
 
-    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        if not STATS:
-            return
-        tr = terminalreporter
-        tr.section(f"fuzzed parsers (profile {PROFILE})")
-        total = 0
-        for parser in sorted(STATS):
-            counts = STATS[parser]
-            total += counts["examples"]
-            refused = {k[8:]: v for k, v in counts.items() if k.startswith("refused:")}
-            top = ", ".join(f"{k} {v}" for k, v in sorted(refused.items(), key=lambda kv: -kv[1]))
-            tr.write_line(
-                f"{parser}: {counts['examples']} inputs, {counts['accepted']} accepted, "
-                f"{sum(refused.values())} refused ({top or '-'}); max {counts['_max_cpu_ms']} ms "
-                f"CPU, peak {counts['_max_peak_kib']} KiB"
-            )
-            answers = {k: v for k, v in counts.items() if k.startswith("http ")}
-            if answers:
-                tr.write_line("    answered: " + ", ".join(f"{k} x{v}" for k, v in answers.items()))
-        failures = sum(c["failures"] for c in STATS.values())
-        tr.write_line(f"total: {total} inputs, {failures} failing (crash, hang or memory)")
+
+class _Summary:
+    """Prints the per-parser counts at the end of the run and keeps them in
+    tests/_out/fuzz_counts*.json. A pytest-xdist worker has no terminal of its own: it
+    writes its counts to the stderr it inherited, once its capture has ended."""
+
+    def pytest_terminal_summary(self, terminalreporter: Any, config: pytest.Config) -> None:
+        if STATS and not hasattr(config, "workerinput"):
+            terminalreporter.section(f"fuzzed parsers (profile {PROFILE})")
+            for line in summary_lines():
+                terminalreporter.write_line(line)
+            self._save("fuzz_counts.json")
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        worker = getattr(config, "workerinput", {}).get("workerid")
+        if STATS and worker:
+            title = f" fuzzed parsers, xdist worker {worker} (profile {PROFILE}) "
+            text = "\n".join([title.center(78, "="), *summary_lines()]) + "\n"
+            sys.__stderr__.write(text)
+            sys.__stderr__.flush()
+            self._save(f"fuzz_counts.{worker}.json")
+
+    @staticmethod
+    def _save(name: str) -> None:
         OUT.mkdir(parents=True, exist_ok=True)
-        (OUT / "fuzz_counts.json").write_text(
+        (OUT / name).write_text(
             json.dumps({"profile": PROFILE, "parsers": STATS}, indent=1, sort_keys=True)
         )
 
