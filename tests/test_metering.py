@@ -125,6 +125,9 @@ async def test_each_use_is_an_event_and_the_report_adds_them_up(metered):
         for _ in range(2):
             assert (await api.get(usdz, headers=headers)).status == 200
             served["ar"] += 1
+    for agent in ("phone A", "phone A", "phone B"):  # no session header: address and browser
+        assert (await api.get(levels[0], headers={"User-Agent": agent})).status == 200
+    served["level"] += 2
     refused = await api.get(f"/api/v1/looks/{look}/look.glb?channel=campaign")
     assert refused.status == 403  # a refused use is no use: no event
 
@@ -134,7 +137,7 @@ async def test_each_use_is_an_event_and_the_report_adds_them_up(metered):
         by_kind[e["kind"]] += e["count"]
         assert (e["twin"], e["agency"], e["model"]) == (twin, AGENCY, "Mara Test")
         assert e["license"] == "lic_hostile" and e["fee_per_use_eur"] == FEE_EUR
-    assert dict(by_kind) == dict(served) == {"look": 6, "level": 2, "ar": 4}
+    assert dict(by_kind) == dict(served) == {"look": 6, "level": 4, "ar": 4}
     assert {e["channel"] for e in events if e["kind"] == "ar"} == {"ar"}
 
     group = ("twin", "license", "channel")
@@ -151,8 +154,8 @@ async def test_each_use_is_an_event_and_the_report_adds_them_up(metered):
         assert Decimal(got[key]["fee_eur_exact"]) == row["fee"]
         assert got[key]["fee_eur"] == cents(row["fee"])
     total_fee = sum((row["fee"] for row in expected.values()), Decimal(0))
-    assert report["totals"]["count"] == 12
-    assert Decimal(report["totals"]["fee_eur_exact"]) == total_fee == Decimal("4.20")
+    assert report["totals"]["count"] == 14
+    assert Decimal(report["totals"]["fee_eur_exact"]) == total_fee == Decimal("4.90")
 
     r = await api.get(
         f"/api/v1/agencies/{AGENCY}/usage?format=csv&group=twin,license,channel",
@@ -170,7 +173,7 @@ async def test_each_use_is_an_event_and_the_report_adds_them_up(metered):
         ]
         for row in report["rows"]
     }
-    assert lines[-1] == ["total", "", "", str(len(events)), "12", "4.20"]
+    assert lines[-1] == ["total", "", "", str(len(events)), "14", "4.90"]
 
     # a window before every event is empty; an agency reads only its own; a brand none
     r = await api.get(f"/api/v1/agencies/{AGENCY}/usage?to=2020-01-01", headers=auth(api, "agency"))
@@ -184,7 +187,7 @@ async def test_each_use_is_an_event_and_the_report_adds_them_up(metered):
     # a model sees the uses of their own twins, and no one else's
     r = await api.get(f"/api/v1/agencies/{AGENCY}/usage?group=kind", headers=auth(api, "model"))
     mine = await r.json()
-    assert mine["model"] == "Mara Test" and mine["totals"]["count"] == 12
+    assert mine["model"] == "Mara Test" and mine["totals"]["count"] == 14
     r = await api.get(f"/api/v1/agencies/{AGENCY}/usage", headers=auth(api, "other_model"))
     assert (await r.json())["rows"] == []
 

@@ -20,6 +20,7 @@ app starts; `keys_folder(data_dir, settings)` says which folder: `settings["keys
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
@@ -101,13 +102,16 @@ def _region(request: web.Request) -> str | None:
     return request.query.get("region") or request.headers.get(REGION_HEADER) or None
 
 
-def _session(request: web.Request, caller: Caller) -> str | None:
-    """Who counts as one shopper session for metering: the client's session header, else the
-    token's id, else None (the address and agent decide, `services.metering`)."""
+def _session(request: web.Request, caller: Caller) -> str:
+    """Who counts as one shopper session for metering: the page's session header, else the
+    token's id, else (an anonymous page that sends none) its address and browser, hashed."""
     value = request.headers.get(SESSION_HEADER)
     if value and _SESSION.match(value):
         return value
-    return caller.token_id or (caller.subject if not caller.is_anonymous else None)
+    if caller.token_id or not caller.is_anonymous:
+        return caller.token_id or caller.subject  # a device token: the device
+    seen = f"{request.remote}\n{request.headers.get('User-Agent', '')}".encode()
+    return "anon-" + hashlib.sha256(seen).hexdigest()[:16]
 
 
 @web.middleware
