@@ -185,7 +185,8 @@ def check(rule_: Rule, caller: Caller) -> None:
     if caller.is_anonymous and not rule_.anonymous:
         raise SpatialTwinError(
             "auth_required",
-            "this request needs a token: Authorization: Bearer <token>",
+            "this request needs a token: Authorization: Bearer <token> (a page: open it "
+            "once with ?token=…, from `spatialtwin token issue`)",
             {"roles": sorted(rule_.roles)},
             status=401,
         )

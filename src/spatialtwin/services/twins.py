@@ -33,7 +33,7 @@ from spatialtwin.gltf.read_scene import read_scene
 from spatialtwin.gltf.template_npz import shipped_template
 from spatialtwin.gltf.twin_glb import twin_to_glb
 from spatialtwin.rights.license import Rights, now_utc, provenance
-from spatialtwin.services.access import license_record
+from spatialtwin.services.access import license_record, submitter
 from spatialtwin.services.views import twin_view
 from spatialtwin.store.twin_repository import body_key, twin_exists
 
@@ -173,6 +173,7 @@ class TwinService:
             "measurements": measurements.to_json(),
             "rights": rights.to_json(),
             "request": uuid.uuid4().hex,
+            "caller": submitter(),  # the agency that asked reads the job
         }
         job, created = await self.services.jobs.submit_unique(
             GENERATE, job_payload, _unique_key(twin_id)
