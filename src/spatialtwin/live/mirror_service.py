@@ -34,6 +34,7 @@ Camera frames never pass through here: they go from the socket straight into
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import dataclasses
 import hashlib
@@ -49,7 +50,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -59,6 +60,15 @@ from spatialtwin.body.skeleton import JOINT_NAMES
 from spatialtwin.errors import SpatialTwinError
 from spatialtwin.gltf import mirror_messages as mm
 from spatialtwin.gltf.vertex_stream import VertexStreamDecoder, VertexStreamEncoder
+from spatialtwin.live.session_registry import (
+    DESCRIPTOR_VERSION,
+    FleetLink,
+    FleetOptions,
+    Receiver,
+    RemoteRelay,
+    RemoteWatch,
+    key_sha256,
+)
 from spatialtwin.services.access import Decision
 from spatialtwin.services.cache import ByteLRU
 from spatialtwin.services.devices import CHANNEL as DEVICE_CHANNEL
@@ -104,6 +114,13 @@ class MirrorOptions:
     glb_cache_bytes: int = 64 << 20
     level_options: Any = None  # live.garments.LevelOptions; None: its defaults
     models_dir: Path | None = None
+    # a fleet (`spatialtwin serve --redis` sets `mirror_fleet`): sessions are described in
+    # the store, so any server resumes, watches and serves them (`live.session_registry`)
+    fleet: bool = False
+    fleet_heartbeat_s: float = FleetOptions.heartbeat_s
+    fleet_stale_s: float = FleetOptions.stale_s
+    fleet_release_wait_s: float = FleetOptions.release_wait_s
+    fleet_sweep_s: float = FleetOptions.sweep_s
 
     @classmethod
     def from_settings(cls, settings: dict[str, Any]) -> MirrorOptions:
@@ -112,23 +129,33 @@ class MirrorOptions:
             key = f"mirror_{f.name}"
             if key in settings:
                 values[f.name] = settings[key]
+        if isinstance(values.get("level_options"), dict):  # from `--setting` JSON
+            from spatialtwin.live.garments import LevelOptions
+
+            given = dict(values["level_options"])
+            if "coarse_edge_factors" in given:
+                given["coarse_edge_factors"] = tuple(given["coarse_edge_factors"])
+            try:
+                values["level_options"] = LevelOptions(**given)
+            except TypeError as exc:
+                raise ValueError(f"mirror_level_options: {exc}") from exc
+        values["fleet"] = bool(values.get("fleet", False))
         options = cls(**values)
-        for name in ("hello_timeout_s", "heartbeat_s", "resume_s", "share_s", "send_over_s"):
+        timers = ("hello_timeout_s", "heartbeat_s", "resume_s", "share_s", "send_over_s")
+        fleet_timers = ("fleet_heartbeat_s", "fleet_stale_s", "fleet_release_wait_s")
+        for name in (*timers, *fleet_timers, "fleet_sweep_s"):
             value = getattr(options, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
                 raise ValueError(f"mirror_{name} must be a positive number of seconds")
         return options
 
-
-class Receiver(Protocol):
-    """A socket that receives a session's output (the mirror's or a watcher's); every method
-    is called on the event loop."""
-
-    def offer_result(self, packet: bytes, is_key: bool) -> None: ...
-
-    def send_message(self, message: dict[str, Any]) -> None: ...
-
-    def end(self, close_code: int, close_reason: str, ended: str | None) -> None: ...
+    def fleet_options(self) -> FleetOptions:
+        return FleetOptions(
+            heartbeat_s=self.fleet_heartbeat_s,
+            stale_s=self.fleet_stale_s,
+            release_wait_s=self.fleet_release_wait_s,
+            sweep_s=self.fleet_sweep_s,
+        )
 
 
 # --- live garments ----------------------------------------------------------------------------
@@ -230,6 +257,21 @@ class LiveBuilds:
         finally:
             with contextlib.suppress(ValueError):
                 running.listeners.remove(progress)
+
+
+def warm_live_kernels() -> None:
+    """Import the live loop and make numba load its compiled kernels: a process's first
+    dispatch of a cached kernel builds numba's typing context (about 1.3 s, more on a busy
+    machine), which would otherwise land on the first session, or a session taken over."""
+    import spatialtwin.live.session  # noqa: F401
+    from spatialtwin.cloth.kernels import vertex_normals
+
+    triangle = np.array([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    vertex_normals(triangle, np.array([[0, 1, 2]], dtype=np.int32))
+
+
+def _no_progress(stage: str, fraction: float, message: str) -> None:
+    """A resume sends no `progress` (its garments are cached or stored)."""
 
 
 def _consume(task: asyncio.Task[Any]) -> None:
@@ -338,10 +380,21 @@ class LiveSessionEntry:
     dropped_counted: int = 0  # of the pipeline's dropped frames, those the metrics have
     started_at: float = field(default_factory=time.monotonic)
     minutes_metered: int = 0  # usage events written: one per started minute attached
+    model: str = "full"  # the server-side tracking model
+    layer_order: str = "category"
+    build_key: str = ""  # content key of the live garments worn
+    share_codes: list[str] = field(default_factory=list)  # written to a fleet's store
+    relay: RemoteRelay | None = None  # a fleet: the watchers on other servers
+    relay_feed: WatcherFeed | None = None
+    relay_status_at: float = 0.0
 
     @property
     def twin_id(self) -> str:
         return str(self.twin["id"])
+
+    @property
+    def local_watchers(self) -> int:
+        return sum(1 for f in self.watchers if f is not self.relay_feed)
 
 
 @dataclass
@@ -353,6 +406,7 @@ class MirrorStats:
     ended: dict[str, int] = field(default_factory=dict)
     closes: dict[int, int] = field(default_factory=dict)
     results_dropped: int = 0  # results not sent to a receiver that did not read them
+    taken_over: int = 0  # sessions resumed here that another server of the fleet held
 
     def count_close(self, code: int) -> None:
         self.closes[code] = self.closes.get(code, 0) + 1
@@ -372,6 +426,23 @@ def _content_key(parts: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=repr).encode()).hexdigest()
 
 
+def access_key_for(session_id: str, resume_key: str) -> str:
+    """The session's access key (meshes, body GLB): its id's hex, then a digest of the id
+    and the resume key. Any server that checked a resume key can make it again (a session
+    taken over keeps its URLs) and find the session from it; the digest is one-way, so the
+    watchers who get the access key learn nothing of the resume key."""
+    digest = hashlib.sha256(f"spatialtwin-mirror-access\0{session_id}\0{resume_key}".encode())
+    return session_id[3:] + base64.urlsafe_b64encode(digest.digest()).decode()[:32]
+
+
+def session_of_access(access_key: str) -> str | None:
+    """The session id an access key names (None for a key of another shape)."""
+    head = access_key[:24]
+    if len(access_key) != 56 or any(c not in "0123456789abcdef" for c in head):
+        return None
+    return f"ms_{head}"
+
+
 def license_close_reason(exc: SpatialTwinError) -> str:
     """The 4403 close reason for a license refusal (`docs/mirror-protocol.md` §5)."""
     return {
@@ -380,6 +451,15 @@ def license_close_reason(exc: SpatialTwinError) -> str:
         "license_expired": "license_expired",
         "license_not_yet_valid": "license_not_yet_valid",
     }.get(exc.code, exc.code)
+
+
+def _code_shape(code: Any) -> bool:
+    """A share code as `share` makes them (before it names a record in the store)."""
+    return (
+        isinstance(code, str)
+        and len(code) == SHARE_CODE_CHARS
+        and all(c in SHARE_ALPHABET for c in code.upper())
+    )
 
 
 def _session_error(code: str, message: str, status: int, detail: Any = None) -> SpatialTwinError:
@@ -404,6 +484,8 @@ class MirrorService:
         self._tasks: list[asyncio.Task[None]] = []
         self._closings: set[asyncio.Future[None]] = set()
         self._closing = False
+        self.fleet: FleetLink | None = None
+        self.warmed: asyncio.Future[None] | None = None
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -414,12 +496,26 @@ class MirrorService:
             asyncio.create_task(self._listen("twins"), name="mirror-listen-twins"),
             asyncio.create_task(self._listen(DEVICE_CHANNEL), name="mirror-listen-devices"),
         ]
+        if self.options.fleet:
+            self.fleet = FleetLink(self, self.options.fleet_options())
+            await self.fleet.start()
+            # a server of a fleet may have to take a session over within 2 s: load the live
+            # loop's modules and compiled kernels now, not under the first resume
+            self.warmed = asyncio.ensure_future(asyncio.to_thread(warm_live_kernels))
 
     async def close(self) -> None:
-        """End every session ("server_shutdown", close 1001) and stop watching."""
+        """End every session ("server_shutdown", close 1001) and stop watching; in a fleet
+        the sessions stay resumable through the other servers."""
         self._closing = True
+        if self.fleet is not None:
+            await self.fleet.mark_closing()
         for entry in list(self.sessions.values()):
             await self.end(entry, "server_shutdown", mm.CLOSE_GOING_AWAY, "server_shutdown")
+        if self.fleet is not None:
+            await self.fleet.close()
+        if self.warmed is not None:
+            with contextlib.suppress(Exception):
+                await self.warmed
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -471,6 +567,9 @@ class MirrorService:
             if not devices[entry.device_id]:
                 await self.end(entry, "revoked", mm.CLOSE_UNAUTHORISED, "device_revoked")
                 continue
+            if self.fleet is not None and not await self._still_held(entry):
+                await self.end(entry, "moved", mm.CLOSE_GOING_AWAY, "session_moved")
+                continue
             if entry.detached_at is not None and now - entry.detached_at > self.options.resume_s:
                 await self.end(entry, "idle", mm.CLOSE_NORMAL, "idle")
                 continue
@@ -481,6 +580,77 @@ class MirrorService:
             if expires <= now:
                 del self.share_codes[code]
 
+    async def _still_held(self, entry: LiveSessionEntry) -> bool:
+        """Whether the fleet's descriptor still names this server as the session's holder (a
+        session another server took over ends here: `moved`); a descriptor lost from the
+        store is written again."""
+        assert self.fleet is not None
+        descriptor = await self.fleet.registry.session(entry.id)
+        if descriptor is None:
+            await self.fleet.registry.create_session(self._descriptor(entry))
+            return True
+        return descriptor.get("holder") == self.fleet.server_id
+
+    async def keep_relays(self) -> None:
+        """(A fleet's heartbeat, 4 times a second.) A relay nobody has listened to for
+        `relay_grace_s` stops; one in use gets the `status` message once a second, as a
+        local watcher does."""
+        if self.fleet is None:
+            return
+        now = time.monotonic()
+        for entry in list(self.sessions.values()):
+            relay = entry.relay
+            if relay is None or entry.ended:
+                continue
+            if not relay.watchers or relay.unheard_s > self.fleet.options.relay_grace_s:
+                await self._drop_relay(entry)
+            elif now - entry.relay_status_at >= 1.0:
+                entry.relay_status_at = now
+                status = self.status(entry)
+                if status is not None:
+                    relay.send_message(status)
+
+    async def _describe(self, entry: LiveSessionEntry, **changes: Any) -> None:
+        """Write changes of a session to the fleet's descriptor (nothing without a fleet);
+        the session goes on if the store is away."""
+        if self.fleet is None:
+            return
+        try:
+            await self.fleet.registry.update_session(entry.id, changes)
+        except SpatialTwinError as exc:
+            log.warning(
+                "mirror descriptor not written",
+                extra={"fields": {"session": entry.id, "code": exc.code}},
+            )
+
+    def _descriptor(self, entry: LiveSessionEntry) -> dict[str, Any]:
+        """What the fleet keeps of a session (`live.session_registry`): no key in the clear."""
+        assert self.fleet is not None
+        camera = entry.camera_deg
+        now_s = time.time()
+        return {
+            "id": entry.id,
+            "version": DESCRIPTOR_VERSION,
+            "holder": self.fleet.server_id,
+            "resume_key_sha256": key_sha256(entry.resume_key),
+            "access_key_sha256": key_sha256(entry.access_key),
+            "device": entry.device_id,
+            "twin": entry.twin_id,
+            "look": entry.look_id,
+            "garments": [w.garment_id for w in entry.worn],
+            "layer_order": entry.layer_order,
+            "build_key": entry.build_key,
+            "first_stream": entry.worn[0].stream if entry.worn else entry.next_stream,
+            "next_stream": entry.next_stream,
+            "input": entry.input,
+            "model": entry.model,
+            "camera": None if camera is None else {"pitch_deg": camera[0], "roll_deg": camera[1]},
+            "started_at_s": now_s - (time.monotonic() - entry.started_at),
+            "minutes_metered": entry.minutes_metered,
+            "share_codes": list(entry.share_codes),
+            "updated_at_s": now_s,
+        }
+
     async def _meter_minutes(
         self, entry: LiveSessionEntry, twin: dict[str, Any], lic: dict[str, Any], now: float
     ) -> None:
@@ -489,6 +659,9 @@ class MirrorService:
         due = int((now - entry.started_at) // 60) + 1
         while entry.minutes_metered < due:
             entry.minutes_metered += 1
+            # a fleet's descriptor counts the minute first: a server taking the session over
+            # goes on from there (a holder killed in between loses a minute, never bills two)
+            await self._describe(entry, minutes_metered=entry.minutes_metered)
             decision = Decision(twin, lic, CHANNEL)
             await self.services.access.meter("mirror_minute", [decision], session=entry.id)
 
@@ -500,6 +673,7 @@ class MirrorService:
             return
         entry.camera_saved = True
         pitch, roll = pipeline.camera_tilt_deg
+        await self._describe(entry, camera={"pitch_deg": pitch, "roll_deg": roll})
         try:
             await self.services.devices.set_camera(entry.device_id, pitch, roll)
         except SpatialTwinError as exc:
@@ -575,10 +749,14 @@ class MirrorService:
         )
 
         async def build(report: Report) -> tuple[LiveGarment, ...]:
+            if self.fleet is not None:
+                stored = await self._stored_build(key)
+                if stored is not None:
+                    return stored
             body = await services.twins.body(twin)
             wearing = [await services.garments.stored_look_garment(g) for g in garments]
             marks = await services.garments.landmarks(body, body_key(twin))
-            return await services.run(
+            lives: tuple[LiveGarment, ...] = await services.run(
                 build_live_look,
                 body,
                 wearing,
@@ -588,8 +766,44 @@ class MirrorService:
                 marks,
                 report,
             )
+            if self.fleet is not None:
+                await self._store_build(key, lives)
+            return lives
 
         return key, await self.builds.get(key, build, progress)
+
+    async def _stored_build(self, key: str) -> tuple[LiveGarment, ...] | None:
+        """The live garments another server of the fleet built and stored under `key`
+        (`live.stored_builds`), or None: not stored, or not readable (then built here)."""
+        from spatialtwin.live.stored_builds import live_build_from_npz
+
+        assert self.fleet is not None
+        try:
+            record = await self.fleet.registry.build(key)
+            if record is None:
+                return None
+            data = await self.services.store.get_blob(str(record["blob"]))
+            if data is None or hashlib.sha256(data).hexdigest() != record["blob"]:
+                return None
+            lives = await asyncio.to_thread(live_build_from_npz, data, key)
+            await self.fleet.registry.touch_build(record)
+        except SpatialTwinError as exc:
+            log.warning("stored live build not used", extra={"fields": {"code": exc.code}})
+            return None
+        return lives
+
+    async def _store_build(self, key: str, lives: tuple[LiveGarment, ...]) -> None:
+        """Keep a fresh build for the fleet (before the session's welcome, so another
+        server can serve its meshes and take it over); a failure only costs them a build."""
+        from spatialtwin.live.stored_builds import live_build_to_npz
+
+        assert self.fleet is not None
+        try:
+            data = await asyncio.to_thread(live_build_to_npz, key, lives)
+            blob, _ = await self.services.store.put_blob(data)
+            await self.fleet.registry.put_build(key, blob, len(data), [g.key for g in lives])
+        except (TypeError, ValueError, SpatialTwinError) as exc:
+            log.warning("live build not stored", extra={"fields": {"error": str(exc)[:200]}})
 
     def _worn(
         self,
@@ -650,16 +864,21 @@ class MirrorService:
             camera = hello.camera_deg or (
                 (float(stored["pitch_deg"]), float(stored["roll_deg"])) if stored else None
             )
+            session_id = f"ms_{secrets.token_hex(12)}"
+            resume_key = secrets.token_urlsafe(24)
             entry = LiveSessionEntry(
-                id=f"ms_{secrets.token_hex(12)}",
-                resume_key=secrets.token_urlsafe(24),
-                access_key=secrets.token_urlsafe(24),
+                id=session_id,
+                resume_key=resume_key,
+                access_key=access_key_for(session_id, resume_key),
                 device_id=device_id,
                 twin=twin,
                 look_id=look_id,
                 input=hello.input,
                 camera_deg=camera,
                 worn=self._worn(0, garments, build_key, lives),
+                model=hello.model,
+                layer_order=layer_order,
+                build_key=build_key,
             )
             entry.next_stream = len(entry.worn)
             entry.pinned = hello.input == "frames" and self._take_cores(entry.id)
@@ -677,6 +896,13 @@ class MirrorService:
         if self._closing:
             await self._close_pipeline(entry.pipeline)
             raise _session_error("server_shutdown", "the server is shutting down", 503)
+        if self.fleet is not None:
+            try:
+                await self.fleet.registry.create_session(self._descriptor(entry))
+            except BaseException:
+                self._release_cores(entry.id)
+                await self._close_pipeline(entry.pipeline)
+                raise
         self.sessions[entry.id] = entry
         self.stats.opened += 1
         log.info(
@@ -728,12 +954,17 @@ class MirrorService:
         pipeline.start()
         return pipeline
 
-    async def resume(self, hello: mm.Hello, device: dict[str, Any]) -> LiveSessionEntry:
+    async def resume(
+        self, hello: mm.Hello, device: dict[str, Any], progress: Report | None = None
+    ) -> LiveSessionEntry:
         """The session a hello's `resume` names, if its key matches, it belongs to this
-        device and no socket holds it (404 gone, 401 wrong key, 409 attached)."""
+        device and no socket holds it (404 gone, 401 wrong key, 409 attached). In a fleet a
+        session this server does not hold is taken over from its holder (`_take_over`)."""
         assert hello.resume is not None
         session_id, key = hello.resume
         entry = self.sessions.get(session_id)
+        if (entry is None or entry.ended) and self.fleet is not None:
+            return await self._take_over(hello, device, progress or _no_progress)
         if entry is None or entry.ended:
             raise _session_error("session_not_found", "no such session (ended or expired)", 404)
         if not _secret_equal(key, entry.resume_key) or entry.device_id != device["id"]:
@@ -741,6 +972,135 @@ class MirrorService:
         if entry.mirror is not None:
             raise _session_error("session_attached", "another socket holds this session", 409)
         self.stats.resumed += 1
+        return entry
+
+    async def _take_over(
+        self, hello: mm.Hello, device: dict[str, Any], progress: Report
+    ) -> LiveSessionEntry:
+        """Resume a session another server of the fleet held: check the key against the
+        descriptor's hash, have the holder let go (or find it gone), claim the descriptor
+        (compare-and-set), restart the cloth here from the look's static drape."""
+        assert hello.resume is not None and self.fleet is not None
+        fleet = self.fleet
+        session_id, key = hello.resume
+        started = time.perf_counter()
+        descriptor = await fleet.registry.session(session_id)
+        if descriptor is None:
+            raise _session_error("session_not_found", "no such session (ended or expired)", 404)
+        wanted = str(descriptor.get("resume_key_sha256", ""))
+        if not _secret_equal(key_sha256(key), wanted) or descriptor.get("device") != device["id"]:
+            raise _session_error("bad_resume_key", "the resume key does not match", 401)
+        if self._closing:
+            raise _session_error("server_shutdown", "the server is shutting down", 503)
+        if session_id in fleet.taking:
+            raise _session_error("session_attached", "another socket holds this session", 409)
+        fleet.taking.add(session_id)
+        try:
+            holder = descriptor.get("holder")
+            if holder == fleet.server_id:  # ended here, its record not yet gone
+                raise _session_error("session_not_found", "no such session (ended)", 404)
+            state, server = await fleet.release(holder, session_id)
+            if state == "attached":
+                raise _session_error("session_attached", "another socket holds this session", 409)
+            if state == "busy":
+                raise _session_error("session_moving", "the session's server is busy", 503)
+            if state == "gone" and fleet.registry.expired(server):
+                raise _session_error("session_not_found", "no such session (expired)", 404)
+            claimed = await fleet.registry.claim(session_id, holder)
+            if claimed is None:
+                raise _session_error("session_attached", "another server took this session", 409)
+            try:
+                entry = await self._restore(claimed, key, device, progress)
+            except BaseException:
+                await fleet.registry.give_back(session_id, holder)
+                raise
+        finally:
+            fleet.taking.discard(session_id)
+        self.stats.resumed += 1
+        self.stats.taken_over += 1
+        fields = {
+            "session": session_id,
+            "from": holder,
+            "holder": state,
+            "ms": round((time.perf_counter() - started) * 1e3, 1),
+        }
+        log.info("mirror session taken over", extra={"fields": fields})
+        return entry
+
+    async def _restore(
+        self,
+        descriptor: dict[str, Any],
+        resume_key: str,
+        device: dict[str, Any],
+        progress: Report,
+    ) -> LiveSessionEntry:
+        """A session of the fleet started here as its descriptor says: same id, keys,
+        garments and stream ids, its cloth from the look's static drape (the stored build)."""
+        device_id = str(descriptor["device"])
+        if self._live_count(device_id) >= self.options.sessions_per_device:
+            raise _session_error(
+                "too_many_sessions",
+                f"a device holds at most {self.options.sessions_per_device} sessions",
+                429,
+                {"limit": self.options.sessions_per_device},
+            )
+        if len(self.sessions) + sum(self._opening.values()) >= self.options.max_sessions:
+            raise _session_error(
+                "server_busy",
+                "this server runs as many mirror sessions as it can",
+                429,
+                {"limit": self.options.max_sessions},
+            )
+        session_id = str(descriptor["id"])
+        self._opening[device_id] = self._opening.get(device_id, 0) + 1
+        try:
+            twin = await self.services.access.twin_for_use(str(descriptor["twin"]), CHANNEL)
+            garments = [await self.services.garments.get(str(g)) for g in descriptor["garments"]]
+            layer_order = str(descriptor.get("layer_order", "category"))
+            build_key, lives = await self.live_garments(twin, garments, layer_order, progress)
+            body = await self.services.twins.body(twin)
+            tilt = descriptor.get("camera") or device.get("camera") or None
+            camera = None if not tilt else (float(tilt["pitch_deg"]), float(tilt["roll_deg"]))
+            entry = LiveSessionEntry(
+                id=session_id,
+                resume_key=resume_key,
+                access_key=access_key_for(session_id, resume_key),
+                device_id=device_id,
+                twin=twin,
+                look_id=descriptor.get("look"),
+                input=str(descriptor["input"]),
+                camera_deg=camera,
+                worn=self._worn(int(descriptor["first_stream"]), garments, build_key, lives),
+                model=str(descriptor.get("model", "full")),
+                layer_order=layer_order,
+                build_key=build_key,
+                share_codes=[str(c) for c in descriptor.get("share_codes", [])],
+            )
+            last = entry.worn[-1].stream + 1 if entry.worn else 0
+            entry.next_stream = max(int(descriptor.get("next_stream", 0)), last)
+            entry.minutes_metered = int(descriptor.get("minutes_metered", 0))
+            age_s = max(0.0, time.time() - float(descriptor.get("started_at_s", time.time())))
+            entry.started_at = time.monotonic() - age_s
+            entry.camera_saved = camera is not None
+            entry.pinned = entry.input == "frames" and self._take_cores(session_id)
+            try:
+                entry.pipeline = await asyncio.to_thread(
+                    self._new_pipeline, entry, entry.model, body
+                )
+            except BaseException:
+                self._release_cores(session_id)
+                raise
+        finally:
+            self._opening[device_id] -= 1
+            if not self._opening[device_id]:
+                del self._opening[device_id]
+        if self._closing:
+            self._release_cores(session_id)
+            await self._close_pipeline(entry.pipeline)
+            raise _session_error("server_shutdown", "the server is shutting down", 503)
+        self.sessions[session_id] = entry
+        if build_key != descriptor.get("build_key"):
+            await self._describe(entry, build_key=build_key)
         return entry
 
     def attach(self, entry: LiveSessionEntry, receiver: Receiver) -> None:
@@ -760,7 +1120,11 @@ class MirrorService:
         self, entry: LiveSessionEntry, reason: str, close_code: int, close_reason: str
     ) -> None:
         """End the session: its receivers are told (`ended`) and closed — the mirror's socket
-        with `close_code`, watchers with 1000 — then its threads stop and its data goes."""
+        with `close_code`, watchers with 1000 — then its threads stop and its data goes.
+
+        In a fleet its descriptor and share codes go too, except when it goes on elsewhere:
+        `moved` (another server took it over: sockets closed 1001 `session_moved`, no
+        `ended`) and `server_shutdown` (resumable through another server)."""
         if entry.ended:
             return
         entry.ended = reason
@@ -771,14 +1135,24 @@ class MirrorService:
         self.stats.ended[reason] = self.stats.ended.get(reason, 0) + 1
         mirror, watchers = entry.mirror, entry.watchers
         entry.mirror, entry.watchers = None, ()
+        told = None if reason == "moved" else reason
         if mirror is not None:
-            mirror.end(close_code, close_reason, reason)
-        # watchers reconnect after a shutdown (1001), else the show is over (1000)
+            mirror.end(close_code, close_reason, told)
+        # watchers reconnect after a shutdown or a move (1001), else the show is over (1000)
         watcher_code = close_code if close_code == mm.CLOSE_GOING_AWAY else mm.CLOSE_NORMAL
+        watcher_reason = "session_moved" if reason == "moved" else "session_ended"
         for feed in watchers:
-            feed.receiver.end(watcher_code, "session_ended", reason)
+            feed.receiver.end(watcher_code, watcher_reason, told)
         self._release_cores(entry.id)
         log.info("mirror session ended", extra={"fields": {"session": entry.id, "reason": reason}})
+        relay, entry.relay, entry.relay_feed = entry.relay, None, None
+        if relay is not None:
+            await relay.close()
+        if self.fleet is not None and reason not in ("moved", "server_shutdown"):
+            try:
+                await self.fleet.registry.end_session(entry.id, entry.share_codes)
+            except SpatialTwinError as exc:  # the sweep removes it after the resume window
+                log.warning("mirror descriptor kept", extra={"fields": {"code": exc.code}})
         pipeline, entry.pipeline = entry.pipeline, None
         if pipeline is not None:
             await self._close_pipeline(pipeline)
@@ -794,12 +1168,20 @@ class MirrorService:
 
     # --- watchers -----------------------------------------------------------------------------
 
-    def share(self, entry: LiveSessionEntry) -> dict[str, Any]:
-        """A share code for a watcher (`share` answer)."""
+    async def share(self, entry: LiveSessionEntry) -> dict[str, Any]:
+        """A share code for a watcher (`share` answer); in a fleet also a record, so the
+        code opens the session through any server."""
         now = time.monotonic()
         while True:
             code = "".join(secrets.choice(SHARE_ALPHABET) for _ in range(SHARE_CODE_CHARS))
-            if code not in self.share_codes:
+            if code in self.share_codes:
+                continue
+            if self.fleet is None:
+                break
+            expires_at_s = time.time() + self.options.share_s
+            if await self.fleet.registry.create_share(code, entry.id, expires_at_s):
+                entry.share_codes.append(code)
+                await self._describe(entry, share_codes=list(entry.share_codes))
                 break
         self.share_codes[code] = (entry.id, now + self.options.share_s)
         return {
@@ -819,8 +1201,38 @@ class MirrorService:
             raise _session_error("session_not_found", "the shared session has ended", 404)
         return entry
 
+    async def open_watch(
+        self, code: str, receiver: Receiver
+    ) -> tuple[LiveSessionEntry | RemoteWatch, WatcherFeed | str, dict[str, Any]]:
+        """A watcher of the session a share code opens: (the session, the watcher's handle
+        for `remove_watcher`, its `welcome`). A session held here is watched as always; in a
+        fleet a code made on another server is read from the store and a session another
+        server holds is watched through it (`live.session_registry.RemoteWatch`)."""
+        try:
+            entry = self.watched(code)
+        except SpatialTwinError:
+            if self.fleet is None:
+                raise
+            shared = await self.fleet.registry.share(code.upper()) if _code_shape(code) else None
+            if shared is None:
+                raise _session_error(
+                    "share_code_not_found", "no such share code (or expired)", 404
+                ) from None
+            local = self.sessions.get(str(shared["session"]))
+            if local is None or local.ended:
+                remote, watcher, welcome = await self.fleet.watch(str(shared["session"]), receiver)
+                return remote, watcher, welcome
+            entry = local
+        feed = self.add_watcher(entry, receiver)
+        return entry, feed, self.welcome(entry, watcher=True)
+
+    def watcher_count(self, entry: LiveSessionEntry) -> int:
+        """Watchers on this server and, in a fleet, on the others."""
+        remote = len(entry.relay.watchers) if entry.relay is not None else 0
+        return entry.local_watchers + remote
+
     def add_watcher(self, entry: LiveSessionEntry, receiver: Receiver) -> WatcherFeed:
-        if len(entry.watchers) >= self.options.watchers_per_session:
+        if self.watcher_count(entry) >= self.options.watchers_per_session:
             raise _session_error(
                 "too_many_watchers",
                 f"a session is watched by at most {self.options.watchers_per_session}",
@@ -834,11 +1246,72 @@ class MirrorService:
         entry.watchers = (*entry.watchers, feed)
         return feed
 
-    def remove_watcher(self, entry: LiveSessionEntry, feed: WatcherFeed) -> None:
+    def remove_watcher(
+        self, entry: LiveSessionEntry | RemoteWatch, feed: WatcherFeed | str
+    ) -> None:
+        if isinstance(entry, RemoteWatch):
+            if self.fleet is not None and isinstance(feed, str):
+                self.fleet.unwatch(entry, feed)
+            return
         entry.watchers = tuple(f for f in entry.watchers if f is not feed)
 
-    def request_key(self, entry: LiveSessionEntry, receiver: Receiver) -> None:
+    # --- watchers on other servers (a fleet) --------------------------------------------------
+
+    def join_remote(self, entry: LiveSessionEntry, watcher_id: str, server_id: str) -> None:
+        """A watcher on `server_id` joins (the holder's side): counted against the
+        session's watchers, fed by the session's relay (made on the first), whose next
+        result is a key frame."""
+        assert self.fleet is not None
+        relay = entry.relay
+        if relay is not None and watcher_id in relay.watchers:
+            return
+        if self.watcher_count(entry) >= self.options.watchers_per_session:
+            raise _session_error(
+                "too_many_watchers",
+                f"a session is watched by at most {self.options.watchers_per_session}",
+                429,
+            )
+        if relay is None:
+            feed_box: list[WatcherFeed] = []
+
+            def rekey() -> None:
+                if feed_box:
+                    feed_box[0].reset = True
+
+            relay = RemoteRelay(self.services.store, entry.id, rekey, self.fleet.options)
+            feed = WatcherFeed(relay)
+            feed_box.append(feed)
+            if not entry.watchers:
+                entry.tap.stop()
+                if entry.pipeline is not None:
+                    entry.pipeline.request_key_frames()  # the tap starts on a key frame
+            entry.relay, entry.relay_feed = relay, feed
+            entry.watchers = (*entry.watchers, feed)
+        relay.watchers[watcher_id] = server_id
+        self.relay_key(entry)
+
+    def leave_remote(self, entry: LiveSessionEntry, watcher_id: str) -> None:
+        if entry.relay is not None:
+            entry.relay.watchers.pop(watcher_id, None)
+
+    def relay_key(self, entry: LiveSessionEntry) -> None:
+        """The relay's next result holds key frames (a remote watcher joined or lost one)."""
+        if entry.relay_feed is not None:
+            entry.relay_feed.reset = True
+
+    async def _drop_relay(self, entry: LiveSessionEntry) -> None:
+        relay, feed = entry.relay, entry.relay_feed
+        entry.relay, entry.relay_feed = None, None
+        entry.watchers = tuple(f for f in entry.watchers if f is not feed)
+        if relay is not None:
+            await relay.close()
+
+    def request_key(self, entry: LiveSessionEntry | RemoteWatch, receiver: Receiver) -> None:
         """`receiver` lost a result: its next one must hold key frames."""
+        if isinstance(entry, RemoteWatch):
+            if self.fleet is not None:
+                entry.ask_key(self.fleet.server_id)
+            return
         if receiver is entry.mirror:
             if entry.pipeline is not None:
                 entry.pipeline.request_key_frames()
@@ -862,9 +1335,19 @@ class MirrorService:
         entry.next_stream += len(worn)
         entry.pipeline.switch_garments([w.live for w in worn])
         entry.worn, entry.look_id = worn, look_id if look_id is not None else entry.look_id
+        entry.layer_order, entry.build_key = layer_order, build_key
         listed = self.garments_json(entry)
         for feed in entry.watchers:
             feed.receiver.send_message({"type": "switched", "garments": listed})
+        await self._describe(
+            entry,
+            look=entry.look_id,
+            garments=[w.garment_id for w in worn],
+            layer_order=layer_order,
+            build_key=build_key,
+            first_stream=worn[0].stream if worn else entry.next_stream,
+            next_stream=entry.next_stream,
+        )
         return listed
 
     # --- messages -----------------------------------------------------------------------------
@@ -916,8 +1399,11 @@ class MirrorService:
             message["resume_key"] = entry.resume_key
         return message
 
-    def status(self, entry: LiveSessionEntry) -> dict[str, Any]:
-        """The once-a-second `status` message."""
+    def status(self, entry: LiveSessionEntry | RemoteWatch) -> dict[str, Any] | None:
+        """The once-a-second `status` message (None for a session held by another server:
+        its holder sends it)."""
+        if isinstance(entry, RemoteWatch):
+            return None
         pipeline = entry.pipeline
         stats = pipeline.stats if pipeline is not None else None
         with entry.lock:
@@ -1016,23 +1502,56 @@ class MirrorService:
 
     # --- the meshes a page loads --------------------------------------------------------------
 
-    def _by_access(self, session_id: str, access_key: str) -> LiveSessionEntry:
-        entry = self.sessions.get(session_id)
-        if entry is None or entry.ended or not _secret_equal(access_key, entry.access_key):
-            raise _session_error(
-                "session_not_found", "no live session with this id and access key", 404
-            )
-        return entry
+    def _no_session(self) -> SpatialTwinError:
+        return _session_error(
+            "session_not_found", "no live session with this id and access key", 404
+        )
+
+    async def _described(self, session_id: str, access_key: str) -> dict[str, Any]:
+        """The fleet's descriptor of a session another server holds, if `access_key` is its
+        key and the session may still go on (its holder alive, or gone within the resume
+        window); 404 otherwise."""
+        assert self.fleet is not None
+        registry = self.fleet.registry
+        descriptor = await registry.session(session_id)
+        wanted = "" if descriptor is None else str(descriptor.get("access_key_sha256", ""))
+        if descriptor is None or not _secret_equal(key_sha256(access_key), wanted):
+            raise self._no_session()
+        server = await registry.server(str(descriptor.get("holder")))
+        if registry.is_stale(server) and registry.expired(server):
+            raise self._no_session()
+        return descriptor
 
     async def garment_glb(self, session_id: str, stream: int, access_key: str) -> bytes:
-        """The display mesh of a stream of a live session (404 once it ended)."""
-        entry = self._by_access(session_id, access_key)
-        await self.services.access.twin_for_use(entry.twin_id, CHANNEL)
-        worn = next((w for w in entry.worn if w.stream == stream), None)
+        """The display mesh of a stream of a live session (404 once it ended); in a fleet,
+        of a session any server holds (its live garments from the stored build)."""
+        entry = self.sessions.get(session_id)
+        if entry is not None and not entry.ended:
+            if not _secret_equal(access_key, entry.access_key):
+                raise self._no_session()
+            await self.services.access.twin_for_use(entry.twin_id, CHANNEL)
+            worn = next((w for w in entry.worn if w.stream == stream), None)
+            twin = entry.twin
+        elif self.fleet is not None:
+            descriptor = await self._described(session_id, access_key)
+            twin = await self.services.access.twin_for_use(str(descriptor["twin"]), CHANNEL)
+            garments = [await self.services.garments.get(str(g)) for g in descriptor["garments"]]
+            layer_order = str(descriptor.get("layer_order", "category"))
+            build_key, lives = await self.live_garments(twin, garments, layer_order, _no_progress)
+            first = int(descriptor["first_stream"])
+            worn = next(
+                (w for w in self._worn(first, garments, build_key, lives) if w.stream == stream),
+                None,
+            )
+        else:
+            raise self._no_session()
         if worn is None:
             raise _session_error(
                 "stream_not_found", "the session wears no such stream", 404, {"stream": stream}
             )
+        return await self._stream_glb(worn, twin)
+
+    async def _stream_glb(self, worn: Worn, twin: dict[str, Any]) -> bytes:
         cached = self.glbs.get(worn.glb_key)
         if cached is not None:
             return cached
@@ -1043,9 +1562,9 @@ class MirrorService:
         live = worn.live
         extras = {
             "garmentId": worn.garment_id,
-            "twinId": entry.twin_id,
+            "twinId": str(twin["id"]),
             "digitalTwin": True,
-            "disclosure": entry.twin.get("disclosure"),
+            "disclosure": twin.get("disclosure"),
         }
         glb = await self.services.run(
             stream_mesh_glb,
@@ -1058,8 +1577,9 @@ class MirrorService:
         )
         return self.glbs.put(worn.glb_key, glb, len(glb))
 
-    def check_body_access(self, twin_id: str, access_key: str) -> None:
-        """A live session of this twin holds this access key, else 404."""
+    async def check_body_access(self, twin_id: str, access_key: str) -> None:
+        """A live session of this twin holds this access key, else 404 (in a fleet, a
+        session on any server: the key names its session)."""
         for entry in self.sessions.values():
             if (
                 not entry.ended
@@ -1067,6 +1587,13 @@ class MirrorService:
                 and _secret_equal(access_key, entry.access_key)
             ):
                 return
+        session_id = session_of_access(access_key)
+        if self.fleet is not None and session_id is not None:
+            local = self.sessions.get(session_id)
+            if local is None or local.ended:
+                descriptor = await self._described(session_id, access_key)
+                if descriptor.get("twin") == twin_id:
+                    return
         raise _session_error(
             "session_not_found", "no live session of this twin holds this access key", 404
         )

@@ -40,9 +40,9 @@ from spatialtwin.live.mirror_service import (
     LiveSessionEntry,
     MirrorOptions,
     MirrorService,
-    WatcherFeed,
     license_close_reason,
 )
+from spatialtwin.live.session_registry import RemoteWatch
 
 if TYPE_CHECKING:
     from spatialtwin.services.devices import DeviceService
@@ -135,7 +135,8 @@ class Peer:
         self.awaiting_key = True
         self.over_since: float | None = None
         self.last_heard = self.loop.time()
-        self.entry: LiveSessionEntry | None = None
+        # the session; for a watcher in a fleet possibly one another server holds
+        self.entry: LiveSessionEntry | RemoteWatch | None = None
         self.results_sent = 0
         self.results_dropped = 0
         self.refused_with: int | None = None  # the close code of a refusal aiohttp made
@@ -184,6 +185,8 @@ class Peer:
             return
         if self.awaiting_key and not is_key:
             self._dropped()
+            if isinstance(self.entry, RemoteWatch):  # its holder is asked (rate-limited)
+                self.service.request_key(self.entry, self)
             return
         over = self.buffered_bytes() > self.options.send_buffer_bytes
         if over or self.queued_results >= 2:
@@ -299,7 +302,9 @@ class Peer:
             entry = self.entry
             if now >= next_status and entry is not None:
                 next_status += 1.0
-                self.send_message(self.service.status(entry))
+                status = self.service.status(entry)
+                if status is not None:  # a remote session's holder sends its own
+                    self.send_message(status)
             if now >= next_ping:
                 next_ping += options.heartbeat_s
                 self._queue(("ping",))
@@ -394,7 +399,7 @@ class MirrorPeer(Peer):
         try:
             device = await devices.verify(hello.token)
             if hello.resume is not None:
-                entry = await self.service.resume(hello, device)
+                entry = await self.service.resume(hello, device, self.progress)
                 resumed = True
             else:
                 entry = await self.service.open(hello, device, self.progress)
@@ -551,7 +556,7 @@ class MirrorPeer(Peer):
             self.awaiting_key = True
             self.service.request_key(entry, self)
         elif message.type == "share":
-            self.send_message(self.service.share(entry))
+            self._spawn(self._share(entry))
         elif message.type == "ping":
             self.answer_ping(message.t_ms)
         elif message.type == "bye":
@@ -568,6 +573,12 @@ class MirrorPeer(Peer):
 
     def _spawn(self, coro: Any) -> None:
         self._tasks.append(asyncio.create_task(coro, name="mirror-mirror-work"))
+
+    async def _share(self, entry: LiveSessionEntry) -> None:
+        try:
+            self.send_message(await self.service.share(entry))
+        except SpatialTwinError as exc:  # the fleet's store away: the session goes on
+            self.send_error(exc)
 
     async def _switch(self, entry: LiveSessionEntry, wear: mm.WearSpec) -> None:
         entry.switching = True
@@ -588,13 +599,12 @@ class WatcherPeer(Peer):
 
     async def run(self, code: str) -> None:
         try:
-            entry = self.service.watched(code)
-            feed: WatcherFeed = self.service.add_watcher(entry, self)
+            entry, feed, welcome = await self.service.open_watch(code, self)
         except SpatialTwinError as exc:
             self.fail(exc)
             return
         self.entry = entry
-        self.send_message(self.service.welcome(entry, watcher=True))
+        self.send_message(welcome)
         self.start_ticker()
         try:
             await self._read()

@@ -11,13 +11,16 @@ The socket machinery is `server.mirror_socket`, the sessions `live.mirror_servic
 imported on the first mirror request, so a server that never sees a mirror does not pay for
 the live pipeline at start. `install(app)` adds the routes' state: the `MirrorHub` under
 `MIRROR`, and the shutdown hook that ends every session with close 1001 before the
-services close.
+services close. A server of a fleet (setting `mirror_fleet`, which `spatialtwin serve --redis`
+sets) starts the mirror service as soon as its services are ready: it must hear the fleet's
+requests for the sessions it holds and be ready to take one over (`live.session_registry`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -26,13 +29,14 @@ from aiohttp import web
 from spatialtwin.errors import SpatialTwinError
 from spatialtwin.rights.roles import SYSTEM
 from spatialtwin.server import keys
-from spatialtwin.server.loading import ready_services
+from spatialtwin.server.loading import LOADER
 from spatialtwin.services.access import acting_as
 
 if TYPE_CHECKING:
     from spatialtwin.live.mirror_service import MirrorService
     from spatialtwin.server.mirror_socket import Peer
 
+log = logging.getLogger("spatialtwin.mirror")
 routes = web.RouteTableDef()
 _ACCESS = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 _SESSION = re.compile(r"^ms_[0-9a-f]{24}$")
@@ -46,11 +50,30 @@ class MirrorHub:
         self.peers: set[Peer] = set()
         self._lock = asyncio.Lock()
         self._closed = False
+        self._opening: asyncio.Task[MirrorService] | None = None
+
+    def open_early(self, app: web.Application) -> None:
+        """A fleet's server: open the service in the background once the services load
+        (a failure is logged; the first mirror request tries again)."""
+
+        async def opening() -> MirrorService:
+            try:
+                return await self.open(app)
+            except Exception:
+                log.exception("mirror service did not start")
+                raise
+
+        self._opening = asyncio.create_task(opening(), name="mirror-open")
+        self._opening.add_done_callback(_consume)
 
     async def get(self, request: web.Request) -> MirrorService:
         if self.service is not None:
             return self.service
-        services = await ready_services(request)  # waits while the services load
+        return await self.open(request.app)
+
+    async def open(self, app: web.Application) -> MirrorService:
+        """Make and start the service (once), after the services loaded."""
+        services = await app[LOADER].ready()  # waits while the services load
         async with self._lock:
             if self.service is None:
                 if self._closed:
@@ -59,7 +82,7 @@ class MirrorHub:
                     )
                 from spatialtwin.live.mirror_service import MirrorOptions, MirrorService
 
-                settings = request.app[keys.SETTINGS]
+                settings = app[keys.SETTINGS]
                 service = MirrorService(services, MirrorOptions.from_settings(settings))
                 with acting_as(SYSTEM):  # its watch tasks act for no one request's caller
                     await service.start()
@@ -70,6 +93,10 @@ class MirrorHub:
         """End every session (close 1001, `ended: server_shutdown`), close the other
         sockets the same way, and wait (bounded) for their handlers to finish."""
         self._closed = True
+        if self._opening is not None and not self._opening.done():
+            self._opening.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._opening
         if self.service is not None:
             await self.service.close()
         for peer in list(self.peers):
@@ -82,14 +109,24 @@ class MirrorHub:
 MIRROR = web.AppKey("mirror", MirrorHub)
 
 
+def _consume(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
 def install(app: web.Application) -> None:
     """The hub and its shutdown hook (`on_shutdown` runs before aiohttp waits for handlers
-    and before the services' cleanup)."""
+    and before the services' cleanup); in a fleet, the service opened at the start."""
     app[MIRROR] = MirrorHub()
+
+    async def open_in_fleet(app: web.Application) -> None:
+        if app[keys.SETTINGS].get("mirror_fleet"):
+            app[MIRROR].open_early(app)
 
     async def close_sessions(app: web.Application) -> None:
         await app[MIRROR].close()
 
+    app.on_startup.append(open_in_fleet)
     app.on_shutdown.append(close_sessions)
 
 
@@ -156,11 +193,13 @@ async def body_access(request: web.Request, twin_id: str) -> str:
     session of this twin holds that key; 404 otherwise."""
     key = _access_key(request)
     hub = request.app.get(MIRROR)
-    if hub is None or hub.service is None:
+    fleet = bool(request.app[keys.SETTINGS].get("mirror_fleet"))
+    if hub is None or (hub.service is None and not fleet):
         raise SpatialTwinError(
             "session_not_found", "no live session of this twin holds this access key", status=404
         )
-    hub.service.check_body_access(twin_id, key)
+    service = await hub.get(request)  # in a fleet the session may be another server's
+    await service.check_body_access(twin_id, key)
     return "mirror"
 
 
@@ -179,5 +218,7 @@ def mirror_stats(app: web.Application) -> dict[str, Any]:
                 "closes": dict(service.stats.closes),
                 "results_dropped": service.stats.results_dropped,
                 "live_builds": service.builds.builds,
+                "taken_over": service.stats.taken_over,
+                "server": service.fleet.server_id if service.fleet is not None else None,
             }
     return {"sessions": 0, "sockets": len(hub.peers)}
