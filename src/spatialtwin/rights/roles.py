@@ -120,6 +120,7 @@ class Caller:
     scopes: tuple[str, ...] = field(default=())
     token_id: str | None = None
     key_id: str | None = None
+    expires_s: float | None = None  # the token's `exp` (Unix seconds)
 
     @property
     def is_admin(self) -> bool:

@@ -192,4 +192,5 @@ def verify(token: str, public_keys: dict[str, Ed25519PublicKey]) -> Caller:
         scopes,
         token_id=str(claims.get("jti") or "")[:64] or None,
         key_id=kid,
+        expires_s=float(claims["exp"]) + LEEWAY_S,
     )

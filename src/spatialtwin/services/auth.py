@@ -23,6 +23,8 @@ from __future__ import annotations
 import os
 import tempfile
 import threading
+import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +46,7 @@ from spatialtwin.rights.tokens import (
 )
 
 ACTIVE = "active"
+VERIFIED_MAX = 10_000
 PRIVATE_SUFFIX = ".key"
 PUBLIC_SUFFIX = ".pub"
 
@@ -108,6 +111,10 @@ class KeyRing:
         self._seen: tuple[tuple[str, int], ...] | None = None
         self._public: dict[str, Any] = {}
         self._signing: SigningKey | None = None
+        # Tokens verified under the current listing: token -> (caller, exp). A signature check
+        # is ~0.3 ms; a page fetching its levels sends one token many times. Emptied whenever
+        # the folder changes (a removed key's tokens must fail at once), bounded by count.
+        self._verified: OrderedDict[str, tuple[Caller, float]] = OrderedDict()
 
     # --- making and changing keys ------------------------------------------------------------
 
@@ -213,6 +220,7 @@ class KeyRing:
             except (SpatialTwinError, OSError):
                 signing = None
             self._public, self._signing, self._seen = public, signing, listing
+            self._verified.clear()
 
     def signing_key(self) -> SigningKey:
         self._refresh()
@@ -244,8 +252,17 @@ class KeyRing:
     def verify(self, token: str) -> Caller:
         """The caller a token names; 401 unless a trusted key signed it and it is in date."""
         self._refresh()
+        known = self._verified.get(token) if isinstance(token, str) else None
+        if known is not None and known[1] > time.time():
+            self._verified.move_to_end(token)
+            return known[0]
         key_id_of(token)  # a malformed header is refused before any key is looked up
-        return verify(token, self._public)
+        caller = verify(token, self._public)
+        if caller.expires_s is not None:
+            self._verified[token] = (caller, caller.expires_s)
+            while len(self._verified) > VERIFIED_MAX:
+                self._verified.popitem(last=False)
+        return caller
 
 
 def write_demo_tokens(ring: KeyRing, data_dir: Path) -> dict[str, str]:
