@@ -112,7 +112,11 @@ def test_a_brand_is_billed_under_its_own_license_before_an_open_one():
     both = twin(brand_license(channels=["ecommerce"], regions=None))
     assert decide_use(both, Use("ecommerce", T0, None, "acme"))["id"] == "lic_acme"
     assert decide_use(both, Use("ecommerce", T0, None, "globex"))["id"] == "lic_open"
-    assert decide_use(both, Use("ecommerce", T0))["id"] == "lic_acme"  # any license will do
+    assert decide_use(both, Use("ecommerce", T0))["id"] == "lic_open"  # no brand: open first
+    only_acme = twin(
+        brand_license(channels=["ecommerce"], regions=None), first={"channels": ["ar"]}
+    )
+    assert decide_use(only_acme, Use("ecommerce", T0))["id"] == "lic_acme"  # else any
     # The first license is consented by the twin's own consent record.
     assert decide_use(both, Use("ecommerce", T0, None, "globex"))["consent"] == CONSENT
 

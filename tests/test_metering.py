@@ -275,3 +275,31 @@ async def test_each_started_mirror_minute_is_an_event(mirror_server, mirror_data
         assert len(await minutes(session_id)) == 3
         await client.send_json({"type": "bye"})
         assert await client.wait_closed() == 1000
+
+
+async def test_a_brands_use_is_billed_under_its_own_license(metered):
+    api, ids = metered, metered.ids
+    twin = ids["twin"]
+    manifest = await (await api.get(f"/api/v1/twins/{twin}/lod/manifest.json")).json()
+    level = manifest["levels"][0]["url"]
+    grant = {
+        "id": "lic_acme",
+        "licensee": "acme",
+        "channels": ["ecommerce"],
+        "fee_per_use_eur": 0.4,
+    }
+    r = await api.post(f"/api/v1/twins/{twin}/licenses", json=grant, headers=auth(api, "agency"))
+    assert r.status == 201, await r.text()
+    consent = f"/api/v1/twins/{twin}/licenses/lic_acme/consent"
+    r = await api.post(consent, json={"consent": True}, headers=auth(api, "model"))
+    assert r.status == 200
+    as_acme = {**auth(api, "acme"), "X-SpatialTwin-Session": "acme-buyer-1"}
+    assert (await api.get(level, headers=as_acme)).status == 200
+    assert (await api.get(level, headers={"X-SpatialTwin-Session": "shopper-1"})).status == 200
+    events = {e["session"]: e for e in raw_events(api.data)}
+    acme, shopper = events["acme-buyer-1"], events["shopper-1"]
+    assert (acme["license"], acme["brand"], acme["fee_per_use_eur"]) == ("lic_acme", "acme", 0.4)
+    assert (shopper["license"], shopper["brand"]) == ("lic_hostile", None)  # the open license
+    r = await api.get(f"/api/v1/agencies/{AGENCY}/usage?group=brand", headers=auth(api, "agency"))
+    rows = {row["brand"]: row for row in (await r.json())["rows"]}
+    assert rows["acme"]["fee_eur"] == 0.4 and rows[None]["fee_eur"] == 0.0

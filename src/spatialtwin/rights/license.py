@@ -18,8 +18,9 @@ outside every license is refused (403) with the reason in `detail.reason`:
 A twin carries its first license (`license`, made with the twin, consented by the twin's
 `consent`) and any number of brand licenses (`licenses`: each for one licensee brand, with
 channels, regions, a window, a fee per use, terms, and the model's consent recorded with time
-and by whom). A use is allowed by the first license that passes every rule, the brand's own
-before an open one (licensee `null`: any brand); when none does, the refusal names the rule
+and by whom). A use is allowed by the first license that passes every rule: a brand's own
+before an open one (licensee `null`: any brand), and for a use of no brand's an open one
+first; when none does, the refusal names the rule
 that the license closest to allowing it failed (channel, then window, region, consent).
 """
 
@@ -416,8 +417,12 @@ def decide_use(record: dict[str, Any], use: Use) -> dict[str, Any]:
             f"twin {twin_id} has no license for brand {use.licensee!r}",
             {"licensee": use.licensee},
         )
-    # The brand's own licenses before open ones; then in the order they were granted.
-    applicable.sort(key=lambda lic: lic.get("licensee") is None)
+    # A brand's use: its own licenses before open ones; a use for no brand (a shopper of the
+    # twin alone, a mirror): open ones before any brand's. Then in the order granted.
+    if use.licensee is None:
+        applicable.sort(key=lambda lic: lic.get("licensee") is not None)
+    else:
+        applicable.sort(key=lambda lic: lic.get("licensee") is None)
     at = use.at or now_utc()
     closest: tuple[int, SpatialTwinError] | None = None
     for lic in applicable:
