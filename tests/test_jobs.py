@@ -217,5 +217,7 @@ async def test_an_unknown_kind_is_refused(tmp_path):
             "garment.ingest",
             "look.drape",
             "lod.build",
+            "product.look",
+            "still.render",
         }
     )
