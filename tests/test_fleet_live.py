@@ -28,6 +28,7 @@ import aiohttp
 import numpy as np
 import pytest
 
+from spatialtwin.errors import SpatialTwinError
 from spatialtwin.gltf import mirror_messages as mm
 from tests.mirror_fixtures import TWIN, MirrorClient, standing_landmarks
 from tests.nginx_server import (
@@ -60,6 +61,7 @@ class LiveFleet:
     blobs: Path
     token: str  # a mirror device's
     look: str
+    garment: str
     keys: FleetKeys
 
 
@@ -89,7 +91,8 @@ def live_fleet(mirror_data, redis_server, tmp_path_factory) -> LiveFleet:
     url = redis_server.url(DB)
     redis.Redis.from_url(url).flushdb()
     token = asyncio.run(_into_redis(folder / "embedded", url, folder / "blobs"))
-    return LiveFleet(url, folder / "blobs", token, mirror_data.look, fleet_keys(folder / "keys"))
+    keys = fleet_keys(folder / "keys")
+    return LiveFleet(url, folder / "blobs", token, mirror_data.look, mirror_data.garment, keys)
 
 
 @pytest.fixture(scope="module")
@@ -260,6 +263,7 @@ async def test_a_sessions_meshes_and_body_are_served_by_either_server(
         mirror, welcome = await open_session(http, holder.url.replace("http", "ws"), live_fleet)
         mesh_url = welcome["garments"][0]["mesh_url"]
         body_url = welcome["twin"]["body_url"]
+        descriptor_bytes = _descriptor_bytes(live_fleet.url, welcome["session"])
         assert body_url.startswith(f"/api/v1/twins/{TWIN}/body.glb?access=")
         got: dict[str, list[bytes]] = {mesh_url: [], body_url: []}
         for url in (mesh_url, body_url):
@@ -295,13 +299,135 @@ async def test_a_sessions_meshes_and_body_are_served_by_either_server(
                 await asyncio.sleep(0.05)
             async with http.get(base + body_url) as r:
                 assert r.status == 404
+    print(f"a session's descriptor in Redis: {descriptor_bytes} B of JSON")
+    assert 200 < descriptor_bytes < 4096
     # B read the live garments A stored; it never draped the look itself
     assert log_entries(other, "live build not stored") == []
     assert log_entries(other, "stored live build not used") == []
 
 
+def _descriptor_bytes(url: str, session_id: str) -> int:
+    """The session's descriptor as Redis holds it (`store.redis_store`: a hash per kind),
+    with no key in the clear."""
+    import redis
+
+    from spatialtwin.live.session_registry import SESSIONS
+
+    stored = redis.Redis.from_url(url).hget(f"spatialtwin:rec:{SESSIONS}", session_id)
+    assert stored is not None
+    descriptor = json.loads(stored)
+    assert descriptor["holder"].startswith("srv_") and "resume_key" not in descriptor
+    assert len(descriptor["resume_key_sha256"]) == 64 and "access_key" not in descriptor
+    return len(stored)
+
+
 def _json_length(glb: bytes) -> int:
     return int.from_bytes(glb[12:16], "little")
+
+
+def ws(server: SpatialTwinProcess) -> str:
+    return server.url.replace("http://", "ws://")
+
+
+async def resume_hello(http, url: str, fleet: LiveFleet, resume: dict) -> MirrorClient:
+    """A resuming hello on a new socket (the caller waits for its welcome or close)."""
+    client = await MirrorClient(http, url + SESSIONS).connect()
+    await client.send_json({"type": "hello", "version": 1, "token": fleet.token, "resume": resume})
+    return client
+
+
+async def welcome_or_close(client: MirrorClient, timeout_s: float = 10.0) -> dict | None:
+    waiting = asyncio.ensure_future(client._welcome.wait())
+    assert client._reader is not None
+    await asyncio.wait({waiting, client._reader}, timeout=timeout_s, return_when="FIRST_COMPLETED")
+    waiting.cancel()
+    return client.welcome
+
+
+def test_a_stored_live_build_reads_back_bit_exactly_and_refuses_another(servers, live_fleet):
+    """What a server taking a session over starts its cloth from: the live build the first
+    server stored (the earlier tests made one), read back array for array."""
+    from spatialtwin.live.session_registry import LIVE_BUILDS
+    from spatialtwin.live.stored_builds import live_build_from_npz, live_build_to_npz
+    from spatialtwin.store.redis_store import RedisStore
+
+    async def read() -> tuple[dict, bytes]:
+        store = RedisStore(live_fleet.url, blobs=live_fleet.blobs)
+        try:
+            records = await store.list_records(LIVE_BUILDS)
+            assert len(records) == 1, records  # one look, one build, whichever server asked
+            data = await store.get_blob(records[0]["blob"])
+            assert data is not None
+            return records[0], data
+        finally:
+            await store.close()
+
+    record, data = asyncio.run(read())
+    assert record["bytes"] == len(data) and record["garments"] == [live_fleet.garment]
+    lives = live_build_from_npz(data, record["id"])
+    assert len(lives) == 1 and lives[0].key == live_fleet.garment
+    assert live_build_to_npz(record["id"], lives) == data  # nothing lost or changed on the way
+    with pytest.raises(SpatialTwinError) as other:
+        live_build_from_npz(data, "0" * 64)
+    assert other.value.code == "stored_build_invalid"
+    with pytest.raises(SpatialTwinError) as cut:
+        live_build_from_npz(data[: len(data) // 2], record["id"])
+    assert cut.value.code == "stored_build_invalid"
+    print(f"stored live build of the test skirt: {len(data)} B")
+
+
+async def test_a_dropped_mirror_resumes_through_the_other_server_as_its_holder_lets_go(
+    servers, live_fleet, marks
+):
+    holder, other = servers
+    async with aiohttp.ClientSession() as http:
+        first, welcome = await open_session(http, ws(holder), live_fleet)
+        streamer = Streamer(marks)
+        streamer.start(first)
+        await first.wait_for(lambda r: len(r.results) >= 10, 30)
+        await first.send_json({"type": "share"})
+        await first.wait_for(lambda r: r.of_type("share"), 5)
+        watch = f"/api/v1/mirror/watch?code={first.received.of_type('share')[0]['code']}"
+        watcher = await MirrorClient(http, ws(holder) + watch).connect()
+        await asyncio.wait_for(watcher._welcome.wait(), 10)
+        resume = {"session": welcome["session"], "key": welcome["resume_key"]}
+        busy = await resume_hello(http, ws(other), live_fleet, resume)
+        assert await busy.wait_closed() == 4409  # A's socket still holds it
+        wrong = await resume_hello(http, ws(other), live_fleet, {**resume, "key": "not-the-key"})
+        assert await wrong.wait_closed() == 4401
+        streamer.client = None
+        await first.close()  # a network drop: A keeps the session for the resume window
+        await asyncio.sleep(0.2)
+        asked = time.perf_counter()
+        second = await resume_hello(http, ws(other), live_fleet, resume)
+        again = await welcome_or_close(second)
+        handover_s = time.perf_counter() - asked
+        assert again is not None, (second.received.messages, second.received.close_code)
+        streamer.client = second
+        await second.wait_for(lambda r: len(r.results) >= 20, 20)
+        # A's watcher is told to come back (1001, no `ended`: the session goes on) and,
+        # back through A, watches the session B holds now
+        assert await watcher.wait_closed(5) == 1001
+        assert watcher.received.close_reason == "session_moved"
+        assert not watcher.received.of_type("ended")
+        back = await MirrorClient(http, ws(holder) + watch).connect()
+        await asyncio.wait_for(back._welcome.wait(), 10)
+        await back.wait_for(lambda r: len(r.results) >= 10, 10)
+        await streamer.stop()
+        await second.send_json({"type": "bye"})
+        assert await second.wait_closed() == 1000
+        assert await back.wait_closed(5) == 1000
+    print(f"a dropped mirror resumed through the other server in {handover_s:.2f} s")
+    assert again["session"] == welcome["session"] and again["garments"] == welcome["garments"]
+    assert all(mm.is_key_stream(s) for s in second.received.results[0].streams)
+    assert back.welcome is not None and back.welcome["session"] == welcome["session"]
+    assert back.received.messages[-1] == {"type": "ended", "reason": "bye"}
+    assert back.decode_errors == []
+    taken = [e for e in log_entries(other, "mirror session taken over")]
+    assert [(e["session"], e["holder"]) for e in taken] == [(welcome["session"], "released")]
+    ended = log_entries(holder, "mirror session ended")
+    assert {"session": welcome["session"], "reason": "moved"}.items() <= ended[-1].items()
+    assert handover_s <= RESUME_LIMIT_S
 
 
 async def test_kill_9_of_a_sessions_server_resumes_it_on_the_other_within_2_s(
@@ -321,7 +447,13 @@ async def test_kill_9_of_a_sessions_server_resumes_it_on_the_other_within_2_s(
         survivor = next(s for s in servers if s is not victim)
         streamer = Streamer(marks)
         streamer.start(first)
+        await first.send_json({"type": "share"})
+        await first.wait_for(lambda r: r.of_type("share"), 5)
+        watch = f"/api/v1/mirror/watch?code={first.received.of_type('share')[0]['code']}"
+        watcher = await MirrorClient(http, ws(survivor) + watch).connect()  # a remote watch
+        await asyncio.wait_for(watcher._welcome.wait(), 10)
         await first.wait_for(lambda r: len(r.results) >= 20, 30)
+        await watcher.wait_for(lambda r: len(r.results) >= 5, 10)
         last_before = first.received.results[-1].frame_id
 
         victim.kill()  # kill -9: no goodbye, its sockets reset
@@ -346,14 +478,23 @@ async def test_kill_9_of_a_sessions_server_resumes_it_on_the_other_within_2_s(
         streamer.client = second
         await second.wait_for(lambda r: len(r.results) >= 30, 20)
         first_result_s = second.received.arrival_s[0] - killed_at
+        # the watcher of the dead holder's session is told to come back (1001) once the
+        # holder is silent and gone; back, it watches the session where it runs now
+        assert await watcher.wait_closed(8) == 1001
+        watcher_closed_s = time.perf_counter() - killed_at
+        back = await MirrorClient(http, ws(survivor) + watch).connect()
+        await asyncio.wait_for(back._welcome.wait(), 10)
+        await back.wait_for(lambda r: len(r.results) >= 10, 10)
         await streamer.stop()
         again = second.welcome
         await second.send_json({"type": "bye"})
         assert await second.wait_closed() == 1000
+        assert await back.wait_closed(5) == 1000
     print(
         f"kill -9 of the holder: socket closed after {noticed_s * 1e3:.0f} ms, resumed on the "
         f"other server {resumed_s:.2f} s after the kill ({len(attempts)} refused attempts "
-        f"{attempts}), first result after {first_result_s:.2f} s"
+        f"{attempts}), first result after {first_result_s:.2f} s; its remote watcher closed "
+        f"1001 after {watcher_closed_s:.2f} s"
     )
     assert resumed_s <= RESUME_LIMIT_S
     assert again["session"] == session and again["resume_key"] == welcome["resume_key"]
@@ -365,5 +506,11 @@ async def test_kill_9_of_a_sessions_server_resumes_it_on_the_other_within_2_s(
     assert ids == sorted(ids) and ids[0] > last_before and len(ids) >= 30
     # the cloth restarted from the look's static drape, standing: it stays on the body
     assert np.abs(second.received.positions[-1][0] - first.received.positions[-1][0]).max() < 0.05
-    taken = log_entries(survivor, "mirror session taken over")
-    assert [e["session"] for e in taken] == [session] and taken[0]["holder"] == "gone"
+    taken = [
+        e for e in log_entries(survivor, "mirror session taken over") if e["session"] == session
+    ]
+    assert [e["holder"] for e in taken] == ["gone"]
+    assert back.welcome is not None and back.welcome["session"] == session
+    assert back.decode_errors == [] and all(
+        mm.is_key_stream(s) for s in back.received.results[0].streams
+    )

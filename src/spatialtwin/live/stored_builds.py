@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import zipfile
+import zlib
 from typing import Any
 
 import numpy as np
@@ -149,7 +151,7 @@ def live_build_from_npz(data: bytes, key: str) -> tuple[LiveGarment, ...]:
     try:
         arrays = arrays_from_npz(data)
         manifest = json.loads(bytes(_array(arrays, "manifest")).decode("utf-8"))
-    except (ValueError, OSError, EOFError) as exc:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
         raise _invalid("a stored live build is not readable", str(exc)[:200]) from exc
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise _invalid("a stored live build of another format", {"format": FORMAT})
