@@ -451,7 +451,7 @@ class Access:
             )
         caller = acting().caller
 
-        def amend(stored: dict[str, Any]) -> dict[str, Any]:
+        def amend(stored: dict[str, Any], twin: dict[str, Any]) -> dict[str, Any]:
             if stored.get("ended_at"):
                 raise SpatialTwinError(
                     "license_ended",
@@ -498,7 +498,7 @@ class Access:
         self,
         twin_id: str,
         license_id: str,
-        change: Callable[..., dict[str, Any]],
+        change: Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]],
         roles: tuple[str, ...],
         event: str,
     ) -> dict[str, Any]:
@@ -512,8 +512,7 @@ class Access:
             index = next((i for i, h in enumerate(held) if h.get("id") == license_id), None)
             if index is None:
                 raise NotFoundError("license", license_id)
-            args = (held[index], record) if event == "consent" else (held[index],)
-            held[index] = change(*args)
+            held[index] = change(held[index], record)
             changed.clear()
             changed.update(held[index])
             record["licenses"] = held
