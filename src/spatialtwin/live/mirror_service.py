@@ -27,6 +27,13 @@ The WebSocket protocol on top (`docs/mirror-protocol.md`) is the server's
    `mirror` and its device re-read; a refused one ends (its receivers are closed). Polling
    covers revocations written by another process (the CLI, another server).
 
+5. **A fleet** (`MirrorOptions.fleet`, set by `spatialtwin serve --redis`): every session is
+   described in the store and its live garments are stored once (`live.session_registry`,
+   `live.stored_builds`), so any server resumes it (`_take_over`: the holder lets go or is
+   gone, the cloth restarts from the static drape), watches it (`open_watch`: the holder
+   relays its results on pub/sub) and serves its meshes (`garment_glb`, `check_body_access`).
+   Without a fleet none of this runs and nothing is written.
+
 Camera frames never pass through here: they go from the socket straight into
 `MirrorSession.submit_frame`, which keeps them in memory on its tracking thread only.
 """
@@ -61,7 +68,7 @@ from spatialtwin.errors import SpatialTwinError
 from spatialtwin.gltf import mirror_messages as mm
 from spatialtwin.gltf.vertex_stream import VertexStreamDecoder, VertexStreamEncoder
 from spatialtwin.live.session_registry import (
-    DESCRIPTOR_VERSION,
+    SCHEMA_VERSION,
     FleetLink,
     FleetOptions,
     Receiver,
@@ -630,7 +637,7 @@ class MirrorService:
         now_s = time.time()
         return {
             "id": entry.id,
-            "version": DESCRIPTOR_VERSION,
+            "schema_version": SCHEMA_VERSION,
             "holder": self.fleet.server_id,
             "resume_key_sha256": key_sha256(entry.resume_key),
             "access_key_sha256": key_sha256(entry.access_key),

@@ -71,7 +71,7 @@ SESSIONS = "mirror_sessions"
 SERVERS = "mirror_servers"
 SHARE_CODES = "mirror_share_codes"
 LIVE_BUILDS = "mirror_live_builds"
-DESCRIPTOR_VERSION = 1
+SCHEMA_VERSION = 1  # of every record kind here (`docs/records.md`)
 KEY_REQUEST_EVERY_S = 0.5
 RELAY_QUEUE = 3  # packets waiting to be published before the relay drops and re-keys
 BUILD_TOUCH_S = 3600.0
@@ -161,6 +161,7 @@ class SessionRegistry:
     async def heartbeat(self, sessions: int, closing: bool = False) -> None:
         self.beat += 1
         record = {
+            "schema_version": SCHEMA_VERSION,
             "id": self.server_id,
             "heartbeat_at_s": time.time(),
             "beat": self.beat,
@@ -192,7 +193,7 @@ class SessionRegistry:
 
     async def session(self, session_id: str) -> dict[str, Any] | None:
         record = await self.store.get_record(SESSIONS, session_id)
-        if record is None or record.get("version") != DESCRIPTOR_VERSION:
+        if record is None or record.get("schema_version") != SCHEMA_VERSION:
             return None
         return record
 
@@ -249,7 +250,12 @@ class SessionRegistry:
     async def create_share(self, code: str, session_id: str, expires_at_s: float) -> bool:
         """False when another server holds this code."""
         try:
-            record = {"id": code, "session": session_id, "expires_at_s": expires_at_s}
+            record = {
+                "schema_version": SCHEMA_VERSION,
+                "id": code,
+                "session": session_id,
+                "expires_at_s": expires_at_s,
+            }
             await self.store.create_record(SHARE_CODES, code, record)
         except RecordExistsError:
             return False
@@ -269,6 +275,7 @@ class SessionRegistry:
     async def put_build(self, key: str, blob: str, size_bytes: int, garments: list[str]) -> None:
         now_s = time.time()
         record = {
+            "schema_version": SCHEMA_VERSION,
             "id": key,
             "blob": blob,
             "bytes": size_bytes,
