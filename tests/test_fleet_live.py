@@ -430,6 +430,45 @@ async def test_a_dropped_mirror_resumes_through_the_other_server_as_its_holder_l
     assert handover_s <= RESUME_LIMIT_S
 
 
+async def test_a_server_shutting_down_leaves_its_sessions_to_the_others(
+    servers, live_fleet, marks, tmp_path
+):
+    """SIGTERM: the server ends its sessions with 1001 `server_shutdown` and tells the fleet
+    it is going; the mirror resumes on another server at once (a third server, so the fleet
+    behind nginx keeps both of its own)."""
+    args = ["--redis", live_fleet.url, "--blobs", str(live_fleet.blobs)]
+    for key, value in SERVER_SETTINGS.items():
+        args += ["--setting", f"{key}={json.dumps(value)}"]
+    leaving = start_server(args, tmp_path / "leaving.log", env=live_fleet.keys.env)
+    try:
+        async with aiohttp.ClientSession() as http:
+            first, welcome = await open_session(http, ws(leaving), live_fleet)
+            streamer = Streamer(marks)
+            streamer.start(first)
+            await first.wait_for(lambda r: len(r.results) >= 10, 30)
+            leaving.proc.terminate()
+            assert await first.wait_closed(10) == 1001
+            assert first.received.messages[-1] == {"type": "ended", "reason": "server_shutdown"}
+            asked = time.perf_counter()
+            resume = {"session": welcome["session"], "key": welcome["resume_key"]}
+            second = await resume_hello(http, ws(servers[0]), live_fleet, resume)
+            again = await welcome_or_close(second)
+            resumed_s = time.perf_counter() - asked
+            assert again is not None, (second.received.messages, second.received.close_code)
+            streamer.client = second
+            await second.wait_for(lambda r: len(r.results) >= 10, 20)
+            await streamer.stop()
+            await second.send_json({"type": "bye"})
+            assert await second.wait_closed() == 1000
+        await asyncio.to_thread(leaving.proc.wait, 20)  # it drains and exits by itself
+    finally:
+        leaving.stop()
+    print(f"after a shutdown the mirror resumed on another server in {resumed_s:.2f} s")
+    assert again["session"] == welcome["session"] and again["garments"] == welcome["garments"]
+    assert resumed_s <= RESUME_LIMIT_S
+    assert leaving.proc.returncode == 0
+
+
 async def test_kill_9_of_a_sessions_server_resumes_it_on_the_other_within_2_s(
     servers, nginx, live_fleet, marks
 ):
