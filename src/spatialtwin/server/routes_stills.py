@@ -16,8 +16,7 @@ from aiohttp import web
 
 from spatialtwin.server.loading import ready_services
 from spatialtwin.server.requests import json_body
-from spatialtwin.services.stills import still_url, still_view
-from spatialtwin.services.views import API, job_started
+from spatialtwin.services.views import API, job_started, still_url, still_view
 
 routes = web.RouteTableDef()
 KEY = "{key:[0-9a-f]{64}}"

@@ -53,7 +53,7 @@ from spatialtwin.gltf.still_image import FORMATS, StillMetadata, encode_still
 from spatialtwin.rights.license import now_utc, provenance
 from spatialtwin.services.looks import parse_pose
 from spatialtwin.services.still_render import StillPage, StillRenderOptions, render_still
-from spatialtwin.services.views import API
+from spatialtwin.services.views import still_view
 
 if TYPE_CHECKING:
     from spatialtwin.services.access import Access
@@ -302,23 +302,6 @@ def _sha(data: bytes) -> str:
 
 def _canonical(value: Any) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
-
-
-def still_url(key: str, fmt: str) -> str:
-    return f"{API}/stills/{key}.{fmt}"
-
-
-def still_view(record: dict[str, Any]) -> dict[str, Any]:
-    """A still as the API shows it: its file's URL, size, the request it answers."""
-    keys = ("id", "look", "shown_look", "twin", "format", "media_type", "bytes", "width_px")
-    out = {k: record.get(k) for k in (*keys, "height_px", "request", "render_ms", "created_at")}
-    out["links"] = {
-        "self": f"{API}/stills/{record['id']}",
-        "file": still_url(record["id"], record["format"]),
-        "look": f"{API}/looks/{record['look']}",
-    }
-    out["disclosure"] = record.get("disclosure")
-    return out
 
 
 @dataclass

@@ -67,3 +67,21 @@ def job_started(job: dict[str, Any], **links: str) -> dict[str, Any]:
         "job": {k: job[k] for k in ("id", "status", "progress")},
         "links": {"job": f"{API}/jobs/{job['id']}", **links},
     }
+
+
+def still_url(key: str, fmt: str) -> str:
+    return f"{API}/stills/{key}.{fmt}"
+
+
+def still_view(record: dict[str, Any]) -> dict[str, Any]:
+    """A still as the API shows it: its file's URL, size, the request it answers (here, not
+    in `services.stills`, so the routes import no renderer before the server listens)."""
+    keys = ("id", "look", "shown_look", "twin", "format", "media_type", "bytes", "width_px")
+    out = {k: record.get(k) for k in (*keys, "height_px", "request", "render_ms", "created_at")}
+    out["links"] = {
+        "self": f"{API}/stills/{record['id']}",
+        "file": still_url(record["id"], record["format"]),
+        "look": f"{API}/looks/{record['look']}",
+    }
+    out["disclosure"] = record.get("disclosure")
+    return out
