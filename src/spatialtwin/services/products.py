@@ -41,9 +41,8 @@ from spatialtwin.services.stills import (
     DEFAULT_SIZE_PX,
     StillRequest,
     parse_still_request,
-    still_url,
 )
-from spatialtwin.services.views import API, job_view
+from spatialtwin.services.views import API, job_view, still_url
 from spatialtwin.store.twin_repository import body_key
 
 if TYPE_CHECKING:
