@@ -441,6 +441,7 @@ def test_docs_limits_states_every_default_the_code_enforces() -> None:
     from spatialtwin.gltf.glb_reader import MESHOPT_MAX_RATIO, ZERO_FILL_PER_BYTE
     from spatialtwin.rights.tokens import MAX_TOKEN_CHARS
     from spatialtwin.server.app import MAX_UPLOAD_BYTES
+    from spatialtwin.server.ratelimit import DEFAULT_RATE_LIMIT_PER_MINUTE
     from spatialtwin.server.routes_twins import MAX_POSE_CHARS
 
     expected = {
@@ -473,6 +474,7 @@ def test_docs_limits_states_every_default_the_code_enforces() -> None:
         "live.frames.MAX_FRAME_PIXELS": frames.MAX_FRAME_PIXELS,
         "mirror_messages.MAX_TEXT_BYTES": MAX_TEXT_BYTES,
         "rights.tokens.MAX_TOKEN_CHARS": MAX_TOKEN_CHARS,
+        "rate_limit_per_minute": DEFAULT_RATE_LIMIT_PER_MINUTE,
     }
     documented = documented_defaults()
     assert sorted(documented) == sorted(expected)

@@ -31,6 +31,7 @@ from spatialtwin import __version__
 from spatialtwin.server import (
     keys,
     metrics,
+    ratelimit,
     routes_garments,
     routes_jobs,
     routes_lod,
@@ -133,7 +134,7 @@ def create_app(
     the services meanwhile (requests that need them wait), else open them before listening
     and also set `keys.SERVICES`, `keys.TWINS` … (what tests reach into)."""
     app = web.Application(
-        middlewares=[metrics.timed, json_errors, authorize],
+        middlewares=[metrics.timed, json_errors, authorize, ratelimit.middleware()],
         client_max_size=MAX_UPLOAD_BYTES + (1 << 20),
     )
     app[keys.PROJECT_ROOT] = project_root
