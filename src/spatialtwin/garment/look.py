@@ -68,6 +68,7 @@ from spatialtwin.garment.quality import (
 )
 from spatialtwin.garment.refit import GarmentRefit, correspond_authoring, refit_garment
 from spatialtwin.garment.render_mesh import RenderBinding
+from spatialtwin.garment.stitches import overlap_stitches
 
 Progress = Callable[[str, float], None]
 Colour = tuple[float, float, float, float]
@@ -369,7 +370,8 @@ def drape_one(
         if motion
         else pose_placed_garment(placed, body, posed, pose, options.skin_neighbours)
     )
-    # (3) settle on the posed body
+    # (3) settle on the posed body, free edges that lie on their own cloth sewn there
+    stitches = overlap_stitches(placed.rest_positions_m, placed.faces, placed.vertex_piece)
     body_v, body_f = posed.welded()
     began = time.perf_counter()
     result = drape_garment(
@@ -379,6 +381,7 @@ def drape_one(
         body_v,
         body_f,
         pinned=placed.pinned,
+        seams=stitches,
         rest_positions_m=placed.rest_positions_m,
         dt=options.dt_s,
         settle=SettleOptions(
@@ -423,6 +426,7 @@ def drape_one(
         drape_s=elapsed,
         placement={
             **placed.report,
+            "stitches": len(stitches),
             "pose_push_m": round(posed_push, 4),
             "layer_push_m": round(result.layer_push_m, 4),
         },
