@@ -138,11 +138,6 @@ def test_outfit_on_its_own_authoring_body_settles_where_it_was_authored(base_twi
     assert np.mean(before == after) >= 0.96
 
 
-# Body-part agreement measured on the 1.70 m twin (bench/garment.py): 98.1-98.8 %, but the
-# worksuit's overalls 94.9 % (their straps and bib sag onto other parts), under the 97 % goal.
-PART_AGREEMENT = {"male_worksuit01": 0.94}
-
-
 @pytest.mark.parametrize("name", sorted(OUTFITS))
 def test_every_outfit_on_a_generated_twin_keeps_to_the_same_body_parts(name, average_body):
     prepared = bound(name)
@@ -153,7 +148,9 @@ def test_every_outfit_on_a_generated_twin_keeps_to_the_same_body_parts(name, ave
     sim = prepared.simulation.vertices_m
     before = body_parts(template.body.vertices_m, template.body.skin, sim)
     after = body_parts(average_body.vertices_m, average_body.skin, g.positions_m)
-    assert np.mean(before == after) >= PART_AGREEMENT.get(name, 0.97)
+    # Measured on the 1.70 m twin (bench/garment.py): 98.2-98.9 %; the worksuit's overalls read
+    # 94.9 % before their back straps were sewn to the back panel (garment.stitches).
+    assert np.mean(before == after) >= 0.97
     depth = inside_depth_m(look.body_vertices_m, look.body_faces, g.positions_m)
     # measured 0 % over 1 mm inside; mean stretch 0.66-1.34 %
     assert np.mean(depth > 0.001) <= 0.005 and g.mean_stretch <= 0.02
