@@ -31,6 +31,7 @@ from spatialtwin import __version__
 from spatialtwin.server import (
     keys,
     metrics,
+    openapi,
     ratelimit,
     routes_garments,
     routes_jobs,
@@ -99,6 +100,7 @@ def _static_routes(app: web.Application, root: Path) -> None:
         "/vendor/three/": root / "node_modules" / "three",
         "/vendor/model-viewer/": root / "node_modules" / "@google" / "model-viewer" / "dist",
         "/vendor/meshoptimizer/": root / "node_modules" / "meshoptimizer",
+        "/vendor/swagger-ui/": root / "node_modules" / "swagger-ui-dist",
     }
     for prefix, folder in vendor.items():
         if folder.is_dir():
@@ -173,6 +175,7 @@ def create_app(
     app.add_routes(twin_routes)
     for module in ROUTE_MODULES:
         app.add_routes(module.routes)
+    openapi.install(app)  # /api/v1/openapi.json, /api/v1/docs
     routes_mirror.install(app)  # mirror sessions end (close 1001) before the services close
     _static_routes(app, project_root)
     return app

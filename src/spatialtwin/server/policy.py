@@ -89,6 +89,8 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("GET", "/readyz"): rule(*EVERYONE),
     ("GET", "/metrics"): rule(*EVERYONE),  # counters only, no tenant's data
     ("GET", "/"): rule(*EVERYONE),
+    ("GET", f"{API}/openapi.json"): rule(*EVERYONE),  # the API's description, no tenant's data
+    ("GET", f"{API}/docs"): rule(*EVERYONE),
     # twins
     ("GET", f"{API}/twins"): rule(*EVERYONE, scope="twins:read", tenant="visible_twins"),
     ("POST", f"{API}/twins"): rule(AGENCY, scope="twins:write", tenant="agency_owner"),
