@@ -89,6 +89,8 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         code = HTTP_CODES.get(exc.status, "http_error")
         message = exc.reason if exc.status != 404 else f"no route for {request.path}"
         response = error_response(exc.status, code, message)
+        if "Allow" in exc.headers:  # a 405 lists the route's methods (RFC 9110 §15.5.6)
+            response.headers["Allow"] = exc.headers["Allow"]
     except json.JSONDecodeError as exc:
         response = error_response(
             400,
