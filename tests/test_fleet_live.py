@@ -135,6 +135,12 @@ def log_entries(server: SpatialTwinProcess, message: str) -> list[dict]:
     return found
 
 
+def usage_events(fleet: LiveFleet) -> list[dict]:
+    """The fleet's usage log (`store.event_log`: a JSONL file beside the shared blobs)."""
+    path = Path(f"{fleet.blobs}-events") / "usage.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
 async def wait_until(predicate, timeout_s: float, what: str) -> None:
     deadline = time.monotonic() + timeout_s
     while not predicate():
@@ -423,8 +429,10 @@ async def test_a_dropped_mirror_resumes_through_the_other_server_as_its_holder_l
     assert back.welcome is not None and back.welcome["session"] == welcome["session"]
     assert back.received.messages[-1] == {"type": "ended", "reason": "bye"}
     assert back.decode_errors == []
-    taken = [e for e in log_entries(other, "mirror session taken over")]
+    taken = log_entries(other, "mirror session taken over")
     assert [(e["session"], e["holder"]) for e in taken] == [(welcome["session"], "released")]
+    minutes = [e["session"] for e in usage_events(live_fleet) if e["kind"] == "mirror_minute"]
+    assert minutes.count(welcome["session"]) == 1  # not metered again where it went on
     ended = log_entries(holder, "mirror session ended")
     assert {"session": welcome["session"], "reason": "moved"}.items() <= ended[-1].items()
     assert handover_s <= RESUME_LIMIT_S
@@ -545,6 +553,9 @@ async def test_kill_9_of_a_sessions_server_resumes_it_on_the_other_within_2_s(
     assert ids == sorted(ids) and ids[0] > last_before and len(ids) >= 30
     # the cloth restarted from the look's static drape, standing: it stays on the body
     assert np.abs(second.received.positions[-1][0] - first.received.positions[-1][0]).max() < 0.05
+    # its first minute was metered once, by the holder that died: the survivor went on from it
+    minutes = [e for e in usage_events(live_fleet) if e["kind"] == "mirror_minute"]
+    assert [e["session"] for e in minutes].count(session) == 1
     taken = [
         e for e in log_entries(survivor, "mirror session taken over") if e["session"] == session
     ]

@@ -85,7 +85,12 @@ class MirrorHub:
                 settings = app[keys.SETTINGS]
                 service = MirrorService(services, MirrorOptions.from_settings(settings))
                 with acting_as(SYSTEM):  # its watch tasks act for no one request's caller
-                    await service.start()
+                    try:
+                        await service.start()
+                    except BaseException:  # cancelled by a shutdown mid-start: stop its tasks
+                        with contextlib.suppress(Exception):
+                            await asyncio.shield(service.close())
+                        raise
                 self.service = service
         return self.service
 
