@@ -133,7 +133,8 @@ OPS: dict[tuple[str, str], Op] = {
         binary(GLB),
         query={
             **CHANNEL,
-            "pose": {"type": "string", "maxLength": 16384},
+            # JSON; the code takes 16384 characters, but an HTTP request line ends at 8190 bytes
+            "pose": {"type": "string", "maxLength": 4096},
             "access": {"type": "string", "maxLength": 256},
         },
     ),
@@ -153,7 +154,13 @@ OPS: dict[tuple[str, str], Op] = {
     ("GET", f"{API}/agencies/{{agency_id}}/usage"): Op(
         "Billed uses of an agency's twins (JSON, or CSV with format=csv)",
         {200: Body(media=(JSON, "text/csv"), schema=ANY_JSON)},
-        query={"format": {"type": "string", "enum": ["json", "csv"]}},
+        query={
+            # empty: by the Accept header (text/csv, else JSON)
+            "format": {"type": "string", "enum": ["", "json", "csv"]},
+            "from": {"type": "string", "description": "ISO 8601 date or time"},
+            "to": {"type": "string", "description": "ISO 8601 date or time"},
+            "group": {"type": "string", "description": "comma-separated: twin,license,channel"},
+        },
     ),
     # garments and fabrics
     ("GET", f"{API}/garments"): Op(
