@@ -95,3 +95,20 @@ async def test_zero_switches_the_limit_off(tmp_path):
     finally:
         await client.close()
     assert statuses == {200}
+
+
+async def test_shoppers_behind_the_proxy_count_apart_and_pages_are_not_counted(limited):
+    """Behind nginx on this host every request comes from loopback: each shopper is counted
+    by the proxy's X-Real-IP. Static pages and vendor modules (a page loads dozens) are not
+    counted at all."""
+    for _ in range(3 * LIMIT):
+        r = await limited.get("/web/product.html")
+        assert r.status == 200
+    for shopper in ("203.0.113.7", "203.0.113.8"):
+        for _ in range(LIMIT):
+            r = await limited.get("/api/v1/twins", headers={"X-Real-IP": shopper})
+            assert r.status == 200
+        r = await limited.get("/api/v1/twins", headers={"X-Real-IP": shopper})
+        assert r.status == 429
+    r = await limited.get("/api/v1/twins")  # loopback itself still has its own minute
+    assert r.status == 200

@@ -5,7 +5,9 @@ limit off) in a fixed one-minute window that opens with its first request; the n
 refused **429** `rate_limited` with `Retry-After` (whole seconds until the window closes) and
 never reaches its handler, so it changes nothing. A token counts by its id (`jti`; a device
 token by its device), an anonymous shopper by the client's address. Probes (`/healthz`,
-`/readyz`, `/metrics`) are not counted: a load balancer must always see the truth.
+`/readyz`, `/metrics`) are not counted: a load balancer must always see the truth; nor are
+static pages and vendor modules (only `/api/`). Behind the front proxy on the same host the
+shopper's address is the proxy's `X-Real-IP` (`client_address`).
 
 The counts live in this process (a fleet's server each holds its own); the table is pruned of
 closed windows once it passes `MAX_TRACKED_CALLERS`, so a flood of distinct addresses costs
@@ -30,6 +32,8 @@ DEFAULT_RATE_LIMIT_PER_MINUTE = 600
 WINDOW_SECONDS = 60.0
 MAX_TRACKED_CALLERS = 100_000
 EXEMPT_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+API_PREFIX = "/api/"  # static pages and vendor modules (a page loads dozens) are not counted
+LOOPBACK = frozenset({"127.0.0.1", "::1"})
 
 
 class RateLimitedError(SpatialTwinError):
@@ -76,28 +80,39 @@ class RateLimiter:
                 del self.windows[k]
 
 
+def client_address(request: web.Request) -> str:
+    """The shopper's address: behind the front proxy on this host (`deploy/nginx`, which sets
+    `X-Real-IP` to its client's address) every request comes from loopback, and counting them
+    as one caller would hold a whole shop to one shopper's limit; a header from anyone else is
+    ignored (a client could name any address)."""
+    remote = request.remote or ""
+    forwarded = request.headers.get("X-Real-IP", "").strip()
+    if remote in LOOPBACK and forwarded and len(forwarded) <= 45:
+        return forwarded
+    return remote
+
+
 def caller_key(request: web.Request) -> str:
     caller = caller_of(request)
     if caller.is_anonymous:
-        return f"ip:{request.remote}"
+        return f"ip:{client_address(request)}"
     return f"token:{caller.token_id or caller.role + ':' + caller.subject}"
 
 
 def middleware() -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
     """The app's rate-limit middleware; its limiter is made from the app's settings on the
     first request (settings are complete only once `create_app` has merged them)."""
-    limiters: dict[int, RateLimiter | None] = {}
+    made: list[RateLimiter | None] = []  # this app's limiter, once its settings are known
 
     @web.middleware
     async def rate_limit(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path in EXEMPT_PATHS:
+        if not request.path.startswith(API_PREFIX) or request.path in EXEMPT_PATHS:
             return await handler(request)
-        app_id = id(request.app)
-        if app_id not in limiters:
+        if not made:
             setting = request.app[SETTINGS].get("rate_limit_per_minute")
             limit = DEFAULT_RATE_LIMIT_PER_MINUTE if setting is None else int(setting)
-            limiters[app_id] = RateLimiter(limit) if limit > 0 else None
-        limiter = limiters[app_id]
+            made.append(RateLimiter(limit) if limit > 0 else None)
+        limiter = made[0]
         if limiter is not None:
             limiter.hit(caller_key(request))
         return await handler(request)
