@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,10 @@ from spatialtwin.body.twin_body import TwinBody
 from spatialtwin.gltf.template_npz import shipped_template
 
 pytest_plugins = ["tests.browser_harness", "tests.mirror_fixtures", "tests.redis_server"]
+
+# Tests poll jobs at 20 Hz with one admin token; servers they start (here or as processes)
+# take no rate limit unless a test sets one (tests/test_rate_limit.py does).
+os.environ.setdefault("SPATIALTWIN_RATE_LIMIT_PER_MINUTE", "0")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"

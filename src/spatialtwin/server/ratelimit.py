@@ -17,6 +17,7 @@ bounded memory. It runs after `auth.authorize` (it needs the caller the token pr
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from spatialtwin.server.keys import SETTINGS
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 DEFAULT_RATE_LIMIT_PER_MINUTE = 600
+ENV = "SPATIALTWIN_RATE_LIMIT_PER_MINUTE"  # the test suite sets it to 0 (tests/conftest.py)
 WINDOW_SECONDS = 60.0
 MAX_TRACKED_CALLERS = 100_000
 EXEMPT_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
@@ -99,6 +101,20 @@ def caller_key(request: web.Request) -> str:
     return f"token:{caller.token_id or caller.role + ':' + caller.subject}"
 
 
+def configured_limit(setting: object) -> int:
+    """The server setting, else `SPATIALTWIN_RATE_LIMIT_PER_MINUTE`, else the default."""
+    raw = setting if setting is not None else os.environ.get(ENV, DEFAULT_RATE_LIMIT_PER_MINUTE)
+    try:
+        limit = int(str(raw))
+    except ValueError:
+        raise SpatialTwinError(
+            "invalid_setting", f"{ENV} must be a whole number", {"value": str(raw)[:40]}
+        ) from None
+    if not 0 <= limit <= 10_000_000:
+        raise SpatialTwinError("invalid_setting", "rate limit out of range", {"value": limit})
+    return limit
+
+
 def middleware() -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
     """The app's rate-limit middleware; its limiter is made from the app's settings on the
     first request (settings are complete only once `create_app` has merged them)."""
@@ -109,8 +125,7 @@ def middleware() -> Callable[[web.Request, Handler], Awaitable[web.StreamRespons
         if not request.path.startswith(API_PREFIX) or request.path in EXEMPT_PATHS:
             return await handler(request)
         if not made:
-            setting = request.app[SETTINGS].get("rate_limit_per_minute")
-            limit = DEFAULT_RATE_LIMIT_PER_MINUTE if setting is None else int(setting)
+            limit = configured_limit(request.app[SETTINGS].get("rate_limit_per_minute"))
             made.append(RateLimiter(limit) if limit > 0 else None)
         limiter = made[0]
         if limiter is not None:
