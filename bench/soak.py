@@ -252,7 +252,10 @@ async def soak(args: argparse.Namespace) -> int:
     timeout = aiohttp.ClientTimeout(total=120)
     rows: list[dict[str, float]] = []
     try:
-        async with aiohttp.ClientSession(timeout=timeout) as http:
+        async with (
+            aiohttp.ClientSession(timeout=timeout) as http,
+            aiohttp.ClientSession(timeout=timeout) as shop,  # shoppers: anonymous
+        ):
             await wait_healthy(http, base, 600)
             # the server made its keys on this first start: the demo admin token (a brand's
             # merchandiser makes the looks; shoppers' level downloads need none)
@@ -272,7 +275,7 @@ async def soak(args: argparse.Namespace) -> int:
                                                 args.session_s, stop, window, k))
                 for k in range(args.sessions)
             ] + [
-                asyncio.create_task(shopper_loop(http, urls, stop, window, k))
+                asyncio.create_task(shopper_loop(shop, urls, stop, window, k))
                 for k in range(args.shoppers)
             ]  # fmt: skip
             t0 = time.monotonic()
