@@ -659,14 +659,15 @@ def test_the_mirror_shows_body_and_garment_mirrored_at_true_scale(
 @pytest.mark.slow
 def test_the_fit_map_of_the_look_shows_on_the_live_garment(session: dict[str, Any]) -> None:
     """Strain as draped at rest, carried from the look GLB onto the live skirt by nearest
-    vertex: every live garment matched within a few millimetres (the same drape, another
+    vertex: every live garment matched within about half an edge (the same drape, another
     vertex order), mostly neutral for a skirt that fits, and the skirt drawn in other colours
     than its own while the legend says what they mean."""
     fit = session["fit"]
     assert fit is not None and fit.get("error") is None and fit["loaded"] is True, fit
     transfer = fit["transfer"]
     assert transfer["garments"] >= 1 and transfer["matched"] == transfer["garments"], transfer
-    assert transfer["medianDistanceMm"] < 6.0 and transfer["p95DistanceMm"] < 15.0, transfer
+    # nearest vertices of two meshes of one drape: about half an edge (the skirt: ~1.5-2 cm)
+    assert transfer["medianDistanceMm"] < 10.0 and transfer["p95DistanceMm"] < 25.0, transfer
     shares = session["fit_shares"]
     assert shares is not None and sum(shares) == pytest.approx(1.0, abs=1e-6)
     assert max(shares) > 0.5, shares  # one band holds most of a skirt that fits
