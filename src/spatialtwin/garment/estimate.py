@@ -11,7 +11,9 @@ correspondence, as a `.mhclo` garment does, and the solver resolves the rest.
 1. gather: the garment placed on the template as it stands,
 2. run: per side, the sleeve (leg) vertices, those nearest the template's arm (leg), give an
    axis by PCA; the template's upper arm (upper leg) turns to it; twice, since a better pose
-   finds the sleeve better,
+   finds the sleeve better. Only cloth that goes round that limb alone is a sleeve (leg): a
+   skirt's halves lie nearest the legs too, and once turned the legs to 62-68° apart (the
+   elegant suit's skirt then refitted across both legs, 20-38 % on the same leg),
 3. write: the posed template as a new bind pose (same weights), the garment placed on it.
 """
 
@@ -22,9 +24,10 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.spatial import cKDTree
+from scipy.spatial import ConvexHull, QhullError, cKDTree
 from scipy.spatial.transform import Rotation
 
+from spatialtwin.body.measure import cross_section_loops
 from spatialtwin.body.pose import Pose, forward_kinematics, skinning_matrices
 from spatialtwin.body.skeleton import JOINT_INDEX, Skeleton
 from spatialtwin.body.skinning import Skinner
@@ -41,6 +44,15 @@ LIMBS = {
     "leftUpperLeg": ("leftUpperLeg", "leftLowerLeg"),
     "rightUpperLeg": ("rightUpperLeg", "rightLowerLeg"),
 }
+# What a sleeve (trouser leg) must go round without also going round: the torso for an arm,
+# the other leg for a leg. A skirt's halves lie nearest the legs but wrap both.
+APART_FROM = {
+    "leftUpperArm": "hips",
+    "rightUpperArm": "hips",
+    "leftUpperLeg": "rightUpperLeg",
+    "rightUpperLeg": "leftUpperLeg",
+}
+TUBE_QUANTILES = (0.25, 0.5, 0.75)  # heights of the limb's cloth where a tube is looked for
 
 
 @dataclass(frozen=True)
@@ -70,6 +82,45 @@ def _limb_axis(points: Array, start: Array) -> Array | None:
     _, _, vt = np.linalg.svd(points - centre, full_matrices=False)
     axis = vt[0]
     return axis if np.dot(axis, centre - start) >= 0 else -axis
+
+
+def _bone_point_at(skeleton: Skeleton, joint: str, y_m: float) -> Array:
+    """(x, z) where the bone starting at `joint` (the hips: straight up) is at height y."""
+    start = skeleton.rest_positions_m[JOINT_INDEX[joint]]
+    if joint == "hips":
+        return start[[0, 2]]
+    tip = skeleton.bone_tip(joint)
+    span = tip[1] - start[1]
+    t = 0.0 if abs(span) < 1e-9 else float(np.clip((y_m - start[1]) / span, 0.0, 1.0))
+    return (start + t * (tip - start))[[0, 2]]
+
+
+def _hull_encloses(loop: Array, point: Array) -> bool:
+    """Whether `point` (x, z) lies within the convex hull of a section loop's points."""
+    try:
+        hull = ConvexHull(loop)
+    except QhullError:
+        return False
+    return bool(np.all(hull.equations[:, :2] @ point + hull.equations[:, 2] <= 1e-9))
+
+
+def wraps_limb_alone(
+    cloth_m: Array,
+    faces: NDArray[np.integer],
+    skeleton: Skeleton,
+    root: str,
+    heights_m: Array,
+) -> bool:
+    """Whether the cloth goes round the limb from `root` by itself at one of `heights_m`: a
+    horizontal section loop that encloses the limb's bone and not what it must be apart from
+    (`APART_FROM`). A sleeve or a trouser leg does; a skirt's half, a cape's side do not."""
+    for y in heights_m:
+        inside = _bone_point_at(skeleton, root, float(y))
+        other = _bone_point_at(skeleton, APART_FROM[root], float(y))
+        for loop in cross_section_loops(cloth_m, faces, float(y)):
+            if len(loop) >= 3 and _hull_encloses(loop, inside) and not _hull_encloses(loop, other):
+                return True
+    return False
 
 
 def _rebound(body: TwinBody, points: Array, point_skin: Any, pose: Pose) -> tuple[TwinBody, Array]:
@@ -114,6 +165,11 @@ def estimate_authoring(
         for root, chain in LIMBS.items():
             on_limb = np.isin(cloth_joint, [JOINT_INDEX[n] for n in chain])
             if on_limb.sum() < options.min_limb_vertices:
+                continue
+            heights = np.quantile(placed.rest_positions_m[on_limb, 1], TUBE_QUANTILES)
+            if not wraps_limb_alone(
+                placed.rest_positions_m, mesh.faces, posed_body.skeleton, root, heights
+            ):
                 continue
             j = JOINT_INDEX[root]
             start = posed_body.skeleton.rest_positions_m[j]
