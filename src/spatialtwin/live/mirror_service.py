@@ -835,18 +835,8 @@ class MirrorService:
 
     # --- opening, resuming, ending --------------------------------------------------------
 
-    def _live_count(self, device_id: str) -> int:
-        held = sum(1 for e in self.sessions.values() if e.device_id == device_id and not e.ended)
-        return held + self._opening.get(device_id, 0)
-
-    async def open(
-        self, hello: mm.Hello, device: dict[str, Any], progress: Report
-    ) -> LiveSessionEntry:
-        """A new session for a checked hello from a verified device; raises
-        `SpatialTwinError` (429 too many, 404 not found, 403/410 license)."""
-        if self._closing:
-            raise _session_error("server_shutdown", "the server is shutting down", 503)
-        device_id = str(device["id"])
+    def _check_room(self, device_id: str) -> None:
+        """Refuse a new or taken-over session past the device's or this server's limit (429)."""
         if self._live_count(device_id) >= self.options.sessions_per_device:
             raise _session_error(
                 "too_many_sessions",
@@ -861,6 +851,20 @@ class MirrorService:
                 429,
                 {"limit": self.options.max_sessions},
             )
+
+    def _live_count(self, device_id: str) -> int:
+        held = sum(1 for e in self.sessions.values() if e.device_id == device_id and not e.ended)
+        return held + self._opening.get(device_id, 0)
+
+    async def open(
+        self, hello: mm.Hello, device: dict[str, Any], progress: Report
+    ) -> LiveSessionEntry:
+        """A new session for a checked hello from a verified device; raises
+        `SpatialTwinError` (429 too many, 404 not found, 403/410 license)."""
+        if self._closing:
+            raise _session_error("server_shutdown", "the server is shutting down", 503)
+        device_id = str(device["id"])
+        self._check_room(device_id)
         assert hello.wear is not None
         self._opening[device_id] = self._opening.get(device_id, 0) + 1
         try:
@@ -1044,20 +1048,7 @@ class MirrorService:
         """A session of the fleet started here as its descriptor says: same id, keys,
         garments and stream ids, its cloth from the look's static drape (the stored build)."""
         device_id = str(descriptor["device"])
-        if self._live_count(device_id) >= self.options.sessions_per_device:
-            raise _session_error(
-                "too_many_sessions",
-                f"a device holds at most {self.options.sessions_per_device} sessions",
-                429,
-                {"limit": self.options.sessions_per_device},
-            )
-        if len(self.sessions) + sum(self._opening.values()) >= self.options.max_sessions:
-            raise _session_error(
-                "server_busy",
-                "this server runs as many mirror sessions as it can",
-                429,
-                {"limit": self.options.max_sessions},
-            )
+        self._check_room(device_id)
         session_id = str(descriptor["id"])
         self._opening[device_id] = self._opening.get(device_id, 0) + 1
         try:
