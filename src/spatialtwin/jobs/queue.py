@@ -79,12 +79,60 @@ class ServedJobQueue(JobQueue, Protocol):
     async def close(self) -> None: ...
 
 
+DEFAULT_MAX_ACTIVE_PER_TENANT = 8  # setting `max_active_jobs_per_tenant`; 0: no limit
+TENANT_ROLES = ("agency", "model", "brand")  # whose jobs count against their tenant
+
+
+def tenant_of(payload: Mapping[str, Any]) -> str | None:
+    """The tenant a job's submitter acts for (`payload["caller"]`, services.access), or None
+    for jobs of an admin, a device, the system (seeding, level builds)."""
+    caller = payload.get("caller")
+    if not isinstance(caller, dict) or caller.get("role") not in TENANT_ROLES:
+        return None
+    tenant = caller.get("tenant")
+    return tenant if isinstance(tenant, str) and tenant else None
+
+
+class TooManyJobsError(SpatialTwinError):
+    """429 with `Retry-After` (the error middleware adds it from `retry_after_s`)."""
+
+    retry_after_s = 5
+
+    def __init__(self, tenant: str, active: int, limit: int) -> None:
+        super().__init__(
+            "too_many_jobs",
+            f"tenant {tenant!r} has {active} jobs queued or running; at most {limit}",
+            {"tenant": tenant, "active": active, "limit": limit, "retry_after_s": 5},
+            status=429,
+        )
+
+
 class StoreJobQueue:
-    """Jobs as records of `store`: submit and read; runs nothing itself."""
+    """Jobs as records of `store`: submit and read; runs nothing itself.
+
+    A tenant (a brand, an agency) holds at most `max_active_per_tenant` jobs queued or running
+    at once: one brand's bulk upload cannot take every worker on launch day. The next submit is
+    refused **429** `too_many_jobs` with `Retry-After` before any record is written; joining a
+    unique job already queued (the same look asked for again) is not a new job."""
+
+    max_active_per_tenant: int = DEFAULT_MAX_ACTIVE_PER_TENANT
 
     def __init__(self, store: RecordStore, kinds: Mapping[str, JobKind]) -> None:
         self.store = store
         self.kinds = kinds
+
+    async def _check_tenant_room(self, payload: Mapping[str, Any]) -> None:
+        tenant = tenant_of(payload)
+        limit = self.max_active_per_tenant
+        if tenant is None or limit <= 0:
+            return
+        active = sum(
+            1
+            for r in await self.store.list_records(JOBS)
+            if r.get("status") in ACTIVE and tenant_of(r.get("payload") or {}) == tenant
+        )
+        if active >= limit:
+            raise TooManyJobsError(tenant, active, limit)
 
     def _kind(self, kind: str) -> JobKind:
         spec = self.kinds.get(kind)
@@ -98,9 +146,9 @@ class StoreJobQueue:
 
     async def submit(self, kind: str, payload: Mapping[str, Any]) -> dict[str, Any]:
         spec = self._kind(kind)
-        record = new_job(
-            kind, json_payload(payload), idempotent=spec.idempotent, max_attempts=spec.max_attempts
-        )
+        checked = json_payload(payload)
+        await self._check_tenant_room(checked)
+        record = new_job(kind, checked, idempotent=spec.idempotent, max_attempts=spec.max_attempts)
         await self.store.create_record(JOBS, record["id"], record)
         self._submitted(record)
         return dict(record)
@@ -125,6 +173,8 @@ class StoreJobQueue:
                 job_id=job_id,
             )
             got = await self.store.get_record_revision(JOBS, job_id)
+            if got is None or got[0].get("status") not in ACTIVE:
+                await self._check_tenant_room(checked)
             try:
                 if got is None:
                     await self.store.create_record(JOBS, job_id, record)

@@ -50,6 +50,7 @@ from spatialtwin.server.loading import (
     QueueFactory,
     ServiceLoader,
     in_process_queue,
+    tenant_job_limit,
 )
 from spatialtwin.server.middleware import install_http_layer_errors, json_errors
 from spatialtwin.server.routes_twins import routes as twin_routes
@@ -194,6 +195,8 @@ def fleet_factories(
         return RedisStore(redis_url, blobs=blobs_dir)
 
     def queue(store: Store, kinds: Mapping[str, Any], settings: dict[str, Any]) -> DramatiqJobQueue:
-        return DramatiqJobQueue(store, kinds, job_broker(redis_url, broker_options))
+        queue = DramatiqJobQueue(store, kinds, job_broker(redis_url, broker_options))
+        queue.max_active_per_tenant = tenant_job_limit(settings)
+        return queue
 
     return store, queue

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from spatialtwin.errors import SpatialTwinError, StoreUnavailableError
-from spatialtwin.jobs.queue import JobKind, ServedJobQueue
+from spatialtwin.jobs.queue import DEFAULT_MAX_ACTIVE_PER_TENANT, JobKind, ServedJobQueue
 from spatialtwin.jobs.runner import LEASE_S, InProcessJobQueue
 from spatialtwin.services.blobs import SWEEP_MIN_AGE_S, sweep_unused_blobs
 from spatialtwin.store.base import Store
@@ -68,12 +68,26 @@ def in_process_queue(
     store: Store, kinds: Mapping[str, JobKind], settings: dict[str, Any]
 ) -> InProcessJobQueue:
     """The default: jobs run in this process (`job_lease_s`, `job_concurrency`)."""
-    return InProcessJobQueue(
+    queue = InProcessJobQueue(
         store,
         kinds,
         lease_s=float(settings.get("job_lease_s", LEASE_S)),
         concurrency=int(settings.get("job_concurrency", 2)),
     )
+    queue.max_active_per_tenant = tenant_job_limit(settings)
+    return queue
+
+
+def tenant_job_limit(settings: dict[str, Any]) -> int:
+    """`max_active_jobs_per_tenant` (0: none), checked before it reaches a queue."""
+    value = settings.get("max_active_jobs_per_tenant", DEFAULT_MAX_ACTIVE_PER_TENANT)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 10_000:
+        raise SpatialTwinError(
+            "invalid_setting",
+            "max_active_jobs_per_tenant must be a whole number 0..10000",
+            {"value": str(value)[:40]},
+        )
+    return value
 
 
 async def open_services(
