@@ -21,7 +21,7 @@ $(PY_STAMP): pyproject.toml
 	touch $@
 
 $(NPM_STAMP): package.json package-lock.json
-	npm ci --no-audit --no-fund --loglevel=error
+	SCARF_ANALYTICS=false npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
 # The MediaPipe pose bundles (.task) are built from npm @mediapipe/pose, never downloaded.
