@@ -50,3 +50,12 @@ def test_a_tube_round_one_leg_is_told_from_one_round_both():
     assert wraps_limb_alone(v, f, sk, "rightUpperLeg", np.array([0.6]))
     # above the crotch (0.77 m) the section is the pelvis, round both hip joints
     assert not wraps_limb_alone(v, f, sk, "leftUpperLeg", np.array([0.9]))
+
+
+def test_an_outfits_pieces_are_put_on_together():
+    """Each piece on its own anchor (a collar at the neck joint, a waistband at the waist)
+    parted the worksuit's layers: its overalls went 2.7 cm up and its shirt 3 cm down, so
+    the overalls' straps stood over the shoulders and the bib fell away from the shirt."""
+    prepared = estimate("male_worksuit01")
+    moves = np.array(prepared.estimate["placement"]["translations_m"])
+    assert len(moves) == 2 and np.abs(moves - moves[0]).max() == 0.0

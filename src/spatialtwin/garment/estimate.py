@@ -158,7 +158,7 @@ def estimate_authoring(
     rotations: dict[str, Array] = {}
     posed_body = body
     for _ in range(options.rounds):
-        placed = place_garment(mesh, pieces, posed_body)
+        placed = place_garment(mesh, pieces, posed_body, together=True)
         _, nearest = cKDTree(posed_body.vertices_m).query(placed.rest_positions_m)
         cloth_joint = dominant[nearest]
         changed = False
@@ -190,7 +190,7 @@ def estimate_authoring(
         if not changed:
             break
         posed_body = posed_template(template, rotations).body
-    placed = place_garment(mesh, pieces, posed_body)
+    placed = place_garment(mesh, pieces, posed_body, together=True)
     report = {
         "template": template.kind,
         "limb_turns_deg": turns_deg,

@@ -198,14 +198,32 @@ def push_out_of_body(
     return final, pushed, float(signed.min())
 
 
+def _anchor_piece(mesh: GarmentMesh, pieces: list[Piece], vertex_piece: NDArray[np.int32]) -> Piece:
+    """The piece a file's pieces are placed by together: the one hanging from the shoulders
+    whose top reaches highest (a shirt's collar, over the straps of overalls), else the
+    highest."""
+
+    def top(piece: Piece) -> float:
+        return float(mesh.vertices_m[vertex_piece == piece.index, 1].max())
+
+    hung = [p for p in pieces if p.hangs_from == "shoulders"] or pieces
+    return max(hung, key=top)
+
+
 def place_garment(
     mesh: GarmentMesh,
     pieces: list[Piece],
     body: TwinBody,
     fabric: Fabric | None = None,
     landmarks: BodyLandmarks | None = None,
+    together: bool = False,
 ) -> PlacedGarment:
-    """Translate each piece to its anchor on `body`, then push the cloth out of the body."""
+    """Translate each piece to its anchor on `body`, then push the cloth out of the body.
+
+    `together`: every piece moves with the anchor piece (`_anchor_piece`), as the file has
+    them: for a garment put back on the body it was made on (`garment.estimate`), where each
+    piece on its own anchor would part an outfit's layers (a worksuit's overalls went 2.7 cm
+    up, its shirt 3 cm down)."""
     marks = landmarks or BodyLandmarks.of(body)
     body_v = body.vertices_m
     n = mesh.vertex_count
@@ -215,9 +233,18 @@ def place_garment(
     translations = []
     pins = []
     boundary = boundary_vertices(mesh.faces, n)
+    shared = None
+    if together and pieces:
+        anchor = _anchor_piece(mesh, pieces, vertex_piece)
+        sel = vertex_piece == anchor.index
+        shared = _piece_translation(mesh.vertices_m[sel], anchor, marks, body_v)
     for piece in pieces:
         sel = vertex_piece == piece.index
-        t = _piece_translation(mesh.vertices_m[sel], piece, marks, body_v)
+        t = (
+            shared
+            if shared is not None
+            else _piece_translation(mesh.vertices_m[sel], piece, marks, body_v)
+        )
         rest[sel] += t
         translations.append([round(float(c), 5) for c in t])
         if piece.hangs_from == "waist":
