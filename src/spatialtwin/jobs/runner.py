@@ -225,12 +225,22 @@ class JobRunner:
         keeper.cancel()
         with contextlib.suppress(asyncio.CancelledError, LeaseLostError, RecordChangedError):
             await keeper
+        cleaned = False
+        if status == "failed":
+            # Clean up before the job reads `failed`: whoever waits for the job (a client
+            # polling it) then finds what the failure leaves, never a moment earlier state.
+            # Dying in between leaves a running job with a stale lease: recovered as usual.
+            current = await self.store.get_record(JOBS, job_id)
+            if current is not None and current.get("status") == "running":
+                await self._clean_up_failed({**current, **fields, "status": "failed"})
+                cleaned = True
         try:
             final = await self._end(job_id, status, **fields)
         except LeaseLostError:
             log.warning("job lease lost at its end", extra={"fields": {"jobId": job_id}})
             return None
-        await self._clean_up_failed(final)
+        if not cleaned:
+            await self._clean_up_failed(final)
         return final
 
     async def _clean_up_failed(self, record: dict[str, Any] | None) -> None:

@@ -58,24 +58,29 @@ def _named_by(kind: str, record_id: str, record: dict[str, Any]) -> set[str]:
     return keys_named(record) | keys_named(record_id)
 
 
-async def keys_in_use(store: Store) -> set[str]:
-    """The keys every record names."""
+async def keys_in_use(store: Store, ending_job: str | None = None) -> set[str]:
+    """The keys every record names; `ending_job`'s record counts as ended (its clean-up
+    runs before it is marked so, `jobs.runner`)."""
     used: set[str] = set()
     for kind in await store.list_kinds():
         for record_id in await store.list_ids(kind):
             record = await store.get_record(kind, record_id)
+            if record is not None and kind == JOBS and record_id == ending_job:
+                record = {**record, "status": "failed"}
             if record is not None:
                 used |= _named_by(kind, record_id, record)
     return used
 
 
-async def release_blobs(store: Store, keys: Iterable[str], since_s: float) -> list[str]:
-    """Delete those of `keys` no record names and nobody stored again after `since_s`
-    (seconds since the epoch); returns the keys deleted."""
+async def release_blobs(
+    store: Store, keys: Iterable[str], since_s: float, ending_job: str | None = None
+) -> list[str]:
+    """Delete those of `keys` no record names (`ending_job` ended) and nobody stored again
+    after `since_s` (seconds since the epoch); returns the keys deleted."""
     wanted = sorted(set(keys))
     if not wanted:
         return []
-    used = await keys_in_use(store)
+    used = await keys_in_use(store, ending_job)
     deleted = []
     for key in wanted:
         if key not in used and await store.delete_blob(key, stored_before_s=since_s):

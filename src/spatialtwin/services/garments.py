@@ -409,7 +409,9 @@ class GarmentService:
         if submitted is None:  # not knowing when it was staged, leave it to the start's sweep
             return
         keys = _upload_keys(job.get("payload") or {})
-        await release_blobs(self.services.store, keys, since_s=submitted.timestamp())
+        await release_blobs(
+            self.services.store, keys, since_s=submitted.timestamp(), ending_job=job.get("id")
+        )
 
     # --- reading -------------------------------------------------------------------------------
 
