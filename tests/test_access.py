@@ -49,6 +49,8 @@ NOT_USES = {
     ("GET", "/healthz"): "liveness",
     ("GET", "/readyz"): "readiness",
     ("GET", "/metrics"): "counters for operators",
+    ("GET", "/api/v1/openapi.json"): "the API contract, made from the route declarations",
+    ("GET", "/api/v1/docs"): "the contract rendered for integrators",
     ("GET", "/"): "the viewer page",
     ("GET", "/api/v1/twins"): "lists each twin's record and license state, never its body",
     ("GET", "/api/v1/twins/{twin_id}"): "the record and its license state, never its body",
