@@ -83,7 +83,12 @@ def build_lod_for_scene(
     skinned = scene.rig is not None and any(m.skinned for m in scene.meshes)
     files: dict[str, bytes] = {}
     entries = []
+    # A coarser level never claims less error than a finer one: errors are measured on
+    # samples, and a coarse level can measure lower by chance (a posed look: 15.4 then 13.3
+    # mm); clients pick the coarsest level under their budget, so the ladder must be monotone.
+    advertised_m = 0.0
     for lv in levels:
+        advertised_m = max(advertised_m, lv.error_m)
         tex = TEXTURE_MAX_PX[min(lv.index, len(TEXTURE_MAX_PX) - 1)]
         extras = {
             "spatialtwin": {
@@ -92,7 +97,7 @@ def build_lod_for_scene(
                 "lod": {
                     "level": lv.index,
                     "triangles": lv.triangles,
-                    "geometricError_m": round(lv.error_m, 6),
+                    "geometricError_m": round(advertised_m, 6),
                 },
             }
         }
@@ -114,7 +119,8 @@ def build_lod_for_scene(
                 "url": url_prefix + glb_name,
                 "bytes": len(glb),
                 "triangles": lv.triangles,
-                "geometricError_m": round(lv.error_m, 6),
+                "geometricError_m": round(advertised_m, 6),
+                "measuredError_m": round(lv.error_m, 6),
                 "errorByPose_m": {k: round(v, 6) for k, v in lv.error_by_pose_m.items()},
                 "textureMaxPx": tex,
                 "fallback": {"url": url_prefix + fb_name, "bytes": len(fallback)},
