@@ -68,18 +68,23 @@ def start_redis(folder: Path, port: int | None = None, *extra: str) -> RedisServ
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )  # fmt: skip
-    server = RedisServer(port, proc, folder)
-    deadline = time.monotonic() + 10
+    return answering(RedisServer(port, proc, folder), folder / "redis.log")
+
+
+def answering(server: RedisServer, log: Path, timeout_s: float = 10.0) -> RedisServer:
+    """`server` once it answers PING; its process killed and its log's tail raised if it
+    exits or stays silent for `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
     while True:
         try:
             if "PONG" in server.command("PING"):
                 return server
         except OSError:
             pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            log = (folder / "redis.log").read_text() if (folder / "redis.log").exists() else ""
-            raise RuntimeError(f"redis-server did not start on {port}: {log[-2000:]}")
+        if server.proc.poll() is not None or time.monotonic() > deadline:
+            server.proc.kill()
+            tail = log.read_text()[-2000:] if log.exists() else ""
+            raise RuntimeError(f"redis-server did not start on {server.port}: {tail}")
         time.sleep(0.02)
 
 

@@ -46,7 +46,7 @@ from tests.nginx_server import (
     stop_all,
     wait_ready,
 )
-from tests.redis_server import REDIS_SERVER, RedisServer, free_port, stop_redis
+from tests.redis_server import REDIS_SERVER, RedisServer, answering, free_port, stop_redis
 
 SHA_URL = re.compile(r"/api/v1/lod/([0-9a-f]{64})\.(glb|bin|usdz)$")
 
@@ -285,18 +285,7 @@ def start_redis_with(conf: Path, folder: Path, port: int) -> RedisServer:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    server = RedisServer(port, proc, folder)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            if "PONG" in server.command("PING"):
-                return server
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError(log.read_text()[-2000:] if log.exists() else "no redis-server")
-        time.sleep(0.02)
+    return answering(RedisServer(port, proc, folder), log)
 
 
 def test_the_redis_config_keeps_what_was_acknowledged_through_a_kill_9(tmp_path):
