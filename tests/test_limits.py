@@ -439,6 +439,7 @@ def documented_defaults() -> dict[str, str]:
 
 def test_docs_limits_states_every_default_the_code_enforces() -> None:
     from spatialtwin.gltf.glb_reader import MESHOPT_MAX_RATIO, ZERO_FILL_PER_BYTE
+    from spatialtwin.jobs.queue import DEFAULT_MAX_ACTIVE_PER_TENANT
     from spatialtwin.rights.tokens import MAX_TOKEN_CHARS
     from spatialtwin.server.app import MAX_UPLOAD_BYTES
     from spatialtwin.server.ratelimit import DEFAULT_RATE_LIMIT_PER_MINUTE
@@ -475,6 +476,7 @@ def test_docs_limits_states_every_default_the_code_enforces() -> None:
         "mirror_messages.MAX_TEXT_BYTES": MAX_TEXT_BYTES,
         "rights.tokens.MAX_TOKEN_CHARS": MAX_TOKEN_CHARS,
         "rate_limit_per_minute": DEFAULT_RATE_LIMIT_PER_MINUTE,
+        "max_active_jobs_per_tenant": DEFAULT_MAX_ACTIVE_PER_TENANT,
     }
     documented = documented_defaults()
     assert sorted(documented) == sorted(expected)
