@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numba as nb
 import numpy as np
 from numpy.typing import NDArray
 
@@ -153,6 +154,92 @@ def collapse_short_edges(
     return mesh
 
 
+@nb.njit(cache=True, nogil=True)
+def _choose_collapses(cand, keep_v, drop_v, hem_edge, f, vf_faces, vf_start, v, max_edge_m):
+    """Edge collapses taken in `cand` order (shortest first) that are independent (no shared
+    face ring), keep the surface manifold (link condition: the two endpoints share only the
+    opposite corners of their one or two faces), make no edge longer than `max_edge_m` and
+    flip no face around the dropped vertex. Returns the chosen rows of `cand`'s edges."""
+    n = v.shape[0]
+    claimed = np.zeros(n, dtype=np.bool_)
+    mark_b = np.zeros(n, dtype=np.int64)  # stamp: the vertex is in the dropped end's ring
+    chosen = np.empty(len(cand), dtype=np.int64)
+    count = 0
+    for k in range(len(cand)):
+        e = cand[k]
+        ka = keep_v[e]
+        kb = drop_v[e]
+        if claimed[ka] or claimed[kb]:
+            continue
+        stamp = k + 1
+        busy = False
+        for end in (ka, kb):
+            for r in range(vf_start[end], vf_start[end + 1]):
+                face = vf_faces[r]
+                for c in range(3):
+                    w = f[face, c]
+                    if end == kb:
+                        mark_b[w] = stamp
+                    if claimed[w]:
+                        busy = True
+        if busy:
+            continue
+        # link condition over the two rings
+        shared = 0
+        for r in range(vf_start[ka], vf_start[ka + 1]):
+            face = vf_faces[r]
+            for c in range(3):
+                w = f[face, c]
+                if mark_b[w] == stamp:
+                    mark_b[w] = -stamp  # count each shared vertex once
+                    shared += 1
+        if shared != (3 if hem_edge[e] else 4):
+            continue
+        # no edge longer than the limit from the kept end to the dropped end's ring
+        too_long = False
+        for r in range(vf_start[kb], vf_start[kb + 1]):
+            face = vf_faces[r]
+            for c in range(3):
+                w = f[face, c]
+                dx = v[w, 0] - v[ka, 0]
+                dy = v[w, 1] - v[ka, 1]
+                dz = v[w, 2] - v[ka, 2]
+                if dx * dx + dy * dy + dz * dz > max_edge_m * max_edge_m:
+                    too_long = True
+        if too_long:
+            continue
+        # no face around the dropped end flips when it moves onto the kept end
+        flips = False
+        for r in range(vf_start[kb], vf_start[kb + 1]):
+            face = vf_faces[r]
+            p0 = f[face, 0]
+            p1 = f[face, 1]
+            p2 = f[face, 2]
+            if p0 == ka or p1 == ka or p2 == ka:
+                continue  # collapses away
+            q0 = ka if p0 == kb else p0
+            q1 = ka if p1 == kb else p1
+            q2 = ka if p2 == kb else p2
+            ux, uy, uz = v[p1, 0] - v[p0, 0], v[p1, 1] - v[p0, 1], v[p1, 2] - v[p0, 2]
+            wx, wy, wz = v[p2, 0] - v[p0, 0], v[p2, 1] - v[p0, 1], v[p2, 2] - v[p0, 2]
+            bx, by, bz = uy * wz - uz * wy, uz * wx - ux * wz, ux * wy - uy * wx
+            ux, uy, uz = v[q1, 0] - v[q0, 0], v[q1, 1] - v[q0, 1], v[q1, 2] - v[q0, 2]
+            wx, wy, wz = v[q2, 0] - v[q0, 0], v[q2, 1] - v[q0, 1], v[q2, 2] - v[q0, 2]
+            ax, ay, az = uy * wz - uz * wy, uz * wx - ux * wz, ux * wy - uy * wx
+            if bx * ax + by * ay + bz * az <= 0.0:
+                flips = True
+        if flips:
+            continue
+        for end in (ka, kb):
+            for r in range(vf_start[end], vf_start[end + 1]):
+                face = vf_faces[r]
+                for c in range(3):
+                    claimed[f[face, c]] = True
+        chosen[count] = e
+        count += 1
+    return chosen[:count]
+
+
 def _collapse_round(
     mesh: GarmentMesh, min_edge_m: float, max_edge_m: float, features: bool = False
 ) -> tuple[GarmentMesh, int]:
@@ -186,45 +273,23 @@ def _collapse_round(
     cand = np.flatnonzero(ok)
     cand = cand[np.argsort(length[cand])]
     # Independent set: every face touching either endpoint is claimed by one collapse only.
-    vf_rows = np.repeat(np.arange(len(f)), 3)
     order = np.argsort(f.ravel(), kind="stable")
     vf_start = np.searchsorted(f.ravel()[order], np.arange(n + 1))
-    claimed_v = np.zeros(n, dtype=bool)
-    chosen = []
-    for e in cand:
-        ka, kb = keep_v[e], drop_v[e]
-        if claimed_v[ka] or claimed_v[kb]:
-            continue
-        ring_faces = np.concatenate(
-            [
-                vf_rows[order[vf_start[ka] : vf_start[ka + 1]]],
-                vf_rows[order[vf_start[kb] : vf_start[kb + 1]]],
-            ]
-        )
-        ring = np.unique(f[ring_faces])
-        if claimed_v[ring].any():
-            continue
-        # Link condition: a and b must share exactly two neighbours (the two opposite corners).
-        na = np.unique(f[vf_rows[order[vf_start[ka] : vf_start[ka + 1]]]])
-        nb = np.unique(f[vf_rows[order[vf_start[kb] : vf_start[kb + 1]]]])
-        # (a, b and the one opposite vertex of a hem edge)
-        if len(np.intersect1d(na, nb)) != (3 if hem_edge[e] else 4):
-            continue
-        # Reject collapses that would make a long edge or flip a face around b.
-        faces_b = f[vf_rows[order[vf_start[kb] : vf_start[kb + 1]]]]
-        moved = np.where(faces_b == kb, ka, faces_b)
-        alive = ~((moved == ka).sum(axis=1) > 1)
-        if np.linalg.norm(v[nb] - v[ka], axis=1).max() > max_edge_m:
-            continue
-        before = np.cross(v[faces_b[:, 1]] - v[faces_b[:, 0]], v[faces_b[:, 2]] - v[faces_b[:, 0]])
-        after = np.cross(v[moved[:, 1]] - v[moved[:, 0]], v[moved[:, 2]] - v[moved[:, 0]])
-        if np.any(np.einsum("ij,ij->i", before[alive], after[alive]) <= 0):
-            continue
-        claimed_v[ring] = True
-        chosen.append(e)
-    if not chosen:
+    vf_faces = (order // 3).astype(np.int64)  # faces around each vertex, by vf_start
+    chosen = _choose_collapses(
+        cand.astype(np.int64),
+        keep_v.astype(np.int64),
+        drop_v.astype(np.int64),
+        hem_edge,
+        np.ascontiguousarray(f, dtype=np.int64),
+        vf_faces,
+        vf_start.astype(np.int64),
+        np.ascontiguousarray(v, dtype=np.float64),
+        float(max_edge_m),
+    )
+    if len(chosen) == 0:
         return mesh, 0
-    chosen_arr = np.array(chosen)
+    chosen_arr = chosen
     target = np.arange(n)
     target[drop_v[chosen_arr]] = keep_v[chosen_arr]
     new_faces = target[f]
