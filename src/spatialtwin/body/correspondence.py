@@ -499,12 +499,14 @@ def correspond(
 
     exact = _exact_skin_match(source, target)
     if exact is not None:
+        # the skin lands exactly; the other bound points (helper shells) move with it
         skin_points = source_points[source_skin_index]
         disp = exact - skin_points
-        moved = spread_displacements(
-            skin_points, disp, np.ones(len(disp), dtype=bool), source_points
+        others = np.setdiff1d(np.arange(len(source_points)), source_skin_index)
+        points = source_points.copy()
+        points[others] += spread_displacements(
+            skin_points, disp, np.ones(len(disp), dtype=bool), source_points[others]
         )
-        points = source_points + moved
         points[source_skin_index] = exact
         return Correspondence(points, Pose.rest(), 1.0, 0.0)
 
