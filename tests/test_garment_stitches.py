@@ -119,3 +119,27 @@ def test_pins_hold_the_cloth_at_its_own_length(worksuit):
     assert 1.5 * len(old_pairs) < (~to_pin).sum() <= 3 * len(old_pairs)  # measured 1.93x
     # short stretches of the way are nearly straight: they hold where the whole way curves
     assert np.median(straight[~to_pin] / length[~to_pin]) > ratio + 0.02
+
+
+def test_a_garment_draped_again_reuses_its_sheet_tethers(worksuit, monkeypatch):
+    """The sheet's long-range tethers depend on its rest shape alone (0.9 s of an outfit's
+    drape): a second look of the same garment takes them from the cache, unchanged."""
+    import spatialtwin.cloth.drape as drape
+    from spatialtwin.cloth.model import build_cloth_model
+    from spatialtwin.cloth.topology import long_range_tethers
+    from spatialtwin.garment.fabrics import preset
+
+    sim = worksuit.simulation
+    model = build_cloth_model(
+        sim.vertices_m, sim.faces, preset("cotton-jersey").to_solver(), tethers=False
+    )
+    fresh = long_range_tethers(model.rest_positions_m, model.edges, model.edge_rest_m)
+    calls = []
+    monkeypatch.setattr(
+        drape, "long_range_tethers", lambda *a: calls.append(1) or (fresh[0].copy(), fresh[1])
+    )
+    first = drape._long_range_tethers(model.rest_positions_m, model.edges, model.edge_rest_m)
+    first[0][:] = -1  # the caller's copy: the cache keeps its own
+    again = drape._long_range_tethers(model.rest_positions_m, model.edges, model.edge_rest_m)
+    assert len(calls) <= 1
+    assert np.array_equal(again[0], fresh[0]) and np.array_equal(again[1], fresh[1])
