@@ -368,3 +368,22 @@ async def test_redis_unreachable_is_a_503_naming_the_url(tmp_path):
             await store.put_record("twins", "a", {})
     finally:
         await store.close()
+
+
+def test_an_event_log_is_refused_clearly_where_a_store_cannot_keep_one(tmp_path):
+    """The default event log lies beside a store's local blobs; a bad name, or a store with no
+    local folder, is a refusal with a code (never NotImplementedError)."""
+    from spatialtwin.errors import SpatialTwinError
+    from spatialtwin.store.embedded import EmbeddedStore
+
+    class NoLocalFiles(EmbeddedStore):
+        def blob_root(self):
+            return None
+
+    store = NoLocalFiles(tmp_path)
+    with pytest.raises(SpatialTwinError) as bad_name:
+        super(EmbeddedStore, store).event_log("../usage")
+    assert bad_name.value.code == "invalid_stream"
+    with pytest.raises(SpatialTwinError) as none:
+        super(EmbeddedStore, store).event_log("usage")
+    assert none.value.code == "event_log_unavailable" and none.value.status == 503

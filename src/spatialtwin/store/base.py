@@ -30,7 +30,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from spatialtwin.errors import RecordChangedError, RecordExistsError
+from spatialtwin.errors import RecordChangedError, RecordExistsError, SpatialTwinError
 from spatialtwin.store.event_log import EventLog, JsonlEventLog
 
 __all__ = ["RecordChangedError", "RecordExistsError", "Store"]
@@ -138,9 +138,18 @@ class Store(abc.ABC):
         """The append-only log `stream` (usage events: `store.event_log`). By default a JSONL
         file in a folder beside the store's local blobs (`<blobs>-events/`, shared as the
         blobs are), until a store keeps its own (a Redis Stream)."""
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", stream):
+            raise SpatialTwinError(
+                "invalid_stream", "an event log's name is 1-64 of A-Z a-z 0-9 _ -", None
+            )
         root = self.blob_root()
-        if root is None or not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", stream):
-            raise NotImplementedError(f"{type(self).__name__} keeps no event log {stream!r}")
+        if root is None:  # a store without local files must keep its own log
+            raise SpatialTwinError(
+                "event_log_unavailable",
+                f"{type(self).__name__} has no local folder for the event log {stream!r}",
+                {"store": type(self).__name__, "stream": stream},
+                status=503,
+            )
         return JsonlEventLog(Path(f"{root}-events") / f"{stream}.jsonl")
 
     def scratch_dir(self) -> Path | None:
