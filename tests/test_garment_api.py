@@ -29,6 +29,19 @@ OUTFITS = {
     "male_worksuit01": (0.41, 14.36, 3493),
 }
 
+# A custom fabric a merchandiser may define (tests/test_rate_limit.py posts it too).
+HEAVY_LINEN = {
+    "id": "linen-heavy",
+    "name": "Heavy linen",
+    "areal_density_gsm": 280,
+    "thickness_mm": 0.6,
+    "stretch_warp_n_m": 5000,
+    "stretch_weft_n_m": 4000,
+    "shear_n_m": 60,
+    "bending_n_m": 3e-5,
+    "friction": 0.4,
+}
+
 
 async def _client(aiohttp_client, tmp_path, body, settings=None):
     app = create_app(tmp_path / "data", seed=False, settings=settings)
@@ -224,17 +237,7 @@ async def test_fabric_presets_and_custom_fabrics(api):
     assert 140 <= fabrics["cotton-jersey"]["areal_density_gsm"] <= 200
     assert fabrics["denim"]["bending_n_m"] > 10 * fabrics["cotton-jersey"]["bending_n_m"]
     assert fabrics["denim"]["stretch_weft_n_m"] > 10 * fabrics["cotton-jersey"]["stretch_weft_n_m"]
-    custom = {
-        "id": "linen-heavy",
-        "name": "Heavy linen",
-        "areal_density_gsm": 280,
-        "thickness_mm": 0.6,
-        "stretch_warp_n_m": 5000,
-        "stretch_weft_n_m": 4000,
-        "shear_n_m": 60,
-        "bending_n_m": 3e-5,
-        "friction": 0.4,
-    }
+    custom = dict(HEAVY_LINEN)
     before = api.store.snapshot(content=True)
     r = await api.post("/api/v1/fabrics", json={**custom, "areal_density_gsm": -3})
     assert r.status == 422 and (await r.json())["error"]["code"] == "invalid_fabric"

@@ -11,19 +11,10 @@ from spatialtwin.server.app import create_app
 from spatialtwin.server.auth import KEYRING
 from spatialtwin.server.keys import STORE
 from spatialtwin.server.ratelimit import RateLimitedError, RateLimiter
+from tests.test_garment_api import HEAVY_LINEN
 
 LIMIT = 5
-FABRIC = {
-    "id": "linen-heavy",
-    "name": "Heavy linen",
-    "areal_density_gsm": 280,
-    "thickness_mm": 0.6,
-    "stretch_warp_n_m": 5000,
-    "stretch_weft_n_m": 4000,
-    "shear_n_m": 60,
-    "bending_n_m": 3e-5,
-    "friction": 0.4,
-}
+FABRIC = HEAVY_LINEN
 
 
 @pytest.fixture
