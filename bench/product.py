@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,7 +36,7 @@ import numpy as np
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 sys.path.insert(0, str(BENCH))
-from machine import describe_machine  # noqa: E402
+from machine import describe_machine, free_port, stop_process  # noqa: E402
 
 SKU = "ST-SAMPLE-SKIRT-S"
 TWIN = "twn_sample_ava"
@@ -82,12 +81,6 @@ class Api:
                 return job
             time.sleep(0.2)
         raise RuntimeError(f"job {link} did not finish")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_healthy(api: Api, timeout_s: float) -> None:
@@ -218,11 +211,7 @@ def main() -> None:
         print(f"poster request->file s     {spread(wall_s)}  (goal median <= 5)")
         print(f"poster cache hit ms        {spread(hit_ms)}  (goal <= 10)")
     finally:
-        server.terminate()
-        try:
-            server.wait(20)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop_process(server)
         log.close()
 
 

@@ -45,7 +45,7 @@ sys.path.insert(0, str(BENCH))
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
 from live import landmark_frames, video_frames  # noqa: E402
-from machine import describe_machine  # noqa: E402
+from machine import describe_machine, free_port, stop_process  # noqa: E402
 from spatialtwin.gltf import mirror_messages as mm  # noqa: E402
 from spatialtwin.native_logs import quiet_native_logs  # noqa: E402
 
@@ -79,14 +79,6 @@ class Window:
         )  # fmt: skip
         self.__init__()  # type: ignore[misc]
         return out
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def cli(*args: str, data: Path) -> str:
@@ -305,11 +297,7 @@ async def soak(args: argparse.Namespace) -> int:
             stop.set()
             await asyncio.wait(tasks, timeout=20)
     finally:
-        server.terminate()
-        try:
-            server.wait(20)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop_process(server)
         log.close()
     return verdict(rows)
 

@@ -23,7 +23,6 @@ import argparse
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,7 +32,7 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import describe_machine
+from machine import describe_machine, free_port
 
 REPO = Path(__file__).resolve().parents[1]
 CONSOLE = Path(sys.executable).with_name("spatialtwin")
@@ -49,12 +48,6 @@ HEAVY_MODULES = (
     "spatialtwin.services.context",
     "spatialtwin.services.job_kinds",
 )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def healthz(port: int) -> dict | None:
