@@ -77,5 +77,5 @@ def test_a_bad_setting_is_refused(value):
     assert err.value.code == "invalid_setting"
 
 
-def test_the_setting_reaches_the_queue():
+def test_the_setting_reads_its_default_and_zero():
     assert tenant_job_limit({}) == 8 and tenant_job_limit({"max_active_jobs_per_tenant": 0}) == 0
